@@ -1,0 +1,3 @@
+from ukg2d365.cli import main
+
+main()

@@ -1,0 +1,378 @@
+"""The YAML configuration file: pydantic models, loading, and one-line errors that name key path and line.
+
+Relative paths in the file (``ledger.path``, ``*.ca_bundle``) are resolved against the folder of the
+config file, so a cron job gets the same files whatever its working directory is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ukg2d365.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "ukg2d365.yaml"
+CONFIG_ENV = "UKG2D365_CONFIG"
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MICROSOFT_LOGIN_HOSTS = {
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.microsoft.com",
+    "login.windows.net",
+    "login.partner.microsoftonline.cn",
+    "login.microsoftonline.de",
+    "login-us.microsoftonline.com",
+}
+ORG_LEVEL_SOURCES = ("orgLevel1", "orgLevel2", "orgLevel3", "orgLevel4")
+DELIMITERS = {
+    "-": "Hyphen",
+    ".": "Period",
+    "_": "Underscore",
+    "|": "Bar",
+    "~": "Tilde",
+    "--": "DoubleHyphen",
+    "..": "DoublePeriod",
+    "__": "DoubleUnderscore",
+    "||": "DoubleBar",
+    "~~": "DoubleTilde",
+}
+CURRENCY_PRECISION = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3}
+
+
+def is_loopback(host: str | None) -> bool:
+    return (host or "").lower().strip("[]") in LOOPBACK_HOSTS or (host or "").startswith("127.")
+
+
+def _check_https(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url.rstrip("/")
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        return url.rstrip("/")
+    raise ValueError(f"must be an https:// URL (plain http only for loopback), got {url!r}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UkgConfig(_Section):
+    base_url: str = Field(description="Tenant host from UKG Pro's Web Services page")
+    company_ids: list[str] = Field(default_factory=list, description="Optional filter on coId")
+    page_size: int = Field(default=1000, ge=1, le=10000, description="per_Page")
+    gl_path: str = Field(default="/payroll/v2/general-ledger")
+    pay_groups: list[str] = Field(default_factory=list, description="Pay groups that --due considers")
+    timeout_seconds: float = Field(default=60, gt=0, le=600)
+    ca_bundle: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        return _check_https(v)
+
+    @field_validator("gl_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with '/'")
+        return v.rstrip("/")
+
+
+class D365Config(_Section):
+    base_url: str
+    tenant_id: str
+    client_id: str
+    authority_host: str = "https://login.microsoftonline.com"
+    legal_entity: str = Field(min_length=1, max_length=4, description="dataAreaId")
+    journal_name: str = "GenJrn"
+    currency: str = Field(default="USD", min_length=3, max_length=3)
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    max_in_flight: int = Field(default=4, ge=1, le=32)
+    timeout_seconds: float = Field(default=120, gt=0, le=900)
+    ca_bundle: str | None = None
+
+    @field_validator("base_url", "authority_host")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        return _check_https(v)
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @property
+    def scope(self) -> str:
+        return f"{self.base_url.rstrip('/')}/.default"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host.rstrip('/')}/{self.tenant_id}"
+
+    @property
+    def authority_is_microsoft(self) -> bool:
+        return (urlsplit(self.authority_host).hostname or "").lower() in MICROSOFT_LOGIN_HOSTS
+
+    @property
+    def currency_precision(self) -> int:
+        return CURRENCY_PRECISION.get(self.currency, 2)
+
+
+class HttpConfig(_Section):
+    max_attempts: int = Field(default=6, ge=1, le=20, description="attempts per request, first included")
+    backoff_base_seconds: float = Field(default=1.0, ge=0, le=60)
+    backoff_max_seconds: float = Field(default=60.0, ge=0, le=3600)
+    max_retry_after_seconds: float = Field(default=300.0, ge=0, le=3600)
+    retry_budget_seconds: float = Field(default=900.0, ge=0, le=86400, description="total waiting per run")
+
+
+class PayrollConfig(_Section):
+    summarize: bool = True
+    line_text: str = "Payroll {pay_group} {period_end}"
+    lookback_days: int = Field(default=14, ge=0, le=366)
+
+    @field_validator("line_text")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format(pay_group="BW", period_end="2026-01-01", run_id="R", company="C", account="A")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown placeholder {exc}; use {{pay_group}}, {{period_end}}, {{run_id}}, {{company}}, {{account}}"
+            ) from None
+        return v
+
+
+class DimensionMapping(_Section):
+    source: Literal["orgLevel1", "orgLevel2", "orgLevel3", "orgLevel4"]
+    values: dict[str, str] = Field(default_factory=dict, description="UKG code -> D365 value recode")
+    create_in: Literal["FinancialDimensionValues", "OperatingUnits"] = "FinancialDimensionValues"
+    operating_unit_type: str | None = None
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _strings_only(cls, v: Any) -> Any:
+        return _require_string_map(v)
+
+
+class MappingConfig(_Section):
+    ledger_format: list[str] = Field(min_length=1)
+    delimiter: str = "-"
+    main_accounts: dict[str, str] = Field(default_factory=dict)
+    unmapped_accounts: Literal["error", "passthrough"] = "error"
+    dimensions: dict[str, DimensionMapping] = Field(default_factory=dict)
+
+    @field_validator("main_accounts", mode="before")
+    @classmethod
+    def _strings_only(cls, v: Any) -> Any:
+        return _require_string_map(v)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str) -> str:
+        if v not in DELIMITERS:
+            raise ValueError(f"must be one of {' '.join(repr(d) for d in DELIMITERS)} (D365 segment delimiters)")
+        return v
+
+    @model_validator(mode="after")
+    def _format_matches_dimensions(self) -> MappingConfig:
+        fmt = self.ledger_format
+        if fmt[0] != "MainAccount":
+            raise ValueError("ledger_format must start with MainAccount (D365's ledger dimension format does)")
+        if len(set(fmt)) != len(fmt):
+            raise ValueError("ledger_format lists a dimension twice")
+        missing = [d for d in fmt[1:] if d not in self.dimensions]
+        if missing:
+            raise ValueError(f"ledger_format names {', '.join(missing)} but mapping.dimensions has no entry for it")
+        if not self.main_accounts and self.unmapped_accounts == "error":
+            raise ValueError("main_accounts is empty: map at least one UKG account, or set unmapped_accounts: passthrough")
+        for name, dim in self.dimensions.items():
+            if dim.create_in == "OperatingUnits" and dim.operating_unit_type is None:
+                guess = {"department": "OMDepartment", "costcenter": "OMCostCenter"}.get(name.lower())
+                if guess is None:
+                    raise ValueError(f"dimensions.{name}: create_in OperatingUnits needs operating_unit_type")
+                dim.operating_unit_type = guess
+        return self
+
+    @property
+    def delimiter_enum(self) -> str:
+        return DELIMITERS[self.delimiter]
+
+
+class EmployeesConfig(_Section):
+    personnel_number: str = "employeeNumber"
+    default_dimensions: list[str] = Field(default_factory=list)
+
+
+class LedgerConfig(_Section):
+    path: str = "ukg2d365.db"
+    lock_timeout_seconds: float = Field(default=0, ge=0, le=86400, description="wait for another run's lock")
+
+
+class WebhooksConfig(_Section):
+    secret_env: str = "UKG2D365_WEBHOOK_SECRET"
+    signature_header: str = "X-UKG-Signature"
+    signature_encoding: Literal["hex", "base64"] = "hex"
+    signature_prefix: str = ""
+    max_body_bytes: int = Field(default=262144, ge=1024, le=16 * 1024 * 1024)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+
+
+class Config(_Section):
+    ukg: UkgConfig
+    d365: D365Config
+    payroll: PayrollConfig = Field(default_factory=PayrollConfig)
+    mapping: MappingConfig
+    employees: EmployeesConfig = Field(default_factory=EmployeesConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+
+    source_path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _employees_dims(self) -> Config:
+        unknown = [d for d in self.employees.default_dimensions if d not in self.mapping.dimensions]
+        if unknown:
+            raise ValueError(
+                f"employees.default_dimensions names {', '.join(unknown)} but mapping.dimensions has no entry for it"
+            )
+        return self
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A path from the file, resolved against the config file's folder."""
+        if path is None:
+            return None
+        p = Path(os.path.expanduser(path))
+        if not p.is_absolute() and self.source_path is not None:
+            p = self.source_path.parent / p
+        return p
+
+    @property
+    def ledger_path(self) -> Path:
+        resolved = self.resolve(self.ledger.path)
+        assert resolved is not None
+        return resolved
+
+
+def _require_string_map(v: Any) -> Any:
+    if isinstance(v, dict):
+        for key, value in v.items():
+            for what, item in (("key", key), ("value", value)):
+                if not isinstance(item, str):
+                    raise ValueError(
+                        f"{what} {item!r} must be a quoted string (write '{item}': YAML reads bare numbers "
+                        "as numbers and drops leading zeros)"
+                    )
+    return v
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and remembers the line of every key path."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    lines: dict[tuple[Any, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (key_node.value,)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = prefix + (i,)
+            lines[path] = item.start_mark.line + 1
+            lines.update(_key_lines(item, path))
+    return lines
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read, parse and validate the config file; raise ConfigError naming file, key path and line."""
+    cfg_path = Path(path) if path is not None else default_config_path()
+    try:
+        text = cfg_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{cfg_path}: config file not found",
+            hint=f"pass --config PATH, set {CONFIG_ENV}, or copy config.example.yaml to {DEFAULT_CONFIG_NAME}",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg_path}: cannot read config file: {exc}") from None
+    return parse_config(text, cfg_path)
+
+
+def parse_config(text: str, cfg_path: Path) -> Config:
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)  # type: ignore[arg-type]
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{cfg_path}:{where}: not valid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{cfg_path}: the file is empty", hint="start from config.example.yaml")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cfg_path}: the top level must be a mapping of sections (ukg:, d365:, mapping:, ...)")
+    lines = _key_lines(node) if node is not None else {}
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, cfg_path, lines)) from None
+    config.source_path = cfg_path.resolve()
+    return config
+
+
+def _describe_validation_error(exc: ValidationError, cfg_path: Path, lines: dict[tuple[Any, ...], int]) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line = None
+        probe = loc
+        while probe and line is None:
+            line = lines.get(probe)
+            probe = probe[:-1]
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against config.example.yaml)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        msg = re.sub(r"^Value error, ", "", msg)
+        where = f" line {line}" if line else ""
+        problems.append(f"{cfg_path}:{where}: {key}: {msg}")
+    first = problems[0]
+    if len(problems) > 1:
+        first += f" (and {len(problems) - 1} more: " + "; ".join(p.split(": ", 1)[1] for p in problems[1:4]) + ")"
+    return first
