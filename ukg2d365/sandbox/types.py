@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 
-class _Encoder(json.JSONEncoder):
-    def default(self, o: Any) -> Any:
-        if isinstance(o, Decimal):
-            # Emit the exact decimal text: the simulators must never round money through float.
-            return _RawNumber(str(o))
-        return super().default(o)
+_MARK = "\u0001dec:"
 
 
-class _RawNumber(float):
-    def __new__(cls, text: str) -> _RawNumber:
-        obj = super().__new__(cls, 0.0)
-        obj._text = text  # type: ignore[attr-defined]
-        return obj
+def _mark_decimals(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _MARK + str(value)
+    if isinstance(value, dict):
+        return {k: _mark_decimals(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mark_decimals(v) for v in value]
+    return value
 
-    def __repr__(self) -> str:
-        return self._text  # type: ignore[attr-defined,no-any-return]
+
+_MARKED = re.compile(r'"\\u0001dec:(-?[0-9.Ee+-]+)"')
 
 
 def dumps(value: Any) -> bytes:
-    """JSON with Decimals written exactly as their text."""
-    return json.dumps(value, cls=_Encoder, separators=(",", ":")).encode()
+    """JSON with Decimals written exactly as their text: the simulators never round money through float."""
+    text = json.dumps(_mark_decimals(value), separators=(",", ":"))
+    return _MARKED.sub(r"\1", text).encode()
 
 
 @dataclass
