@@ -1,0 +1,27 @@
+# ukg2d365 developer tasks. Everything runs inside .venv, created on first use from plain python3.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install test lint demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check ukg2d365 tests
+	$(VENV)/bin/mypy ukg2d365
+
+demo: install
+	$(PY) -m ukg2d365.sandbox.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo sandbox-run

@@ -1,0 +1,103 @@
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import gl, make_config
+from ukg2d365.errors import DataError
+from ukg2d365.journal import PostingKey, build_journals, journal_description
+from ukg2d365.ukg.records import parse_gl_line
+
+
+def lines(*items):
+    return [parse_gl_line(item, i) for i, item in enumerate(items, start=1)]
+
+
+def test_summarized_journal_keeps_debit_and_credit_apart_and_balances():
+    cfg = make_config()
+    journals = build_journals(lines(
+        gl("5000", Decimal("1000.10"), cc="110", dept="PROD", system_id=1),
+        gl("5000", Decimal("200.20"), cc="110", dept="PROD", system_id=2),
+        gl("2100", 0, Decimal("1200.30"), system_id=3),
+    ), cfg)
+    assert len(journals) == 1
+    j = journals[0]
+    assert j.problems == []
+    assert [(ln.account, ln.debit, ln.credit) for ln in j.lines] == [
+        ("211000--", Decimal("0.00"), Decimal("1200.30")),
+        ("601500-CC110-PROD", Decimal("1200.30"), Decimal("0.00")),
+    ]
+    assert j.debit_total == j.credit_total == Decimal("1200.30")
+    assert [ln.line_number for ln in j.lines] == [1, 2]
+    assert j.accounts == {"601500", "211000"}
+    assert j.dimension_values == {"CostCenter": {"CC110"}, "Department": {"PROD"}}
+
+
+def test_unsummarized_journal_has_one_line_per_ukg_amount():
+    cfg = make_config(summarize=False)
+    j = build_journals(lines(
+        gl("5000", Decimal("10.00"), cc="120", dept="QA", system_id=1),
+        gl("5000", Decimal("5.00"), cc="120", dept="QA", system_id=2),
+        gl("2100", 0, Decimal("15.00"), system_id=3),
+    ), cfg)[0]
+    assert [(ln.account, ln.debit) for ln in j.lines] == [("601500-120-QA", Decimal("10.00")),
+                                                          ("601500-120-QA", Decimal("5.00")),
+                                                          ("211000--", Decimal("0.00"))]
+    assert j.lines[2].credit == Decimal("15.00")
+
+
+def test_unbalanced_run_is_refused_with_both_totals():
+    j = build_journals(lines(gl("5000", Decimal("100.00"), cc="110"), gl("2100", 0, Decimal("99.99"))),
+                       make_config())[0]
+    assert not j.postable
+    assert any("debits 100.00 != credits 99.99" in p for p in j.problems)
+
+
+def test_unmapped_account_is_refused_and_named():
+    j = build_journals(lines(gl("9999", Decimal("5.00")), gl("2100", 0, Decimal("5.00"))), make_config())[0]
+    assert not j.postable
+    assert any("'9999'" not in p and "9999" in p and "mapping.main_accounts" in p for p in j.problems)
+
+
+def test_code_with_delimiter_is_refused():
+    j = build_journals(lines(gl("5000", Decimal("5.00"), cc="1-10"), gl("2100", 0, Decimal("5.00"))),
+                       make_config())[0]
+    assert any("delimiter" in p and "1-10" in p for p in j.problems)
+
+
+def test_negative_debit_becomes_credit_and_totals_stay_balanced():
+    j = build_journals(lines(gl("5000", Decimal("100.00"), cc="110", system_id=1),
+                             gl("5000", Decimal("-30.00"), cc="110", system_id=2),
+                             gl("2100", 0, Decimal("70.00"), system_id=3)), make_config(summarize=False))[0]
+    assert j.problems == []
+    assert [(ln.debit, ln.credit) for ln in j.lines] == [(Decimal("100.00"), Decimal("0.00")),
+                                                         (Decimal("0.00"), Decimal("30.00")),
+                                                         (Decimal("0.00"), Decimal("70.00"))]
+    assert j.debit_total == j.credit_total == Decimal("100.00")
+    assert all(ln.debit >= 0 and ln.credit >= 0 for ln in j.lines)
+
+
+def test_runs_are_split_by_posting_key():
+    js = build_journals(lines(
+        gl("5000", 1, run="A", cc="110"), gl("2100", 0, 1, run="A"),
+        gl("5000", 2, run="B", cc="110"), gl("2100", 0, 2, run="B"),
+    ), make_config())
+    assert [j.key.run_id for j in js] == ["A", "B"]
+
+
+def test_incomplete_block_set_is_refused():
+    j = build_journals(lines(gl("5000", 1, cc="110", blockId=1, totalNrOfBlocks=2),
+                             gl("2100", 0, 1, blockId=1, totalNrOfBlocks=2)), make_config())[0]
+    assert any("incomplete GL run" in p for p in j.problems)
+
+
+def test_marker_is_stable_short_and_in_description():
+    key = PostingKey("C0MP1", "BW", parse_gl_line(gl("5000"), 1).period_end, "GL20261113BW01")
+    assert key.marker == PostingKey("C0MP1", "BW", key.period_end, "GL20261113BW01").marker
+    assert key.marker != PostingKey("C0MP1", "BW", key.period_end, "GL20261113BW02").marker
+    description = journal_description(key)
+    assert key.marker in description and len(description) <= 60
+
+
+def test_bad_record_names_run_line_and_field():
+    with pytest.raises(DataError, match=r"GL run R1 line 7: debitAmt '1,234.50' is not a plain number"):
+        parse_gl_line(gl("5000", "1,234.50", system_id=7), 1)

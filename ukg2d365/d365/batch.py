@@ -1,0 +1,294 @@
+"""OData v4 ``$batch`` bodies for D365 F&O: build the multipart/mixed request, parse the response. Pure.
+
+Every operation goes in a changeset, because a changeset is atomic in F&O: all of it is written or none.
+The whole ``$batch`` answers HTTP 200 even when a changeset failed, so the caller must look at every
+:class:`ChangesetResult`. A failed changeset is answered with a single error response (not one per
+operation), which is why a result holds a list of responses that may be shorter than its changeset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ukg2d365.errors import ProtocolError
+from ukg2d365.http import dumps_json
+
+__all__ = [
+    "MAX_BATCH_OPERATIONS",
+    "BatchOperation",
+    "ChangesetResult",
+    "InnerResponse",
+    "build_batch",
+    "odata_error_message",
+    "parse_batch_response",
+]
+
+MAX_BATCH_OPERATIONS = 5000  # F&O's documented limit per $batch
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE", "MERGE"})
+ERROR_MESSAGE_LIMIT = 300
+CRLF = "\r\n"
+JSON_CONTENT_TYPE = "application/json;odata.metadata=minimal"
+
+
+@dataclass(frozen=True)
+class BatchOperation:
+    """One write inside a changeset; ``url`` is relative to ``/data/`` (``LedgerJournalLines``)."""
+
+    method: str
+    url: str
+    body: Mapping[str, Any] | None = None
+    content_id: str | int | None = None
+
+
+@dataclass(frozen=True)
+class InnerResponse:
+    status: int
+    reason: str
+    headers: Mapping[str, str]  # lower-case names
+    body: Any  # decoded JSON (numbers as Decimal) or None
+    content_id: str | None = None
+    text: str = ""  # the raw body, for non-JSON errors
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error_message(self) -> str | None:
+        if self.ok:
+            return None
+        return odata_error_message(self.body, self.status, self.reason)
+
+
+@dataclass(frozen=True)
+class ChangesetResult:
+    responses: list[InnerResponse] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.responses) and all(r.ok for r in self.responses)
+
+    @property
+    def failed(self) -> InnerResponse | None:
+        return next((r for r in self.responses if not r.ok), None)
+
+    @property
+    def status(self) -> int | None:
+        """The first failing status, else the first status."""
+        failed = self.failed
+        if failed is not None:
+            return failed.status
+        return self.responses[0].status if self.responses else None
+
+    @property
+    def error_message(self) -> str | None:
+        failed = self.failed
+        if failed is not None:
+            return failed.error_message
+        return None if self.responses else "empty changeset response"
+
+    def by_content_id(self) -> dict[str, InnerResponse]:
+        return {r.content_id: r for r in self.responses if r.content_id is not None}
+
+
+# ---------------------------------------------------------------- errors
+
+
+def odata_error_message(body: Any, status: int, reason: str = "") -> str:
+    """innererror.message (the Infolog line), else error.message, else the HTTP status."""
+    message = ""
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            inner = error.get("innererror")
+            if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+                message = inner["message"]
+            if not message.strip() and isinstance(error.get("message"), str):
+                message = error["message"]
+    message = _first_line(message)
+    if message:
+        return message
+    return f"HTTP {status} {reason}".strip()
+
+
+def _first_line(text: str) -> str:
+    stripped = text.strip()
+    if not stripped:
+        return ""
+    line = " ".join(stripped.splitlines()[0].split())
+    if len(line) > ERROR_MESSAGE_LIMIT:
+        line = line[: ERROR_MESSAGE_LIMIT - 3].rstrip() + "..."
+    return line
+
+
+# ---------------------------------------------------------------- building
+
+
+def build_batch(
+    base_url: str, changesets: Sequence[Sequence[BatchOperation]], boundary: str | None = None
+) -> tuple[str, bytes]:
+    """The Content-Type and body of a ``POST /data/$batch`` with one changeset per group."""
+    if not changesets:
+        raise ValueError("a $batch needs at least one changeset")
+    total = sum(len(cs) for cs in changesets)
+    if total > MAX_BATCH_OPERATIONS:
+        raise ValueError(f"a $batch holds at most {MAX_BATCH_OPERATIONS} operations, got {total}")
+    batch_boundary = boundary or f"batch_{uuid.uuid4()}"
+    data_root = base_url.rstrip("/") + "/data/"
+    lines: list[str] = []
+    next_id = 1
+    for changeset in changesets:
+        if not changeset:
+            raise ValueError("empty changeset")
+        cs_boundary = f"changeset_{uuid.uuid4()}"
+        lines += [f"--{batch_boundary}", f"Content-Type: multipart/mixed; boundary={cs_boundary}", ""]
+        for op in changeset:
+            content_id = str(op.content_id) if op.content_id is not None else str(next_id)
+            next_id += 1
+            lines += [f"--{cs_boundary}", *_operation_lines(op, content_id, data_root)]
+        lines.append(f"--{cs_boundary}--")
+    lines.append(f"--{batch_boundary}--")
+    body = CRLF.join(lines) + CRLF
+    return f"multipart/mixed; boundary={batch_boundary}", body.encode("utf-8")
+
+
+def _operation_lines(op: BatchOperation, content_id: str, data_root: str) -> list[str]:
+    method = op.method.upper()
+    if method not in WRITE_METHODS:
+        raise ValueError(f"{op.method} cannot go in a changeset (writes only)")
+    if not op.url or any(c in op.url for c in " \r\n\t"):
+        raise ValueError(f"invalid operation URL {op.url!r}")
+    if any(c in content_id for c in " \r\n\t"):
+        raise ValueError(f"invalid Content-ID {content_id!r}")
+    # "$1/..." refers to an earlier operation of the same changeset by its Content-ID.
+    target = op.url if op.url.startswith("$") else data_root + op.url.lstrip("/")
+    lines = [
+        "Content-Type: application/http",
+        "Content-Transfer-Encoding: binary",
+        f"Content-ID: {content_id}",
+        "",
+        f"{method} {target} HTTP/1.1",
+        "OData-Version: 4.0",
+        "OData-MaxVersion: 4.0",
+        f"Accept: {JSON_CONTENT_TYPE}",
+    ]
+    if op.body is not None:
+        lines += [f"Content-Type: {JSON_CONTENT_TYPE}", "", dumps_json(op.body)]
+    else:
+        lines += [""]
+    return lines
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_batch_response(content_type: str, body: bytes) -> list[ChangesetResult]:
+    """One ChangesetResult per top-level part of a ``$batch`` response, in order."""
+    boundary = _boundary(content_type)
+    results: list[ChangesetResult] = []
+    for headers, part_body in _split_multipart(body, boundary, "$batch response"):
+        part_type = headers.get("content-type", "")
+        if part_type.lower().startswith("multipart/mixed"):
+            inner_boundary = _boundary(part_type)
+            responses = [
+                _http_part(inner_headers, inner_body)
+                for inner_headers, inner_body in _split_multipart(part_body, inner_boundary, "changeset response")
+            ]
+            results.append(ChangesetResult(responses))
+        elif part_type.lower().startswith("application/http"):
+            # A failed changeset is answered as one response for the whole changeset.
+            results.append(ChangesetResult([_http_part(headers, part_body)]))
+        else:
+            raise ProtocolError(f"D365 $batch response part has unexpected Content-Type {part_type or '(none)'}")
+    if not results:
+        raise ProtocolError("D365 $batch response has no parts")
+    return results
+
+
+def _boundary(content_type: str) -> str:
+    match = re.search(r"""boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))""", content_type, re.IGNORECASE)
+    if not match:
+        raise ProtocolError(f"D365 $batch response has no multipart boundary (Content-Type {content_type!r})")
+    return match.group(1) or match.group(2)
+
+
+def _split_multipart(body: bytes, boundary: str, what: str) -> Iterable[tuple[dict[str, str], bytes]]:
+    delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary.encode("ascii")) + rb"(--)?[ \t]*(?:\r?\n|$)")
+    matches = list(delimiter.finditer(body))
+    if not matches:
+        raise ProtocolError(f"D365 {what} has no part with boundary {boundary}")
+    if matches[-1].group(1) is None:
+        raise ProtocolError(f"D365 {what} is truncated (no closing boundary)")
+    parts: list[tuple[dict[str, str], bytes]] = []
+    for current, following in zip(matches, matches[1:], strict=False):
+        if current.group(1) is not None:
+            break  # anything after the close delimiter is epilogue
+        parts.append(_headers_and_body(body[current.end() : following.start()], what))
+    return parts
+
+
+def _headers_and_body(raw: bytes, what: str) -> tuple[dict[str, str], bytes]:
+    match = re.search(rb"\r?\n\r?\n", raw)
+    if match is None:
+        head, rest = raw, b""
+        if not raw.strip():
+            raise ProtocolError(f"D365 {what} has an empty part")
+    else:
+        head, rest = raw[: match.start()], raw[match.end() :]
+    return _parse_headers(head, what), rest
+
+
+def _parse_headers(head: bytes, what: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in head.decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ProtocolError(f"D365 {what} has a malformed header line")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _http_part(part_headers: Mapping[str, str], raw: bytes) -> InnerResponse:
+    if not part_headers.get("content-type", "").lower().startswith("application/http"):
+        raise ProtocolError("D365 changeset response part is not application/http")
+    first_end = re.search(rb"\r?\n", raw)
+    status_line = (raw[: first_end.start()] if first_end else raw).decode("latin-1").strip()
+    match = re.fullmatch(r"HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s+(.*))?", status_line)
+    if match is None:
+        raise ProtocolError("D365 $batch inner response has no HTTP status line")
+    rest = raw[first_end.end() :] if first_end else b""
+    if re.match(rb"\r?\n", rest):
+        headers: dict[str, str] = {}
+        body = re.sub(rb"^\r?\n", b"", rest, count=1)
+    else:
+        headers, body = _headers_and_body(rest, "$batch inner response")
+    text = body.decode("utf-8", errors="replace").strip()
+    parsed: Any = None
+    if text and ("json" in headers.get("content-type", "").lower() or text[:1] in "{["):
+        try:
+            parsed = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        except ValueError:
+            raise ProtocolError(
+                f"D365 $batch inner response (HTTP {match.group(1)}) has truncated or invalid JSON"
+            ) from None
+    content_id = part_headers.get("content-id") or headers.get("content-id")
+    return InnerResponse(
+        status=int(match.group(1)),
+        reason=(match.group(2) or "").strip(),
+        headers=headers,
+        body=parsed,
+        content_id=content_id,
+        text=text,
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")

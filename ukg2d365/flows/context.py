@@ -1,0 +1,101 @@
+"""Everything a flow needs for one run, built lazily from the config: clients, ledger, retry budget."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ukg2d365.config import Config
+from ukg2d365.credentials import resolve_d365, resolve_ukg
+from ukg2d365.d365.auth import TokenProvider
+from ukg2d365.d365.odata import ODataClient
+from ukg2d365.errors import ConfigError
+from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy, build_session
+from ukg2d365.ledger import Ledger
+from ukg2d365.ukg.client import UkgClient
+
+# The posting a request belongs to, so HTTP audit events land on the right posting's trail.
+current_posting: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_posting", default=None)
+
+
+class Context:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        ledger_path: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        record_http: bool = True,
+    ) -> None:
+        self.config = config
+        self._ledger_path = ledger_path
+        self._sleep = sleep
+        self._record_http = record_http
+        self.policy = RetryPolicy.from_config(config.http)
+        self.budget = RetryBudget(self.policy.budget_seconds)
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ resources
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self._ledger_path or self.config.ledger_path)
+
+    def _ca_bundle(self, value: str | None, key: str) -> str | None:
+        path = self.config.resolve(value)
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ConfigError(f"{key}: CA bundle {path} does not exist", hint="fix the path or remove the key")
+        return str(path)
+
+    def _http(self, system: str, base_url: str, timeout: float, ca_bundle: str | None, **kwargs: Any) -> HttpClient:
+        return HttpClient(
+            system=system,
+            base_url=base_url,
+            timeout=timeout,
+            ca_bundle=ca_bundle,
+            policy=self.policy,
+            budget=self.budget,
+            session=kwargs.pop("session", None),
+            sleep=self._sleep,
+            on_event=self._on_http_event,
+            **kwargs,
+        )
+
+    @cached_property
+    def ukg(self) -> UkgClient:
+        cfg = self.config.ukg
+        creds = resolve_ukg()
+        http = self._http("UKG", cfg.base_url, cfg.timeout_seconds, self._ca_bundle(cfg.ca_bundle, "ukg.ca_bundle"))
+        return UkgClient(http, creds, cfg.page_size, cfg.gl_path)
+
+    @cached_property
+    def d365(self) -> ODataClient:
+        cfg = self.config.d365
+        creds = resolve_d365()
+        ca = self._ca_bundle(cfg.ca_bundle, "d365.ca_bundle")
+        session = build_session()
+        session.verify = ca or True
+        tokens = TokenProvider(cfg, creds.client_secret, session)
+        http = self._http("D365", cfg.base_url, cfg.timeout_seconds, ca, session=session)
+        return ODataClient(http, tokens)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_http_event(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests[str(event.get("system"))] += 1
+        if self._record_http and "ledger" in self.__dict__:
+            self.ledger.audit("http", event, current_posting.get())
+
+    def close(self) -> None:
+        if "ledger" in self.__dict__:
+            self.ledger.close()

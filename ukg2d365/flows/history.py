@@ -1,0 +1,47 @@
+"""status and audit: what the ledger knows, for people (tables) and monitoring (JSON/CSV)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ukg2d365.errors import UsageError
+from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting
+
+
+@dataclass
+class StatusReport:
+    counts: dict[str, int]
+    runs: list[dict[str, Any]]
+    pending: list[Posting]  # planned or sending: recovery runs first next time
+    failed: list[Posting]
+    recent: list[Posting]
+
+
+def status(ledger: Ledger, limit: int = 10) -> StatusReport:
+    return StatusReport(
+        counts={s: ledger.counts_by_status().get(s, 0) for s in (POSTED, SENDING, PLANNED, FAILED)},
+        runs=ledger.recent_runs(limit),
+        pending=ledger.find_postings(status=SENDING) + ledger.find_postings(status=PLANNED),
+        failed=ledger.find_postings(status=FAILED),
+        recent=ledger.find_postings(limit=limit),
+    )
+
+
+def posting_dict(p: Posting) -> dict[str, Any]:
+    data = asdict(p)
+    data["debit_total"] = str(p.debit_total)
+    data["credit_total"] = str(p.credit_total)
+    return data
+
+
+def audit_trail(ledger: Ledger, key: str) -> tuple[Posting, list[dict[str, Any]]]:
+    posting = ledger.get_posting(key)
+    if posting is None:
+        for candidate in ledger.find_postings():
+            if candidate.marker == key or candidate.journal_batch_number == key:
+                posting = candidate
+                break
+    if posting is None:
+        raise UsageError(f"no posting {key!r} in the ledger", hint="`ukg2d365 status` lists the keys")
+    return posting, ledger.audit_trail(posting.key)

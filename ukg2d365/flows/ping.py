@@ -1,0 +1,68 @@
+"""ping: authenticate to both systems, one cheap read each, and a precise diagnosis of what is wrong."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
+from ukg2d365.flows.context import Context
+from ukg2d365.flows.setup_check import check_d365_setup
+
+
+@dataclass
+class Check:
+    system: str
+    host: str
+    ok: bool
+    latency_ms: int | None
+    detail: str
+    exit_status: ExitStatus = ExitStatus.OK
+
+
+def _failed(system: str, host: str, exc: Ukg2d365Error) -> Check:
+    return Check(system, host, False, None, str(exc), exc.exit_status)
+
+
+def ping(ctx: Context) -> list[Check]:
+    checks: list[Check] = []
+    ukg_host = ctx.config.ukg.base_url
+    try:
+        result = ctx.ukg.ping()
+        status = result.error.exit_status if result.error else ExitStatus.OK
+        checks.append(Check("UKG", result.host, result.ok, result.latency_ms, result.detail, status))
+    except Ukg2d365Error as exc:
+        checks.append(_failed("UKG", ukg_host, exc))
+
+    d365_host = ctx.config.d365.base_url
+    try:
+        started = time.monotonic()
+        ctx.d365.tokens.token()
+        token_ms = int((time.monotonic() - started) * 1000)
+        checks.append(Check("Entra ID", ctx.config.d365.authority_host, True, token_ms,
+                            f"token issued for {ctx.config.d365.scope}"))
+    except Ukg2d365Error as exc:
+        checks.append(_failed("Entra ID", ctx.config.d365.authority_host, exc))
+        return checks
+    try:
+        d365 = ctx.d365.ping()
+        problems = check_d365_setup(ctx)
+        if problems:
+            checks.append(Check("D365", d365.host, False, d365.latency_ms, "; ".join(problems),
+                                ExitStatus.RECORDS_FAILED))
+        else:
+            checks.append(Check("D365", d365.host, True, d365.latency_ms,
+                                "authenticated; ledger dimension format and delimiter match the config"))
+    except (AuthError, RemoteUnavailable, Ukg2d365Error) as exc:
+        checks.append(_failed("D365", d365_host, exc))
+    return checks
+
+
+def exit_status(checks: list[Check]) -> ExitStatus:
+    failures = [c.exit_status for c in checks if not c.ok]
+    if not failures:
+        return ExitStatus.OK
+    for preferred in (ExitStatus.AUTH, ExitStatus.UNAVAILABLE, ExitStatus.USAGE):
+        if preferred in failures:
+            return preferred
+    return ExitStatus.RECORDS_FAILED

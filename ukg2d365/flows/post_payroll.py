@@ -1,0 +1,303 @@
+"""post-payroll: read UKG GL runs -> plan one balanced journal per pay run -> post each exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from ukg2d365.errors import DataError, UsageError
+from ukg2d365.flows.context import Context, current_posting
+from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.reference import ReferenceData
+from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
+from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
+from ukg2d365.mapping import Mapper
+from ukg2d365.ukg.records import parse_date, parse_gl_line
+
+
+@dataclass(frozen=True)
+class Selection:
+    run_id: str | None = None
+    pay_group: str | None = None
+    period_end: date | None = None
+    due: bool = False
+
+    def validate(self) -> None:
+        if not (self.run_id or self.pay_group or self.period_end or self.due):
+            raise UsageError(
+                "post-payroll needs a selection",
+                hint="give --run-id ID, --pay-group CODE and/or --period-end DATE, or --due for every closed "
+                "period not yet posted",
+            )
+
+
+@dataclass
+class DuePeriods:
+    targets: set[tuple[str, date]] = field(default_factory=set)
+    already_posted: list[tuple[str, date]] = field(default_factory=list)
+    open: list[tuple[str, date]] = field(default_factory=list)
+
+
+@dataclass
+class PayrollPlan:
+    to_post: list[JournalPlan] = field(default_factory=list)
+    already_posted: list[JournalPlan] = field(default_factory=list)
+    refused: list[JournalPlan] = field(default_factory=list)
+    unattributed_errors: list[str] = field(default_factory=list)
+    due: DuePeriods | None = None
+    lines_read: int = 0
+    runs_without_gl: list[tuple[str, date]] = field(default_factory=list)
+    resumed: set[str] = field(default_factory=set)  # keys found sending/failed: recovery first
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.to_post and not self.refused and not self.unattributed_errors
+
+
+@dataclass
+class PayrollResult:
+    plan: PayrollPlan
+    outcomes: list[PostOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PostOutcome]:
+        return [o for o in self.outcomes if o.status != POSTED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.plan.refused and not self.plan.unattributed_errors
+
+
+# ---------------------------------------------------------------------- read
+
+
+def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
+    """Closed pay periods paid within the lookback window and not yet fully posted in the ledger."""
+    lookback = today - timedelta(days=ctx.config.payroll.lookback_days)
+    result = DuePeriods()
+    for pay_group in pay_groups:
+        for period in ctx.ukg.pay_periods(pay_group):
+            if str(period.get("payGroup", pay_group)) != pay_group:
+                continue
+            try:
+                end = parse_date(period.get("periodEndDate"))
+                paid = parse_date(period.get("payDate") or period.get("periodEndDate"))
+            except ValueError as exc:
+                raise DataError(f"UKG pay period of {pay_group}: {exc}") from None
+            if period.get("isPeriodClosed") is not True:
+                if end <= today + timedelta(days=31):
+                    result.open.append((pay_group, end))
+                continue
+            if paid < lookback or paid > today:
+                continue
+            if _period_fully_posted(ctx, pay_group, end):
+                result.already_posted.append((pay_group, end))
+            else:
+                result.targets.add((pay_group, end))
+    return result
+
+
+def _period_fully_posted(ctx: Context, pay_group: str, period_end: date) -> bool:
+    statuses = ctx.ledger.period_statuses(pay_group, period_end.isoformat())
+    return bool(statuses) and all(s == POSTED for s in statuses)
+
+
+def _raw_in_selection(raw: Any, selection: Selection, due: DuePeriods | None) -> bool:
+    """Best-effort test on a raw item that failed validation: is it part of what we were asked to post?"""
+    if not isinstance(raw, dict):
+        return True
+    if selection.pay_group and raw.get("payGroup") not in (None, selection.pay_group):
+        return False
+    period = str(raw.get("periodEndDate") or raw.get("payPeriodEndDate") or "")[:10]
+    if selection.period_end and period and period != selection.period_end.isoformat():
+        return False
+    if due is not None and period and (str(raw.get("payGroup")), period) not in {
+        (pg, d.isoformat()) for pg, d in due.targets
+    }:
+        return False
+    return True
+
+
+def _selected(line_key: PostingKey, selection: Selection, due: DuePeriods | None, companies: set[str]) -> bool:
+    if companies and line_key.company not in companies:
+        return False
+    if selection.pay_group and line_key.pay_group != selection.pay_group:
+        return False
+    if selection.period_end and line_key.period_end != selection.period_end:
+        return False
+    if due is not None and (line_key.pay_group, line_key.period_end) not in due.targets:
+        return False
+    return True
+
+
+def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = None) -> PayrollPlan:
+    """Stream the selected GL runs from UKG and plan one journal per pay run (nothing is written)."""
+    selection.validate()
+    config = ctx.config
+    plan = PayrollPlan()
+    due: DuePeriods | None = None
+    if selection.due:
+        groups = [selection.pay_group] if selection.pay_group else list(config.ukg.pay_groups)
+        if not groups:
+            raise UsageError("--due needs pay groups", hint="set ukg.pay_groups in the config or pass --pay-group")
+        due = due_periods(ctx, groups, today or date.today())
+        plan.due = due
+        if not due.targets:
+            return plan
+
+    mapper = Mapper(config.mapping)
+    builders: dict[PostingKey, JournalBuilder] = {}
+    errors_by_run: dict[str, list[str]] = {}
+    companies = set(config.ukg.company_ids)
+    precision = config.d365.currency_precision
+    for position, raw in enumerate(_gl_items(ctx, selection), start=1):
+        plan.lines_read += 1
+        try:
+            line = parse_gl_line(raw, position, precision)
+        except DataError as exc:
+            if not _raw_in_selection(raw, selection, due):
+                continue
+            run = raw.get("runId") if isinstance(raw, dict) else None
+            if run:
+                errors_by_run.setdefault(str(run), []).append(str(exc))
+            else:
+                plan.unattributed_errors.append(str(exc))
+            continue
+        key = PostingKey.of(line)
+        if not _selected(key, selection, due, companies):
+            continue
+        builder = builders.get(key)
+        if builder is None:
+            builder = builders[key] = JournalBuilder(key, config, mapper)
+        builder.add(line)
+
+    journals = [builders[k].finish() for k in sorted(builders)]
+    for journal in journals:
+        for message in errors_by_run.get(journal.key.run_id, [])[:5]:
+            journal.problems.append(message.removeprefix("UKG "))
+        extra = len(errors_by_run.get(journal.key.run_id, [])) - 5
+        if extra > 0:
+            journal.problems.append(f"and {extra} more bad lines in run {journal.key.run_id}")
+    known_runs = {j.key.run_id for j in journals}
+    for run, messages in errors_by_run.items():
+        if run not in known_runs:
+            plan.unattributed_errors.extend(messages[:5])
+
+    if due is not None:
+        found = {(j.key.pay_group, j.key.period_end) for j in journals}
+        plan.runs_without_gl = sorted(due.targets - found)
+
+    _classify(ctx, plan, journals)
+    return plan
+
+
+def _gl_items(ctx: Context, selection: Selection) -> Iterator[Any]:
+    return iter(ctx.ukg.gl_lines(run_id=selection.run_id))
+
+
+def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
+    ledger = ctx.ledger
+    posted = ledger.posted_keys(j.key.text for j in journals)
+    candidates = []
+    for journal in journals:
+        if journal.key.text in posted:
+            plan.already_posted.append(journal)
+        elif journal.problems or not journal.lines:
+            plan.refused.append(journal)
+        else:
+            candidates.append(journal)
+    if not candidates:
+        return
+    # Refuse up front any journal D365 would reject half-way: unknown main accounts or dimension values.
+    reference = ReferenceData(ctx.d365, ledger, ctx.config)
+    accounts = set().union(*(j.accounts for j in candidates))
+    missing_accounts = reference.missing_main_accounts(accounts)
+    missing_dims: dict[str, set[str]] = {}
+    for name in ctx.config.mapping.dimensions:
+        values = set().union(*(j.dimension_values.get(name, set()) for j in candidates))
+        missing = reference.missing_dimension_values(name, values)
+        if missing:
+            missing_dims[name] = missing
+    for journal in candidates:
+        bad_accounts = sorted(journal.accounts & missing_accounts)
+        if bad_accounts:
+            journal.problems.append(f"main accounts not in D365: {', '.join(bad_accounts)}")
+        for name, missing in missing_dims.items():
+            bad = sorted(journal.dimension_values.get(name, set()) & missing)
+            if bad:
+                journal.problems.append(f"{name} values not in D365: {', '.join(bad)} (run sync-dimensions)")
+        if journal.problems:
+            plan.refused.append(journal)
+        else:
+            existing = ledger.get_posting(journal.key.text)
+            if existing is not None and existing.status in (SENDING, FAILED):
+                plan.resumed.add(journal.key.text)
+            plan.to_post.append(journal)
+
+
+# ---------------------------------------------------------------------- apply
+
+
+def posting_record(journal: JournalPlan) -> Posting:
+    key = journal.key
+    stamp = now_iso()
+    return Posting(
+        key=key.text,
+        company=key.company,
+        pay_group=key.pay_group,
+        period_end=key.period_end.isoformat(),
+        run_id=key.run_id,
+        employee=key.employee,
+        marker=key.marker,
+        description=journal.description,
+        status="planned",
+        journal_batch_number=None,
+        plan_hash=journal.plan_hash,
+        source_hash=journal.source_hash,
+        source_lines=journal.source_lines,
+        line_count=len(journal.lines),
+        debit_total=journal.debit_total,
+        credit_total=journal.credit_total,
+        trans_date=journal.trans_date.isoformat(),
+        attempts=0,
+        last_error=None,
+        created_at=stamp,
+        updated_at=stamp,
+        posted_at=None,
+        last_run=None,
+    )
+
+
+def record_refusals(ctx: Context, plan: PayrollPlan) -> None:
+    """Refused runs go into the audit trail so status/audit can tell finance why nothing was posted."""
+    for journal in plan.refused:
+        ctx.ledger.audit("refused", {"problems": journal.problems, "source_lines": journal.source_lines,
+                                     "debit": str(journal.debit_total), "credit": str(journal.credit_total)},
+                         journal.key.text)
+
+
+def apply(
+    ctx: Context,
+    plan: PayrollPlan,
+    progress: Callable[[int], None] | None = None,
+) -> PayrollResult:
+    """Post every planned journal; the ledger records intent before and outcome after each write."""
+    result = PayrollResult(plan)
+    record_refusals(ctx, plan)
+    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress)
+    for journal in plan.to_post:
+        key = journal.key.text
+        token = current_posting.set(key)
+        try:
+            ctx.ledger.save_plan(posting_record(journal), journal.lines)
+            ctx.ledger.audit("plan", {"lines": len(journal.lines), "source_lines": journal.source_lines,
+                                      "source_hash": journal.source_hash, "plan_hash": journal.plan_hash,
+                                      "debit": str(journal.debit_total), "credit": str(journal.credit_total)}, key)
+            posting = ctx.ledger.get_posting(key)
+            assert posting is not None
+            result.outcomes.append(poster.post(posting, journal.lines))
+        finally:
+            current_posting.reset(token)
+    return result

@@ -1,0 +1,228 @@
+"""Journal planning: UKG GL lines -> one balanced D365 general journal per pay run. Pure; no I/O.
+
+A ``JournalBuilder`` is fed the GL lines of one pay run as they stream in and keeps only what the
+journal needs (sums per account + dimensions when summarizing), so memory does not grow with the
+number of UKG lines when summarizing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from ukg2d365.config import Config
+from ukg2d365.ledger import PlannedLine
+from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
+from ukg2d365.ukg.records import GlDistribution
+
+MARKER_PREFIX = "U2D-"
+DESCRIPTION_MAX = 60  # LedgerJournalTable.Name is 60 characters
+LINE_TEXT_MAX = 60
+
+
+@dataclass(frozen=True, order=True)
+class PostingKey:
+    """The identity of a pay run's posting: company, pay group, period end, UKG run id (+ employee)."""
+
+    company: str
+    pay_group: str
+    period_end: date
+    run_id: str
+    employee: str | None = None
+
+    @property
+    def text(self) -> str:
+        parts = [self.company, self.pay_group, self.period_end.isoformat(), self.run_id]
+        if self.employee:
+            parts.append(self.employee)
+        return "/".join(parts)
+
+    @property
+    def marker(self) -> str:
+        """Short, stable tag written into the journal's Description so D365 can be searched by it."""
+        digest = hashlib.sha256(self.text.encode()).digest()
+        return MARKER_PREFIX + base64.b32encode(digest).decode()[:12]
+
+    @classmethod
+    def of(cls, line: GlDistribution) -> PostingKey:
+        return cls(line.company, line.pay_group, line.period_end, line.run_id, line.employee)
+
+
+def journal_description(key: PostingKey) -> str:
+    tag = f" [{key.marker}]"
+    head = f"Payroll {key.pay_group} {key.period_end.isoformat()} {key.run_id}"
+    return head[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
+
+
+@dataclass
+class JournalPlan:
+    key: PostingKey
+    lines: list[PlannedLine]
+    debit_total: Decimal
+    credit_total: Decimal
+    source_lines: int
+    source_hash: str
+    accounts: set[str]  # D365 main accounts used
+    dimension_values: dict[str, set[str]]  # dimension -> values used
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        return journal_description(self.key)
+
+    @property
+    def trans_date(self) -> date:
+        return self.key.period_end
+
+    @property
+    def balanced(self) -> bool:
+        return self.debit_total == self.credit_total
+
+    @property
+    def postable(self) -> bool:
+        return not self.problems and bool(self.lines)
+
+    @property
+    def plan_hash(self) -> str:
+        digest = hashlib.sha256()
+        for ln in self.lines:
+            digest.update(f"{ln.line_number}|{ln.account}|{ln.debit}|{ln.credit}|{ln.text}\n".encode())
+        return digest.hexdigest()
+
+
+class JournalBuilder:
+    """Accumulates one pay run's GL lines into a JournalPlan."""
+
+    def __init__(self, key: PostingKey, config: Config, mapper: Mapper) -> None:
+        self.key = key
+        self._summarize = config.payroll.summarize
+        self._line_text = config.payroll.line_text
+        self._mapper = mapper
+        self._sums: dict[tuple[str, str, str], list[Decimal]] = {}  # (display, ukg account, main) -> [dr, cr]
+        self._detail: list[tuple[LedgerAccount, str, Decimal, Decimal]] = []
+        self._account_cache: dict[tuple[str, tuple[str, ...]], LedgerAccount] = {}
+        self.debit_in = Decimal(0)
+        self.credit_in = Decimal(0)
+        self.count = 0
+        self._unmapped: dict[str, set[str]] = {}
+        self._blocks: set[int] = set()
+        self._total_blocks: set[int] = set()
+        self._digest = hashlib.sha256()
+
+    def add(self, line: GlDistribution) -> None:
+        self.count += 1
+        self.debit_in += line.debit
+        self.credit_in += line.credit
+        self._blocks.add(line.block_id)
+        self._total_blocks.add(line.total_blocks)
+        self._digest.update(
+            f"{line.system_id}|{line.account}|{line.debit}|{line.credit}|{'|'.join(line.org_levels)}\n".encode()
+        )
+        cache_key = (line.account, line.org_levels)
+        account = self._account_cache.get(cache_key)
+        if account is None:
+            try:
+                account = self._mapper.ledger_account(line.account, line.org_level)
+            except MappingError as exc:
+                self._unmapped.setdefault(f"{exc.kind} {exc.reason}", set()).add(exc.code)
+                return
+            self._account_cache[cache_key] = account
+        if self._summarize:
+            sums = self._sums.setdefault((account.display, line.account, account.main_account),
+                                         [Decimal(0), Decimal(0)])
+            sums[0] += line.debit
+            sums[1] += line.credit
+        else:
+            self._detail.append((account, line.account, line.debit, line.credit))
+
+    def _text(self, ukg_account: str) -> str:
+        k = self.key
+        text = self._line_text.format(pay_group=k.pay_group, period_end=k.period_end.isoformat(), run_id=k.run_id,
+                                      company=k.company, account=ukg_account)
+        return text[:LINE_TEXT_MAX]
+
+    def finish(self) -> JournalPlan:
+        problems = []
+        for reason, codes in sorted(self._unmapped.items()):
+            shown = ", ".join(sorted(codes)[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
+            problems.append(f"{reason}: {shown}")
+        if self.debit_in != self.credit_in:
+            problems.append(
+                f"unbalanced in UKG: debits {self.debit_in:,} != credits {self.credit_in:,} "
+                f"(difference {self.debit_in - self.credit_in:,})"
+            )
+        totals = self._total_blocks
+        if len(totals) > 1 or (totals and self._blocks != set(range(1, max(totals) + 1))):
+            problems.append(
+                f"incomplete GL run: blocks {sorted(self._blocks)} of {max(totals)} were returned; "
+                "wait until UKG has finished the run"
+            )
+        if self.count == 0 or (self.debit_in == 0 and self.credit_in == 0):
+            problems.append("empty pay run: no amounts to post")
+
+        entries: list[tuple[str, str, Decimal, Decimal]] = []  # display, ukg account, dr, cr
+        accounts: set[str] = set()
+        dims: dict[str, set[str]] = {}
+        if self._summarize:
+            for (display, ukg_account, main), (dr, cr) in sorted(self._sums.items()):
+                entries.append((display, ukg_account, dr, cr))
+                accounts.add(main)
+        else:
+            for account, ukg_account, dr, cr in self._detail:
+                entries.append((account.display, ukg_account, dr, cr))
+        for account in self._account_cache.values():
+            accounts.add(account.main_account)
+            for name, value in account.dimensions:
+                if value:
+                    dims.setdefault(name, set()).add(value)
+
+        lines: list[PlannedLine] = []
+        debit_total = credit_total = Decimal(0)
+        for display, ukg_account, dr, cr in entries:
+            for amount, is_debit in ((dr, True), (cr, False)):
+                if amount == 0:
+                    continue
+                # A negative debit is a credit (a reversal) and vice versa: D365 lines take no negatives.
+                debit_side = is_debit if amount > 0 else not is_debit
+                value = abs(amount)
+                lines.append(PlannedLine(
+                    line_number=len(lines) + 1,
+                    account=display,
+                    debit=value if debit_side else Decimal("0.00"),
+                    credit=Decimal("0.00") if debit_side else value,
+                    text=self._text(ukg_account),
+                ))
+                if debit_side:
+                    debit_total += value
+                else:
+                    credit_total += value
+        if not problems and debit_total != credit_total:  # cannot happen when the input balances
+            problems.append(f"plan unbalanced: debits {debit_total:,} != credits {credit_total:,}")
+        return JournalPlan(
+            key=self.key,
+            lines=lines,
+            debit_total=debit_total,
+            credit_total=credit_total,
+            source_lines=self.count,
+            source_hash=self._digest.hexdigest(),
+            accounts=accounts,
+            dimension_values=dims,
+            problems=problems,
+        )
+
+
+def build_journals(lines: Iterable[GlDistribution], config: Config) -> list[JournalPlan]:
+    """Group lines by posting key and plan each journal."""
+    mapper = Mapper(config.mapping)
+    builders: dict[PostingKey, JournalBuilder] = {}
+    for line in lines:
+        key = PostingKey.of(line)
+        builder = builders.get(key)
+        if builder is None:
+            builder = builders[key] = JournalBuilder(key, config, mapper)
+        builder.add(line)
+    return [builders[k].finish() for k in sorted(builders)]

@@ -1,0 +1,60 @@
+"""Money: Decimal parsed from JSON text, quantized to the currency's precision, never through float."""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+# D365 stores amounts as numeric(32,6); anything near that is a corrupt record, not a payroll.
+MAX_AMOUNT = Decimal("999999999999.99")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+class AmountError(ValueError):
+    """An amount cannot be used as money; the message says why, the caller adds which record."""
+
+
+def quantum(precision: int) -> Decimal:
+    return Decimal(1).scaleb(-precision)
+
+
+def parse_amount(value: Any, precision: int = 2) -> Decimal:
+    """Parse one amount from decoded JSON (Decimal, int or numeric string) into an exact Decimal.
+
+    ``None`` is zero (UKG leaves the unused side of a line empty). Refused: booleans, floats (they
+    already lost precision), strings with separators or currency signs, NaN/Infinity, more decimal
+    places than the currency has (unless the extra digits are zeros), and absurdly large values.
+    """
+    if value is None:
+        return quantum(precision) * 0
+    if isinstance(value, bool) or isinstance(value, float):
+        raise AmountError(f"{value!r} is not an exact amount")
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _PLAIN_NUMBER.match(text):
+            raise AmountError(f"{value!r} is not a plain number (no thousands separators or currency signs)")
+        amount = Decimal(text)
+    else:
+        raise AmountError(f"{value!r} is not a number")
+    if not amount.is_finite():
+        raise AmountError(f"{value!r} is not a finite number")
+    q = quantum(precision)
+    try:
+        rounded = amount.quantize(q, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        raise AmountError(f"{value!r} is too large") from None
+    if rounded != amount:
+        raise AmountError(f"{value!r} has more than {precision} decimal places")
+    if abs(rounded) > MAX_AMOUNT:
+        raise AmountError(f"{value!r} is larger than any payroll amount ({MAX_AMOUNT})")
+    return rounded
+
+
+def fmt(amount: Decimal) -> str:
+    """Thousands-separated text for terminals: 1,234.50."""
+    return f"{amount:,}"

@@ -1,0 +1,122 @@
+"""Terminal and machine output: rich tables for people, one JSON object per line for cron and CI.
+
+Results go to stdout; progress bars go to stderr and only when stderr is a terminal, so cron logs
+stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ukg2d365.journal import JournalPlan
+
+PREVIEW_ROWS = 40
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+class Output:
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False, verbose: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.verbose = verbose
+        self.out = Console(highlight=False, soft_wrap=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    # ------------------------------------------------------------------ primitives
+
+    def event(self, name: str, **fields: Any) -> None:
+        """One JSON object per line on stdout (only in --json mode)."""
+        if self.json_mode:
+            sys.stdout.write(json.dumps({"event": name, **_jsonable(fields)}, sort_keys=False) + "\n")
+            sys.stdout.flush()
+
+    def say(self, text: str, *, style: str | None = None) -> None:
+        if not self.json_mode and not self.quiet:
+            self.out.print(text, style=style)
+
+    def summary(self, text: str, **fields: Any) -> None:
+        """The one line a cron log always gets, even with --quiet."""
+        if self.json_mode:
+            self.event("summary", message=text, **fields)
+        else:
+            self.out.print(text)
+
+    def table(self, table: Table) -> None:
+        if not self.json_mode and not self.quiet:
+            self.out.print(table)
+
+    def error(self, message: str, *, code: int) -> None:
+        if self.json_mode:
+            self.event("error", message=message, exit_code=code)
+        self.err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        if self.json_mode:
+            self.event("warning", message=message)
+        else:
+            self.err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Any]:
+        """A progress bar on stderr when it is a terminal; otherwise a no-op callable."""
+        if self.json_mode or self.quiet or not self.err.is_terminal or total <= 0:
+            yield lambda n: None
+            return
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       console=self.err, transient=True)
+        with bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+
+
+# ---------------------------------------------------------------------- journals
+
+
+def journal_table(journal: JournalPlan, title: str) -> Table:
+    """Lines grouped by account and dimensions (what finance reviews), with totals."""
+    grouped: dict[str, list[Decimal]] = {}
+    for line in journal.lines:
+        sums = grouped.setdefault(line.account, [Decimal(0), Decimal(0), Decimal(0)])
+        sums[0] += line.debit
+        sums[1] += line.credit
+        sums[2] += 1
+    table = Table(title=title, title_justify="left", show_footer=True)
+    table.add_column("Account and dimensions", footer="Total")
+    table.add_column("Lines", justify="right", footer=str(len(journal.lines)))
+    table.add_column("Debit", justify="right", footer=f"{journal.debit_total:,.2f}")
+    table.add_column("Credit", justify="right", footer=f"{journal.credit_total:,.2f}")
+    for i, (account, (dr, cr, n)) in enumerate(sorted(grouped.items())):
+        if i == PREVIEW_ROWS:
+            table.add_row(f"... {len(grouped) - PREVIEW_ROWS} more accounts", "", "", "")
+            break
+        table.add_row(account, str(n), f"{dr:,.2f}" if dr else "", f"{cr:,.2f}" if cr else "")
+    return table
+
+
+def journal_fields(journal: JournalPlan) -> dict[str, Any]:
+    k = journal.key
+    return {
+        "key": k.text, "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end,
+        "run_id": k.run_id, "marker": k.marker, "lines": len(journal.lines), "source_lines": journal.source_lines,
+        "debit": journal.debit_total, "credit": journal.credit_total,
+    }

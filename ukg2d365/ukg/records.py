@@ -1,0 +1,123 @@
+"""Typed UKG records, validated from the raw dicts the client yields. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ukg2d365.errors import DataError
+from ukg2d365.money import AmountError, parse_amount
+
+
+@dataclass(frozen=True, slots=True)
+class GlDistribution:
+    """One line of a UKG payroll GL run (GET /payroll/v2/general-ledger)."""
+
+    run_id: str
+    company: str
+    pay_group: str
+    period_end: date
+    account: str
+    debit: Decimal
+    credit: Decimal
+    org_levels: tuple[str, str, str, str]
+    block_id: int
+    total_blocks: int
+    system_id: str
+    employee: str | None = None
+
+    def org_level(self, source: str) -> str:
+        """Value of 'orgLevel1'..'orgLevel4'."""
+        return self.org_levels[int(source[-1]) - 1]
+
+    @property
+    def ref(self) -> str:
+        return f"GL run {self.run_id} line {self.system_id}"
+
+
+def parse_date(value: Any) -> date:
+    """UKG dates come as '2026-11-13T00:00:00' (sometimes with zone or fraction) or '2026-11-13'."""
+    if not isinstance(value, str) or len(value) < 10:
+        raise ValueError(f"{value!r} is not a date")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date") from None
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a date-time")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date-time") from None
+
+
+def _text(raw: dict[str, Any], field: str, *, required: bool) -> str:
+    value = raw.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ValueError(f"{field} is missing")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise ValueError(f"{field} {value!r} is not text")
+    return str(value).strip()
+
+
+def _int(raw: dict[str, Any], field: str, default: int) -> int:
+    value = raw.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise ValueError(f"{field} {value!r} is not a whole number")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{field} {value!r} is not a whole number") from None
+    if number != number.to_integral_value():
+        raise ValueError(f"{field} {value!r} is not a whole number")
+    return int(number)
+
+
+def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution:
+    """Validate one raw GL item; DataError names the run, the line and the field."""
+    if not isinstance(raw, dict):
+        raise DataError(f"UKG GL item #{position} is not an object: {type(raw).__name__}")
+    run_id = raw.get("runId")
+    system_id = raw.get("systemId")
+    ref = f"GL run {run_id!s} line {system_id if system_id is not None else '#' + str(position)}"
+    try:
+        run = _text(raw, "runId", required=True)
+        company = _text(raw, "coId", required=False) or _text(raw, "companyCode", required=True)
+        period_raw = raw.get("periodEndDate") or raw.get("payPeriodEndDate")
+        if period_raw is None:
+            raise ValueError("periodEndDate is missing")
+        period_end = parse_date(period_raw)
+        amounts = {}
+        for field in ("debitAmt", "creditAmt"):
+            try:
+                amounts[field] = parse_amount(raw.get(field), precision)
+            except AmountError as exc:
+                raise ValueError(f"{field} {exc}") from None
+        line = GlDistribution(
+            run_id=run,
+            company=company,
+            pay_group=_text(raw, "payGroup", required=True),
+            period_end=period_end,
+            account=_text(raw, "generalLedgerAccount", required=True),
+            debit=amounts["debitAmt"],
+            credit=amounts["creditAmt"],
+            org_levels=tuple(_text(raw, f"orgLevel{i}", required=False) for i in range(1, 5)),  # type: ignore[arg-type]
+            block_id=_int(raw, "blockId", 1),
+            total_blocks=_int(raw, "totalNrOfBlocks", 1),
+            system_id=str(system_id) if system_id is not None else f"#{position}",
+            employee=_text(raw, "employeeNumber", required=False) or None,
+        )
+    except ValueError as exc:
+        raise DataError(f"UKG {ref}: {exc}") from None
+    return line
