@@ -88,6 +88,17 @@ def test_non_microsoft_authority_disables_instance_discovery_and_validation() ->
     assert factory.calls[0]["validate_authority"] is False
 
 
+def test_authority_requests_never_turn_tls_verification_off() -> None:
+    session = requests.Session()
+    session.verify = False
+    app = FakeApp([{"access_token": "AT"}])
+    factory = Factory(app)
+    TokenProvider(make_cfg(), SECRET, session, app_factory=factory).token()
+    http_client = factory.calls[0]["http_client"]
+    assert http_client._settings({})["verify"] is True
+    assert http_client._settings({})["allow_redirects"] is False
+
+
 def test_plain_http_authority_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="https"):
         TokenProvider(make_cfg("http://127.0.0.1:8080"), SECRET, requests.Session())
@@ -193,8 +204,9 @@ def test_real_msal_with_a_local_authority_fetches_only_its_openid_configuration_
     _serve_discovery()
     responses.post(TOKEN_URL, json={"access_token": "AT-1", "expires_in": 3599, "token_type": "Bearer"})
     responses.post(TOKEN_URL, json={"access_token": "AT-2", "expires_in": 3599, "token_type": "Bearer"})
-    cfg = make_cfg(LOCAL_AUTHORITY, ca_bundle="/etc/sandbox-ca.pem")
-    tokens = TokenProvider(cfg, SECRET, requests.Session())
+    session = requests.Session()
+    session.verify = "/etc/sandbox-ca.pem"  # the caller's resolved d365.ca_bundle
+    tokens = TokenProvider(make_cfg(LOCAL_AUTHORITY), SECRET, session)
     assert tokens.token() == "AT-1"
     assert tokens.token() == "AT-1"  # msal's cache
     tokens.invalidate()

@@ -90,7 +90,10 @@ class TokenProvider:
             )
         self.cfg = cfg
         self._secret = client_secret
-        self._http = _AuthorityHttp(http_session, cfg.ca_bundle or True, cfg.timeout_seconds)
+        # The caller sets http_session.verify to the resolved CA bundle (config paths are relative to the
+        # config file, which D365Config alone cannot resolve). Verification is never turned off here.
+        verify = http_session.verify if isinstance(http_session.verify, str) and http_session.verify else True
+        self._http = _AuthorityHttp(http_session, verify, cfg.timeout_seconds)
         self._factory: AppFactory = app_factory or msal.ConfidentialClientApplication
         self._app: ConfidentialApp | None = None
         self._lock = threading.Lock()

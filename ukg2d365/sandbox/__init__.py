@@ -1,0 +1,294 @@
+"""The local sandbox: simulated Entra ID, UKG Pro and D365 F&O over HTTPS on 127.0.0.1.
+
+```python
+with Sandbox(tmp_path, employees=60) as sb:      # starts: ports, CA, config file
+    requests.get(sb.urls.ukg + "/configuration/v1/org-levels", verify=str(sb.ca_path), ...)
+    sb.faults.add(FaultRule("d365", "status", status=429, retry_after="1", path_regex=r"\\$batch"))
+    sb.dataset.close_period()                    # a new GL run appears
+```
+Used by ``ukg2d365 sandbox`` (the demo), the end-to-end tests and the benchmark. All credentials are
+the throwaway values of ``catalog``; the listeners bind to loopback only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import yaml
+
+from ukg2d365.sandbox import catalog
+from ukg2d365.sandbox.data import DEFAULT_EMPLOYEES, DEFAULT_SEED, GlRun, PayPeriod, RawJson, UkgDataset
+from ukg2d365.sandbox.entra import EntraService
+from ukg2d365.sandbox.faults import FaultRule, FaultSet
+from ukg2d365.sandbox.server import AdminApi, Service, ServiceServer, Stats
+from ukg2d365.sandbox.tls import TlsMaterial, generate
+from ukg2d365.sandbox.tokens import TokenRegistry
+from ukg2d365.sandbox.ukg import UkgService
+
+__all__ = [
+    "Sandbox",
+    "SandboxUrls",
+    "FaultRule",
+    "FaultSet",
+    "UkgDataset",
+    "GlRun",
+    "PayPeriod",
+    "RawJson",
+    "TokenRegistry",
+    "serve_forever_cli",
+    "CONFIG_NAME",
+]
+
+CONFIG_NAME = "ukg2d365.yaml"
+CA_NAME = "ca.pem"
+SERVICES = ("entra", "ukg", "d365")
+
+# (tokens, d365 base URL) -> an object with handle(SimRequest) -> SimResponse
+D365Factory = Callable[[TokenRegistry, str], Service]
+
+
+@dataclass(frozen=True)
+class SandboxUrls:
+    entra: str
+    ukg: str
+    d365: str
+
+    def __getitem__(self, name: str) -> str:
+        return str(getattr(self, name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SERVICES)
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _default_d365(tokens: TokenRegistry, base_url: str) -> Service:
+    from ukg2d365.sandbox.d365 import D365Service, D365State
+
+    return D365Service(D365State.seeded(), tokens, base_url)
+
+
+class Sandbox:
+    """Three HTTPS simulators plus the files a client needs (``ca.pem``, ``ukg2d365.yaml``)."""
+
+    def __init__(
+        self,
+        dir: Path | str,  # noqa: A002 - the public name the CLI and tests use
+        *,
+        port: int = 0,
+        employees: int = DEFAULT_EMPLOYEES,
+        latency_ms: int = 0,
+        token_lifetime: int = 3599,
+        today: dt.date | None = None,
+        seed: int = DEFAULT_SEED,
+        verbose: bool = False,
+        d365_factory: D365Factory | None = None,
+    ) -> None:
+        if port and not 1 <= port <= 65533:
+            raise ValueError("port must be 0 (pick free ports) or 1..65533 (uses port, port+1, port+2)")
+        self.dir = Path(dir)
+        self.port = port
+        self.verbose = verbose
+        self.dataset = UkgDataset(employees, seed=seed, today=today)
+        self.tokens = TokenRegistry(lifetime_seconds=token_lifetime)
+        self.faults = FaultSet(latency_ms)
+        self.ca_path = self.dir / CA_NAME
+        self.config_path = self.dir / CONFIG_NAME
+        self.urls: SandboxUrls | None = None
+        self.d365: Any = None  # the D365Service (its data: .d365.state)
+        self.entra: EntraService | None = None
+        self.ukg = UkgService(self.dataset)
+        self._d365_factory = d365_factory or _default_d365
+        self._stats = Stats(SERVICES)
+        self._servers: dict[str, ServiceServer] = {}
+        self._tls: TlsMaterial | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> Sandbox:
+        if self._servers:
+            raise RuntimeError("sandbox already started")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._tls = generate()
+        context = self._tls.server_context()
+        try:
+            for i, name in enumerate(SERVICES):
+                self._servers[name] = ServiceServer(
+                    name,
+                    port=self.port + i if self.port else 0,
+                    context=context,
+                    faults=self.faults,
+                    stats=self._stats,
+                    verbose=self.verbose,
+                )
+            urls = SandboxUrls(**{name: srv.url for name, srv in self._servers.items()})
+            self.urls = urls
+            self.d365 = self._d365_factory(self.tokens, urls.d365)
+            self.entra = EntraService(
+                self.tokens,
+                catalog.TENANT_ID,
+                catalog.CLIENT_ID,
+                catalog.CLIENT_SECRET,
+                resource=urls.d365,
+                base_url=urls.entra,
+            )
+            self._servers["entra"].service = self.entra
+            self._servers["entra"].admin = AdminApi(self.faults, self.tokens, self._stats)
+            self._servers["ukg"].service = self.ukg
+            self._servers["d365"].service = self.d365
+            self._tls.write_ca(self.ca_path)
+            self.write_config()
+            for srv in self._servers.values():
+                srv.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every listener and handler thread, and delete the TLS keys. Safe to call twice."""
+        servers, self._servers = self._servers, {}
+        for srv in servers.values():
+            srv.stop()
+        if self._tls is not None:
+            self._tls.cleanup()
+            self._tls = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._servers)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------- what a client needs
+
+    def stats(self) -> dict[str, int]:
+        """Requests received per service since start (admin API calls not counted)."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    @staticmethod
+    def env() -> dict[str, str]:
+        """The credential env vars a client needs (throwaway sandbox values)."""
+        return {
+            "UKG2D365_UKG_USERNAME": catalog.UKG_USERNAME,
+            "UKG2D365_UKG_PASSWORD": catalog.UKG_PASSWORD,
+            "UKG2D365_UKG_CUSTOMER_API_KEY": catalog.UKG_CUSTOMER_API_KEY,
+            "UKG2D365_UKG_USER_API_KEY": catalog.UKG_USER_API_KEY,
+            "UKG2D365_D365_CLIENT_SECRET": catalog.CLIENT_SECRET,
+        }
+
+    def config_dict(self) -> dict[str, Any]:
+        if self.urls is None:
+            raise RuntimeError("start the sandbox first: the config names its ports")
+        return {
+            "ukg": {
+                "base_url": self.urls.ukg,
+                "pay_groups": [catalog.PAY_GROUP],
+                "ca_bundle": CA_NAME,
+            },
+            "d365": {
+                "base_url": self.urls.d365,
+                "tenant_id": catalog.TENANT_ID,
+                "client_id": catalog.CLIENT_ID,
+                "authority_host": self.urls.entra,
+                "legal_entity": catalog.LEGAL_ENTITY,
+                "journal_name": catalog.JOURNAL_NAME,
+                "currency": catalog.CURRENCY,
+                "ca_bundle": CA_NAME,
+            },
+            "mapping": {
+                "ledger_format": list(catalog.LEDGER_FORMAT),
+                "delimiter": catalog.DELIMITER,
+                "main_accounts": {a.ukg_account: a.d365_account for a in catalog.GL_ACCOUNTS},
+                "dimensions": {
+                    "CostCenter": {"source": "orgLevel1", "create_in": "FinancialDimensionValues"},
+                    "Department": {
+                        "source": "orgLevel2",
+                        "create_in": "OperatingUnits",
+                        "operating_unit_type": "OMDepartment",
+                    },
+                },
+            },
+            "employees": {"default_dimensions": list(catalog.DEFAULT_DIMENSION_FORMAT)},
+            "ledger": {"path": "ukg2d365.db"},
+        }
+
+    def write_config(self, path: Path | None = None) -> Path:
+        """Write a config that ``ukg2d365.config.load_config`` accepts; relative paths sit beside it."""
+        target = path or self.config_path
+        header = (
+            "# Written by the ukg2d365 sandbox for its local simulators (throwaway data and credentials).\n"
+            f"# Entra ID {self.urls.entra if self.urls else ''}, UKG Pro {self.urls.ukg if self.urls else ''}, "
+            f"D365 F&O {self.urls.d365 if self.urls else ''}.\n"
+            "# Secrets are not in this file: export the env vars `ukg2d365 sandbox` printed.\n"
+            "# ca_bundle and ledger.path are relative to this file's folder; the ports change per start.\n\n"
+        )
+        body = yaml.safe_dump(self.config_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(header + body, encoding="utf-8")
+        return target
+
+    def export_lines(self) -> list[str]:
+        lines = [f"export UKG2D365_CONFIG={shlex.quote(str(self.config_path))}"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
+        return lines
+
+
+def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int) -> None:  # noqa: A002
+    """``ukg2d365 sandbox``: run until Ctrl-C or SIGTERM, then stop cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    sandbox = Sandbox(Path(dir), port=port, employees=employees, latency_ms=latency_ms)
+    try:
+        sandbox.start()
+        assert sandbox.urls is not None
+        closed = sandbox.dataset.closed_periods()
+        print("ukg2d365 sandbox is running (Ctrl-C to stop)")
+        print(f"  Entra ID   {sandbox.urls.entra}")
+        print(f"  UKG Pro    {sandbox.urls.ukg}")
+        print(f"  D365 F&O   {sandbox.urls.d365}")
+        print(f"  config     {sandbox.config_path}")
+        print(f"  CA         {sandbox.ca_path}")
+        print(
+            f"  data       {len(sandbox.dataset.employees)} employees, {len(sandbox.dataset.gl_runs)} GL runs "
+            f"({', '.join(r.run_id for r in sandbox.dataset.gl_runs)}); "
+            f"last closed period ends {closed[-1].period_end if closed else '-'}"
+        )
+        print("\nIn another shell:")
+        for line in sandbox.export_lines():
+            print(line)
+        print(flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("ukg2d365 sandbox stopped")

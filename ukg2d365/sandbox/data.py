@@ -185,7 +185,8 @@ class PayPeriod:
 def _period(pay_group: str, index: int) -> PayPeriod:
     end = PERIOD_ANCHOR + dt.timedelta(days=PERIOD_DAYS * index)
     start = end - dt.timedelta(days=PERIOD_DAYS - 1)
-    opened = dt.datetime.combine(start + dt.timedelta(days=CLOSE_LAG_DAYS - 1), dt.time(17, 45))
+    # periods are opened two weeks ahead, so even the next period was opened in the past
+    opened = dt.datetime.combine(start - dt.timedelta(days=PERIOD_DAYS), dt.time(17, 45))
     return PayPeriod(pay_group, index, start, end, end + dt.timedelta(days=PAY_LAG_DAYS), opened)
 
 
@@ -216,6 +217,14 @@ class GlRun(ABC):
         self.period_end = period_end
         self.gl_run_datetime = gl_run_datetime
         self.system_id_base = system_id_base
+
+    def iso_dates(self) -> tuple[str, str, str]:
+        """periodEndDate, periodStartDate, glRunDateTime as UKG writes them (formatted once per run)."""
+        key = (self.period_end, self.period_start, self.gl_run_datetime)
+        if getattr(self, "_iso_key", None) != key:
+            self._iso_key = key
+            self._iso = (iso_date(self.period_end), iso_date(self.period_start), iso_datetime(self.gl_run_datetime))
+        return self._iso
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -288,7 +297,7 @@ class GeneratedGlRun(GlRun):
         p = self.participants[group % len(self.participants)]
         amounts = _employee_amounts(f"{self.seed}:{self.run_id}:{group}:{p.key}", p)
         size = self._last_size if group == self._groups - 1 else 12
-        pairs: list[tuple[GlAccount, Decimal]] = list(zip(GL_ACCOUNTS, amounts))
+        pairs: list[tuple[GlAccount, Decimal]] = list(zip(GL_ACCOUNTS, amounts, strict=True))
         if size == 13:
             net_account, net = pairs[6]
             half = (net / 2).quantize(CENT, rounding=ROUND_DOWN)
@@ -389,11 +398,12 @@ def _gl_line(run: GlRun, system_id: int, account: GlAccount, amount: Decimal, p:
     org = account.carries_org_levels
     debit = amount if account.side == "debit" else ZERO
     credit = amount if account.side == "credit" else ZERO
+    period_end, period_start, run_at = run.iso_dates()
     # key order follows GeneralLedgerRunDetailsV2 in the spec
     return {
         "description": account.name,
         "runId": run.run_id,
-        "payPeriodEndDate": iso_date(run.period_end),
+        "payPeriodEndDate": period_end,
         "accountType": account.main_account_type,
         "baseSegment": account.ukg_account,
         "companyCode": catalog.UKG_COMPANY_CODE,
@@ -408,15 +418,15 @@ def _gl_line(run: GlRun, system_id: int, account: GlAccount, amount: Decimal, p:
         "orgLevel3": "",
         "orgLevel4": "",
         "payGroup": run.pay_group,
-        "periodEndDate": iso_date(run.period_end),
-        "periodStartDate": iso_date(run.period_start),
+        "periodEndDate": period_end,
+        "periodStartDate": period_start,
         "positionCode": "",
         "positionDesc": "",
         "project": "",
         "systemId": system_id,
         "blockId": 1,
         "coId": catalog.UKG_CO_ID,
-        "glRunDateTime": iso_datetime(run.gl_run_datetime),
+        "glRunDateTime": run_at,
         "totalNrOfBlocks": 1,
         "userWhoRanThisGl": GL_RUN_USER,
         "glJson": None,
@@ -699,8 +709,11 @@ class UkgDataset:
         period.date_time_closed = when
         if not gl_run:
             return None
-        paid = [e for e in self.employees if e.pay_group == period.pay_group and e.paid_in(
-            period.period_start, period.period_end)]
+        paid = [
+            e
+            for e in self.employees
+            if e.pay_group == period.pay_group and e.paid_in(period.period_start, period.period_end)
+        ]
         participants = [_snapshot(e) for e in paid]
         run = GeneratedGlRun(
             run_id=self._next_run_id(period.pay_group, period.period_end),
@@ -825,9 +838,7 @@ class UkgDataset:
         p = _Participant("", cost_center, department, "", "", "", "S", ZERO)
         template = gl_account or GlAccount(account, account, f"Account {account}", "debit", "Expense", True)
         line = _gl_line(run, system_id, template, ZERO, p)
-        line.update(
-            {"debitAmt": debit, "creditAmt": credit, "orgLevel1": cost_center, "orgLevel2": department}
-        )
+        line.update({"debitAmt": debit, "creditAmt": credit, "orgLevel1": cost_center, "orgLevel2": department})
         line.update(overrides)
         return line
 

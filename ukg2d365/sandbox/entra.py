@@ -64,7 +64,11 @@ class EntraService:
             200,
             {
                 "token_endpoint": f"{root}/oauth2/v2.0/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
                 "jwks_uri": f"{self.base_url}/{self.tenant_id}/discovery/v2.0/keys",
                 "response_modes_supported": ["query", "fragment", "form_post"],
                 "subject_types_supported": ["pairwise"],
@@ -99,7 +103,10 @@ class EntraService:
         if grant != "client_credentials":
             if not grant:
                 return self._error(
-                    400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+                    400,
+                    "invalid_request",
+                    900144,
+                    "The request body must contain the following parameter: 'grant_type'.",
                 )
             return self._error(
                 400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'."
@@ -121,7 +128,10 @@ class EntraService:
             )
         if "client_assertion" in form:
             return self._error(
-                401, "invalid_client", 700027, "Client assertion failed signature validation (sandbox accepts secrets only)."
+                401,
+                "invalid_client",
+                700027,
+                "Client assertion failed signature validation (sandbox accepts secrets only).",
             )
         if secret is None:
             return self._error(
