@@ -297,7 +297,8 @@ def apply(ctx: Context, plan: DimensionPlan, progress: Progress | None = None) -
     advance = progress or (lambda n: None)
     for skipped in plan.skipped:
         ctx.ledger.audit("dimension.skipped", {"dimension": skipped.dimension, "code": skipped.code,
-                                               "reason": skipped.reason}, f"dimension:{skipped.dimension}:{skipped.code}")
+                                               "reason": skipped.reason},
+                         f"dimension:{skipped.dimension}:{skipped.code}")
     if plan.missing_main_accounts:
         ctx.ledger.audit("setup.problem", {"command": "sync-dimensions",
                                            "missing_main_accounts": plan.missing_main_accounts})
@@ -333,7 +334,7 @@ def _send_chunk(ctx: Context, chunk: list[DimensionValue]) -> list[CreateOutcome
         # The whole $batch was refused (not one changeset): nothing in it was written.
         return [CreateOutcome(v, False, str(exc)) for v in chunk]
     outcomes = []
-    for value, changeset in zip(chunk, results):
+    for value, changeset in zip(chunk, results, strict=True):
         if changeset.ok:
             outcomes.append(CreateOutcome(value, True))
         else:

@@ -82,7 +82,7 @@ class Sandbox:
 
     def __init__(
         self,
-        dir: Path | str,  # noqa: A002 - the public name the CLI and tests use
+        dir: Path | str,
         *,
         port: int = 0,
         employees: int = DEFAULT_EMPLOYEES,
@@ -157,8 +157,12 @@ class Sandbox:
     def stop(self) -> None:
         """Stop every listener and handler thread, and delete the TLS keys. Safe to call twice."""
         servers, self._servers = self._servers, {}
-        for srv in servers.values():
-            srv.stop()
+        # in parallel: each listener's serve_forever loop takes up to a poll interval to notice
+        stoppers = [threading.Thread(target=srv.stop, name=f"sandbox-stop-{srv.name}") for srv in servers.values()]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         if self._tls is not None:
             self._tls.cleanup()
             self._tls = None
@@ -252,14 +256,14 @@ class Sandbox:
         return lines
 
 
-def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int) -> None:  # noqa: A002
+def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int) -> None:
     """``ukg2d365 sandbox``: run until Ctrl-C or SIGTERM, then stop cleanly."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)

@@ -387,12 +387,8 @@ def _no_route(url: str) -> ODataError:
 
 
 def _duplicate(spec: EntitySpec, rec: dict[str, Any]) -> ODataError:
-    keys = ", ".join(f"{k}: {_display(rec[k])}" for k in spec.keys)
+    keys = ", ".join(f"{k}: {rec[k]}" for k in spec.keys)
     return _write_error(spec, f"Info: Cannot create a record in {spec.table}. {keys}. The record already exists.")
-
-
-def _display(value: Any) -> str:
-    return str(value)
 
 
 # --- values, literals and keys -------------------------------------------------------------------
@@ -774,6 +770,10 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return bool(a <= b)
 
 
+def _sort_key(prop: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda rec: _sortable(rec[prop])
+
+
 def _sortable(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
@@ -866,6 +866,7 @@ class D365State:
         self._delimiter_enum = "Hyphen"
         self._ledger_format: list[str] | None = None
         self._default_format: list[str] | None = None
+        self._format_names: dict[tuple[str, str], list[str]] = {}
         self._sequences: Counter[str] = Counter()
         # secondary indexes, maintained when a transaction commits
         self._lines_by_journal: dict[_JournalKey, dict[_Key, dict[str, Any]]] = {}
@@ -884,6 +885,8 @@ class D365State:
             state.add_main_account(acct.d365_account, acct.name, acct.main_account_type, rec_id=22565421000 + i)
         for j, (acct_id, name, acct_type) in enumerate(catalog.D365_EXTRA_MAIN_ACCOUNTS):
             state.add_main_account(acct_id, name, acct_type, rec_id=22565422000 + j)
+        state._insert("DimensionAttributes", {"DimensionName": "MainAccount", "ReportColumnName": "MainAccount",
+                                              "UseValuesFrom": "Main accounts"})
         state.add_custom_dimension("CostCenter")
         state.add_operating_unit_dimension("Department", "OMDepartment", "Departments")
         descriptions = {cc.code: cc.description for cc in catalog.COST_CENTERS}
@@ -969,16 +972,19 @@ class D365State:
         if names:
             if main_account and names[0] != "MainAccount":
                 raise ValueError("a ledger dimension format starts with MainAccount")
-            unknown = [n for n in names if n not in self.dimensions or (n == "MainAccount") != (
-                main_account and n == names[0])]
+            dims = names[1:] if main_account else names
+            unknown = [n for n in dims if n not in self.dimensions or n == "MainAccount"]
             if unknown:
                 raise ValueError(f"not a usable financial dimension here: {', '.join(unknown)}")
+            if len(set(names)) != len(names):
+                raise ValueError("a dimension format lists a dimension twice")
         with self.lock:
-            table = self.tables["DimensionIntegrationFormats"]
-            for key, rec in list(table.items()):
+            # only one format of a type is active at a time
+            for key, rec in list(self.tables["DimensionIntegrationFormats"].items()):
                 if rec["DimensionFormatType"] == format_type:
                     self._apply("DimensionIntegrationFormats", key, {**rec, "IsActive": "No"})
             if names:
+                self._format_names[(format_name, format_type)] = names
                 self._insert("DimensionIntegrationFormats", {
                     "DimensionFormatName": format_name, "DimensionFormatType": format_type,
                     "FinancialDimensionFormat": self.delimiter.join(names), "IsActive": "Yes"})
@@ -1003,9 +1009,9 @@ class D365State:
             self._delimiter_enum = enum_name
             self._insert("DimensionParameters", {"Key": 0, "DimensionSegmentDelimiter": enum_name})
             # FinancialDimensionFormat is shown with the configured delimiter between the dimension names
+            # ("MainAccount-CostCenter-Department"), the form integration peers split with that delimiter
             for key, rec in list(self.tables["DimensionIntegrationFormats"].items()):
-                names = re.split("|".join(re.escape(d) for d in sorted(DELIMITERS.values(), key=len, reverse=True)),
-                                 rec["FinancialDimensionFormat"])
+                names = self._format_names[(rec["DimensionFormatName"], rec["DimensionFormatType"])]
                 self._apply("DimensionIntegrationFormats", key,
                             {**rec, "FinancialDimensionFormat": self.delimiter.join(names)})
 
@@ -1138,6 +1144,18 @@ class D365State:
         return "Terminated"
 
 
+def _person_name(rec: dict[str, Any]) -> str:
+    return " ".join(p for p in (rec["FirstName"], rec["MiddleName"], rec["LastName"]) if p)
+
+
+def _update_person(worker: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A worker with new person fields; the name follows first/last name unless it was given too."""
+    out = {**worker, **values}
+    if "Name" not in values and any(k in values for k in ("FirstName", "MiddleName", "LastName")):
+        out["Name"] = _person_name(out)
+    return out
+
+
 def _key_of(spec: EntitySpec, rec: dict[str, Any]) -> _Key:
     return tuple(_nk(rec[k]) for k in spec.keys)
 
@@ -1257,7 +1275,7 @@ class _Entities:
         # extra segments beyond the format are silently dropped; missing trailing ones are blank
         kept = segments[: len(fmt)]
         segments = kept + [""] * (len(fmt) - len(kept))
-        for name, segment in zip(fmt, segments):
+        for name, segment in zip(fmt, segments, strict=True):
             backing = self.state.dimensions[name]
             if backing.kind == "main":
                 self._check_main_account(spec, txn, segment, value)
@@ -1388,7 +1406,7 @@ class _Entities:
             raise _write_error(spec, "Error: A line can have a debit amount or a credit amount, not both.")
         if debit == 0 and credit == 0:
             raise _write_error(spec, "Error: Enter a debit amount or a credit amount.")
-        if rec["Company"] and _nk(rec["Company"]) != _nk(area) or (
+        if (rec["Company"] and _nk(rec["Company"]) != _nk(area)) or (
                 rec["OffsetCompany"] and _nk(rec["OffsetCompany"]) != _nk(area)):
             raise _write_error(spec, "Error: This entity doesn't support intercompany transactions.")
         for type_prop, value_prop in (("AccountType", "AccountDisplayValue"),
@@ -1464,6 +1482,17 @@ class _Entities:
             rec["PartyNumber"] = self.state.next_number("PartyNumber", "", "{n:06d}")
         return self._insert(txn, spec, rec)
 
+    # ---- MainAccounts ----
+
+    def create_MainAccounts(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+        rec = spec.default_record()
+        rec.update(values)
+        rec["ChartOfAccounts"] = rec["ChartOfAccounts"] or self.state.chart_of_accounts
+        self._required(spec, rec, "MainAccountId")
+        if not rec["MainAccountRecId"]:
+            rec["MainAccountRecId"] = 22565424000 + len(self.state.tables["MainAccounts"])
+        return self._insert(txn, spec, rec)
+
     # ---- workers and employments ----
 
     def create_Workers(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
@@ -1476,7 +1505,7 @@ class _Entities:
         if not rec["PersonnelNumber"]:
             rec["PersonnelNumber"] = self.state.next_number("PersonnelNumber", "", "{n:06d}")
         if not rec["Name"]:
-            rec["Name"] = " ".join(p for p in (rec["FirstName"], rec["MiddleName"], rec["LastName"]) if p)
+            rec["Name"] = _person_name(rec)
         if not rec["PartyNumber"]:
             rec["PartyNumber"] = self.state.next_number("PartyNumber", "", "{n:06d}")
 
@@ -1547,10 +1576,7 @@ class _Entities:
             worker["WorkerType"] = "Employee"
             self._worker_defaults(worker)
         else:
-            worker = {**worker, **worker_values}
-            if "Name" not in worker_values and ("FirstName" in worker_values or "LastName" in worker_values):
-                worker["Name"] = " ".join(p for p in (worker["FirstName"], worker["MiddleName"], worker["LastName"])
-                                          if p)
+            worker = _update_person(worker, worker_values)
         txn.put("Workers", worker_key, worker)
         emp_spec = SPECS["EmploymentsV2"]
         emp = emp_spec.default_record()
@@ -1567,14 +1593,16 @@ class _Entities:
         return self.compose_employee(txn.get, emp)
 
     def update_EmployeesV2(self, txn: _Txn, spec: EntitySpec, key: _Key, values: dict[str, Any]) -> dict[str, Any]:
-        emp = self._existing(txn, SPECS["EmploymentsV2"], key)
+        emp = txn.get("EmploymentsV2", key)
+        if emp is None:
+            raise _not_found(spec.name)
         employment, worker_values, own = self._split_employee(values)
         if employment:
-            self.update_EmploymentsV2(txn, SPECS["EmploymentsV2"], key, employment)
-        if worker_values:
-            worker_key = (key[0],)
-            worker = txn.get("Workers", worker_key) or {}
-            txn.put("Workers", worker_key, {**worker, **worker_values})
+            self.update_EmploymentsV2(txn, spec, key, employment)
+        worker_key = (key[0],)
+        worker = txn.get("Workers", worker_key)
+        if worker_values and worker is not None:
+            txn.put("Workers", worker_key, _update_person(worker, worker_values))
         if own:
             txn.put("EmployeesV2", key, {**(txn.get("EmployeesV2", key) or {}), **own})
         return self.compose_employee(txn.get, txn.get("EmploymentsV2", key) or emp)
@@ -1874,7 +1902,8 @@ class D365Service:
                     raise _not_found(spec.name)
                 body = self._entity_body(spec, rec, select)
                 if expand:
-                    body[expand] = [self._row(line, None) for line in self.state._journal_lines(_journal_key(rec)).values()]
+                    lines = self.state._journal_lines(_journal_key(rec)).values()
+                    body[expand] = [self._row(line, None) for line in lines]
                 return self._json(200, body)
             rows = self._query(req, spec)
             if target.suffix == "/$count":
@@ -1913,8 +1942,9 @@ class D365Service:
         result = list(rows)
         order = req.arg("$orderby")
         if order:
+            # stable sorts from the last key to the first give a multi-key order
             for prop, descending in reversed(self._orderby(spec, order)):
-                result.sort(key=lambda r, p=prop: _sortable(r[p]), reverse=descending)  # type: ignore[misc]
+                result.sort(key=_sort_key(prop), reverse=descending)
         return result
 
     @staticmethod

@@ -508,10 +508,10 @@ class UkgDataset:
         for i, cc in enumerate(active_ccs):
             depts = OFFICE_DEPARTMENTS if cc.location == "HQ" else PLANT_DEPARTMENTS
             coverage.append((cc, depts[i % len(depts)]))
-        for dept in catalog.DEPARTMENTS:
-            if dept.code not in {d for _, d in coverage}:
-                loc_group = "HQ" if dept.code in OFFICE_DEPARTMENTS else "PLT1"
-                coverage.append((next(c for c in active_ccs if c.location == loc_group), dept.code))
+        for unit in catalog.DEPARTMENTS:
+            if unit.code not in {d for _, d in coverage}:
+                loc_group = "HQ" if unit.code in OFFICE_DEPARTMENTS else "PLT1"
+                coverage.append((next(c for c in active_ccs if c.location == loc_group), unit.code))
 
         employees: list[Employee] = []
         used_names: set[tuple[str, str]] = set()
@@ -701,9 +701,11 @@ class UkgDataset:
                 period = self.period(pay_group, period_end)
             if period.is_closed:
                 raise ValueError(f"{pay_group} period ending {period.period_end} is already closed")
-            if period is self.pay_periods[-1]:
-                self.pay_periods.append(_period(pay_group, period.index + 1))  # keep a next open period
-            return self._close(period, closed_at or self.now(), gl_run=gl_run)
+            run = self._close(period, closed_at or self.now(), gl_run=gl_run)
+            while len(self.open_periods(pay_group)) < 2:  # keep an open period and the next one listed
+                last = max(p.index for p in self.pay_periods if p.pay_group == pay_group)
+                self.pay_periods.append(_period(pay_group, last + 1))
+            return run
 
     def _close(self, period: PayPeriod, when: dt.datetime, *, gl_run: bool = True) -> GlRun | None:
         period.date_time_closed = when

@@ -53,7 +53,10 @@ class FaultRule:
         if self.method is not None:
             self.method = self.method.upper()
         if self.path_regex is not None:
-            re.compile(self.path_regex)  # fail at add() time, not on the first request
+            try:
+                re.compile(self.path_regex)  # fail at add() time, not on the first request
+            except re.error as exc:
+                raise ValueError(f"path_regex {self.path_regex!r}: {exc}") from None
 
     def matches(self, service: str, method: str, path: str) -> bool:
         if service != self.service:
@@ -150,7 +153,7 @@ def status_response(service: str, status: int, retry_after: str | None = None) -
             if status >= 500
             else (90000, "invalid_request")
         )
-        body = {
+        body: dict[str, Any] = {
             "error": error,
             "error_description": f"AADSTS{code}: The service is temporarily unavailable. Try again later.",
             "error_codes": [code],

@@ -69,6 +69,10 @@ _AMOUNT_MARK = "\u0001amt:"
 _AMOUNT_MARKED = re.compile(r'"\\u0001amt:(-?[0-9.]+)"')
 
 
+def _unmark(m: re.Match[str]) -> str:
+    return m.group(1)
+
+
 def _array(items: list[Any], fast: bool) -> bytes:
     if fast:
         # Generated GL lines: only debitAmt/creditAmt are Decimal. Mark them, let the C encoder write
@@ -78,7 +82,7 @@ def _array(items: list[Any], fast: bool) -> bytes:
             for i in items
         ]
         text = json.dumps(marked, separators=(",", ":"))
-        return _AMOUNT_MARKED.sub(r"\1", text).encode()
+        return _AMOUNT_MARKED.sub(_unmark, text).encode()
     return ("[" + ",".join(render_json(i) for i in items) + "]").encode()
 
 
@@ -132,6 +136,10 @@ def _bool_eq(expected: str) -> Callable[[Any], bool]:
     if text not in ("true", "false"):
         raise BadRequest(f"'{expected}' is not a valid boolean")
     return lambda v: bool(v) == (text == "true")
+
+
+def _on(get: Callable[[Employee], Any], match: Callable[[Any], bool]) -> Callable[[Employee], bool]:
+    return lambda e: match(get(e))
 
 
 # ---------------------------------------------------------------------------- the service
@@ -313,12 +321,10 @@ class UkgService:
         tests: list[Callable[[Employee], bool]] = []
         for name, get in text_filters.items():
             if name in args:
-                match = _text_eq(args[name])
-                tests.append(lambda e, g=get, m=match: m(g(e)))
+                tests.append(_on(get, _text_eq(args[name])))
         for name, get_date in date_filters.items():
             if name in args:
-                match_date = date_filter(args[name])
-                tests.append(lambda e, g=get_date, m=match_date: m(g(e)))
+                tests.append(_on(get_date, date_filter(args[name])))
         employees = [e for e in self.dataset.employees if all(t(e) for t in tests)]
         by_id = {x.employee_id: x for x in self.dataset.employees}
         return self._page(args, [self._employment_record(e, by_id.get(e.supervisor_id)) for e in employees])
