@@ -33,7 +33,6 @@ def _session(sb: Sandbox) -> requests.Session:
 
 
 def _ukg_get(sb: Sandbox, path: str = "/configuration/v1/org-levels", **kw: Any) -> requests.Response:
-    assert sb.urls is not None
     headers = {"US-Customer-Api-Key": catalog.UKG_CUSTOMER_API_KEY, "US-User-Api-Key": catalog.UKG_USER_API_KEY}
     return _session(sb).get(
         sb.urls.ukg + path, headers=headers, auth=(catalog.UKG_USERNAME, catalog.UKG_PASSWORD), timeout=10, **kw
@@ -41,7 +40,6 @@ def _ukg_get(sb: Sandbox, path: str = "/configuration/v1/org-levels", **kw: Any)
 
 
 def _token_post(sb: Sandbox, tenant: str = catalog.TENANT_ID, **form: str) -> requests.Response:
-    assert sb.urls is not None
     data = {
         "grant_type": "client_credentials",
         "client_id": catalog.CLIENT_ID,
@@ -53,7 +51,6 @@ def _token_post(sb: Sandbox, tenant: str = catalog.TENANT_ID, **form: str) -> re
 
 
 def _msal_app(sb: Sandbox, secret: str = catalog.CLIENT_SECRET) -> msal.ConfidentialClientApplication:
-    assert sb.urls is not None
     return msal.ConfidentialClientApplication(
         catalog.CLIENT_ID,
         client_credential=secret,
@@ -67,7 +64,6 @@ def _msal_app(sb: Sandbox, secret: str = catalog.CLIENT_SECRET) -> msal.Confiden
 
 
 def test_tls_is_verified_against_the_written_ca(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     assert sandbox.ca_path.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert _ukg_get(sandbox).status_code == 200
     # the certificate names both 127.0.0.1 and localhost
@@ -88,7 +84,6 @@ def test_tls_is_verified_against_the_written_ca(sandbox: Sandbox) -> None:
 
 
 def test_listeners_bind_to_loopback_only(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     for url in (sandbox.urls.entra, sandbox.urls.ukg, sandbox.urls.d365):
         assert url.startswith("https://127.0.0.1:")
     for srv in sandbox._servers.values():
@@ -120,13 +115,11 @@ def _free_port_triple() -> int:
 def test_explicit_port_means_three_consecutive_ports(make_sandbox: Callable[..., Sandbox]) -> None:
     base = _free_port_triple()
     sb = make_sandbox(port=base, employees=5)
-    assert sb.urls is not None
     assert (sb.urls.entra, sb.urls.ukg, sb.urls.d365) == tuple(f"https://127.0.0.1:{base + i}" for i in range(3))
     assert sb.urls["ukg"] == sb.urls.ukg
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     port = int(sandbox.urls.entra.rsplit(":", 1)[1])
     ctx = ssl.create_default_context(cafile=str(sandbox.ca_path))
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
@@ -147,7 +140,6 @@ def test_keep_alive_serves_several_requests_on_one_connection(sandbox: Sandbox) 
 
 
 def test_msal_acquires_a_token_from_the_sandbox_entra(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     app = _msal_app(sandbox)
     scopes = [f"{sandbox.urls.d365}/.default"]
     result = app.acquire_token_for_client(scopes=scopes)
@@ -164,7 +156,6 @@ def test_msal_acquires_a_token_from_the_sandbox_entra(sandbox: Sandbox) -> None:
 
 
 def test_discovery_document_points_back_at_the_sandbox(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     s = _session(sandbox)
     for path in (
         f"/{catalog.TENANT_ID}/v2.0/.well-known/openid-configuration",
@@ -201,7 +192,6 @@ def test_token_errors_look_like_entra(
 
 def test_token_lifetime_is_configurable_and_revocation_rejects_tokens(make_sandbox: Callable[..., Sandbox]) -> None:
     sb = make_sandbox(employees=5, token_lifetime=120)
-    assert sb.urls is not None
     r = _token_post(sb)
     body = r.json()
     assert r.status_code == 200 and body["expires_in"] == body["ext_expires_in"] == 120
@@ -218,7 +208,6 @@ def test_token_lifetime_is_configurable_and_revocation_rejects_tokens(make_sandb
 
 
 def test_d365_rejects_a_revoked_token(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     token = _token_post(sandbox).json()["access_token"]
     s = _session(sandbox)
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -242,7 +231,6 @@ def test_ukg_429_with_retry_after_then_recovers(sandbox: Sandbox) -> None:
 
 
 def test_d365_429_uses_the_service_protection_error_shape(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     date = "Wed, 21 Oct 2026 07:28:00 GMT"
     sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=429, retry_after=date))
     s = _session(sandbox)
@@ -304,7 +292,6 @@ def test_fault_rules_are_validated() -> None:
 
 
 def test_admin_api_drives_faults_and_stats(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     s = _session(sandbox)
     admin = sandbox.urls.entra + "/_sandbox"
     r = s.post(admin + "/faults", json={"service": "ukg", "action": "status", "status": 503, "count": None}, timeout=5)
@@ -326,7 +313,6 @@ def test_admin_api_drives_faults_and_stats(sandbox: Sandbox) -> None:
 
 
 def test_written_config_loads_and_points_at_the_sandbox(sandbox: Sandbox) -> None:
-    assert sandbox.urls is not None
     text = sandbox.config_path.read_text(encoding="utf-8")
     assert text.startswith("# Written by the ukg2d365 sandbox")
     assert catalog.CLIENT_SECRET not in text and catalog.UKG_PASSWORD not in text
@@ -361,9 +347,8 @@ def test_sandbox_env_fixture_sets_the_credentials(sandbox_env: dict[str, str]) -
 def test_stop_closes_listeners_and_idle_connections(make_sandbox: Callable[..., Sandbox]) -> None:
     threads_before = set(threading.enumerate())
     sb = make_sandbox(employees=5)
-    assert sb.urls is not None
     ports = [int(u.rsplit(":", 1)[1]) for u in (sb.urls.entra, sb.urls.ukg, sb.urls.d365)]
-    key_dir = sb._tls._key_dir if sb._tls else None
+    assert sb._tls is not None and not sb._tls._key_dir.exists()  # the key lives in memory only
     s = _session(sb)
     r = s.get(f"{sb.urls.entra}/{catalog.TENANT_ID}/v2.0/.well-known/openid-configuration", timeout=5)
     assert r.status_code == 200  # leaves an idle keep-alive connection open
@@ -381,7 +366,6 @@ def test_stop_closes_listeners_and_idle_connections(make_sandbox: Callable[..., 
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert set(threading.enumerate()) <= threads_before | {threading.current_thread()}
-    assert key_dir is not None and not key_dir.exists()
     sb.stop()  # twice is fine
 
 

@@ -64,7 +64,6 @@ class Ukg:
     """A bare HTTPS client for the simulated UKG (what a test sees on the wire)."""
 
     def __init__(self, sb: Sandbox) -> None:
-        assert sb.urls is not None
         self.base = sb.urls.ukg
         self.verify = str(sb.ca_path)
         self.session = requests.Session()

@@ -566,6 +566,15 @@ def sandbox(
     _guard(state, body)
 
 
+def _register_commands() -> None:
+    from ukg2d365.cli_sync import register
+
+    register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 

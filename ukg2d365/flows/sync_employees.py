@@ -534,6 +534,7 @@ def read_and_plan(ctx: Context, since: date | None, *, today: date | None = None
     missing_values: dict[str, set[str]] = {}
     names: dict[tuple[str, str], PersonName] = {}
     if changed:
+        # The setup check guards writes; a run with nothing changed has none to guard and stays read-free.
         check_employee_setup(ctx)
         reference = ReferenceData(ctx.d365, ctx.ledger, config)
         for name in config.employees.default_dimensions:

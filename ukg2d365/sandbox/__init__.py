@@ -103,7 +103,7 @@ class Sandbox:
         self.faults = FaultSet(latency_ms)
         self.ca_path = self.dir / CA_NAME
         self.config_path = self.dir / CONFIG_NAME
-        self.urls: SandboxUrls | None = None
+        self._urls: SandboxUrls | None = None
         self.d365: Any = None  # the D365Service (its data: .d365.state)
         self.entra: EntraService | None = None
         self.ukg = UkgService(self.dataset)
@@ -120,6 +120,7 @@ class Sandbox:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._tls = generate()
         context = self._tls.server_context()
+        self._tls.cleanup()  # the context holds the key now: no copy stays on disk while we run
         try:
             for i, name in enumerate(SERVICES):
                 self._servers[name] = ServiceServer(
@@ -131,7 +132,7 @@ class Sandbox:
                     verbose=self.verbose,
                 )
             urls = SandboxUrls(**{name: srv.url for name, srv in self._servers.items()})
-            self.urls = urls
+            self._urls = urls
             self.d365 = self._d365_factory(self.tokens, urls.d365)
             self.entra = EntraService(
                 self.tokens,
@@ -168,6 +169,13 @@ class Sandbox:
             self._tls = None
 
     @property
+    def urls(self) -> SandboxUrls:
+        """Base URLs of the three services (known once started; kept after stop for messages)."""
+        if self._urls is None:
+            raise RuntimeError("the sandbox is not started: its ports are not chosen yet")
+        return self._urls
+
+    @property
     def running(self) -> bool:
         return bool(self._servers)
 
@@ -200,8 +208,6 @@ class Sandbox:
         }
 
     def config_dict(self) -> dict[str, Any]:
-        if self.urls is None:
-            raise RuntimeError("start the sandbox first: the config names its ports")
         return {
             "ukg": {
                 "base_url": self.urls.ukg,
@@ -238,10 +244,10 @@ class Sandbox:
     def write_config(self, path: Path | None = None) -> Path:
         """Write a config that ``ukg2d365.config.load_config`` accepts; relative paths sit beside it."""
         target = path or self.config_path
+        urls = self.urls
         header = (
             "# Written by the ukg2d365 sandbox for its local simulators (throwaway data and credentials).\n"
-            f"# Entra ID {self.urls.entra if self.urls else ''}, UKG Pro {self.urls.ukg if self.urls else ''}, "
-            f"D365 F&O {self.urls.d365 if self.urls else ''}.\n"
+            f"# Entra ID {urls.entra}, UKG Pro {urls.ukg}, D365 F&O {urls.d365}.\n"
             "# Secrets are not in this file: export the env vars `ukg2d365 sandbox` printed.\n"
             "# ca_bundle and ledger.path are relative to this file's folder; the ports change per start.\n\n"
         )
@@ -270,7 +276,6 @@ def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: in
     sandbox = Sandbox(Path(dir), port=port, employees=employees, latency_ms=latency_ms)
     try:
         sandbox.start()
-        assert sandbox.urls is not None
         closed = sandbox.dataset.closed_periods()
         print("ukg2d365 sandbox is running (Ctrl-C to stop)")
         print(f"  Entra ID   {sandbox.urls.entra}")

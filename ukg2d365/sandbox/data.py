@@ -351,11 +351,11 @@ class ExplicitGlRun(GlRun):
         )
 
     def select_block(self, block_id: str) -> ExplicitGlRun:
-        # RawJson items cannot be inspected: they belong to every block
+        # RawJson (and other non-object) items cannot be inspected: they belong to every block
         kept = [
             line
             for line in self.lines
-            if isinstance(line, RawJson) or str(line.get("blockId", 1)).strip() == block_id.strip()
+            if not isinstance(line, dict) or str(line.get("blockId", 1)).strip() == block_id.strip()
         ]
         return ExplicitGlRun(
             run_id=self.run_id,
@@ -757,15 +757,15 @@ class UkgDataset:
         run_id: str | None = None,
         pay_group: str = catalog.PAY_GROUP,
         period_end: dt.date | None = None,
-        lines: Sequence[dict[str, Any] | RawJson] | int = 0,
+        lines: Sequence[dict[str, Any] | RawJson] | int | None = None,
         *,
         gl_run_datetime: dt.datetime | None = None,
     ) -> GlRun:
         """Add a GL run: ``lines`` as given (served verbatim), or an int N for N generated balanced lines.
 
         Generated runs cycle through the active employees; N must be at least 2 (one line cannot
-        balance). ``period_end`` defaults to the latest closed period; ``run_id`` to the next free
-        GL<periodEnd><payGroup><seq> id.
+        balance); None means 12 lines per active employee (an off-cycle run). ``period_end`` defaults
+        to the latest closed period; ``run_id`` to the next free GL<periodEnd><payGroup><seq> id.
         """
         with self.lock:
             if period_end is None:
@@ -777,6 +777,8 @@ class UkgDataset:
                 raise ValueError(f"GL run {run_id} already exists")
             when = gl_run_datetime or self.now()
             run: GlRun
+            if lines is None:
+                lines = 12 * len([e for e in self.employees if e.is_active] or self.employees)
             if isinstance(lines, int):
                 if lines < 2:
                     raise ValueError("a generated GL run needs at least 2 lines")

@@ -126,6 +126,7 @@ class FaultSet:
 def status_response(service: str, status: int, retry_after: str | None = None) -> SimResponse:
     """An error answer shaped like the real service's."""
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    body: dict[str, Any]
     if service == "d365":
         if status == 429:
             inner = D365_THROTTLE_MESSAGE
@@ -153,7 +154,7 @@ def status_response(service: str, status: int, retry_after: str | None = None) -
             if status >= 500
             else (90000, "invalid_request")
         )
-        body: dict[str, Any] = {
+        body = {
             "error": error,
             "error_description": f"AADSTS{code}: The service is temporarily unavailable. Try again later.",
             "error_codes": [code],

@@ -149,14 +149,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _TlsServer(ThreadingHTTPServer):
+    # Handler threads are daemons (a stuck one never blocks interpreter exit) but tracked here and
+    # joined by join_handlers(): the stdlib's server_close() only joins non-daemon threads.
     daemon_threads = True
-    block_on_close = True  # server_close() joins the handler threads (stop() has closed their sockets)
+    block_on_close = False
 
     def __init__(self, owner: ServiceServer, port: int, context: ssl.SSLContext) -> None:
         self.owner = owner
         self.context = context
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
+        self._handlers: set[threading.Thread] = set()
         super().__init__((HOST, port), _Handler)
 
     def server_bind(self) -> None:
@@ -167,9 +170,26 @@ class _TlsServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         conn = _Conn(request)
+        thread = threading.Thread(
+            target=self._run_handler, args=(conn, client_address), name=f"sandbox-{self.owner.name}-conn", daemon=True
+        )
         with self._conns_lock:
             self._conns.add(conn)
-        super().process_request(conn, client_address)  # type: ignore[arg-type]
+            self._handlers.add(thread)
+        thread.start()
+
+    def _run_handler(self, conn: _Conn, client_address: Any) -> None:
+        try:
+            self.process_request_thread(conn, client_address)  # type: ignore[arg-type]
+        finally:
+            with self._conns_lock:
+                self._handlers.discard(threading.current_thread())
+
+    def join_handlers(self, timeout: float) -> None:
+        with self._conns_lock:
+            threads = list(self._handlers)
+        for thread in threads:
+            thread.join(timeout)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         conn: _Conn = request
@@ -265,7 +285,8 @@ class ServiceServer:
             self._thread.join()
             self._thread = None
         self._httpd.abort_connections()
-        self._httpd.server_close()  # closes the listening socket, then joins handler threads
+        self._httpd.server_close()  # closes the listening socket
+        self._httpd.join_handlers(timeout=5.0)
 
     def _sleep(self, ms: int) -> None:
         if ms > 0:
@@ -275,7 +296,7 @@ class ServiceServer:
         if self.admin is not None and req.path.startswith(ADMIN_PREFIX):
             if not ip_address(client_host).is_loopback:
                 return SimResponse.json(403, {"error": "the sandbox admin API is loopback-only"})
-            return self.admin(req)
+            return self._handle(req, self.admin)
         self.stats.count(self.name)
         self._sleep(self.faults.latency_ms.get(self.name, 0))
         rule = self.faults.take(self.name, req.method, req.path)
@@ -288,15 +309,15 @@ class ServiceServer:
                 canned = fault_response(self.name, rule, req.path)
                 assert canned is not None
                 return canned
-        resp = self._handle(req)
+        assert self.service is not None
+        resp = self._handle(req, self.service.handle)
         if rule is not None and rule.action == "drop_after":
             raise _Drop()  # processed, but the client never learns the outcome
         return resp
 
-    def _handle(self, req: SimRequest) -> SimResponse:
-        assert self.service is not None
+    def _handle(self, req: SimRequest, handler: Callable[[SimRequest], SimResponse]) -> SimResponse:
         try:
-            return self.service.handle(req)
+            return handler(req)
         except Exception:
             # a simulator bug: show it loudly, answer like an unhealthy server would
             traceback.print_exc()

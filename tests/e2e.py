@@ -1,0 +1,90 @@
+"""Helpers for end-to-end tests: the real CLI against a started sandbox over HTTPS."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ukg2d365.cli import app
+from ukg2d365.config import load_config
+from ukg2d365.flows.context import Context
+from ukg2d365.sandbox import Sandbox, catalog
+
+D365_ACCOUNT = {a.ukg_account: a.d365_account for a in catalog.GL_ACCOUNTS}
+SECRETS = [catalog.CLIENT_SECRET, catalog.UKG_PASSWORD, catalog.UKG_USER_API_KEY]
+
+
+class World:
+    """A started sandbox plus the config the tool uses against it."""
+
+    def __init__(self, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sandbox = sandbox
+        for name, value in sandbox.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("UKG2D365_CONFIG", raising=False)
+        self.config_path: Path = sandbox.config_path
+        self.runner = CliRunner()
+        self.outputs: list[str] = []
+
+    def cli(self, *args: str, expect: int | None = 0) -> Any:
+        result = self.runner.invoke(app, ["-c", str(self.config_path), *args])
+        self.outputs.append(result.output)
+        if expect is not None and result.exit_code != expect:
+            raise AssertionError(f"`{' '.join(args)}` exited {result.exit_code}, expected {expect}:\n{result.output}"
+                                 + (f"\n{result.exception!r}" if result.exception else ""))
+        return result
+
+    def json_events(self, *args: str, expect: int | None = 0) -> list[dict[str, Any]]:
+        result = self.runner.invoke(app, ["-c", str(self.config_path), "--json", *args])
+        self.outputs.append(result.output)
+        if expect is not None:
+            assert result.exit_code == expect, result.output
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    @property
+    def d365(self) -> Any:
+        return self.sandbox.d365.state
+
+    def journals(self) -> list[dict[str, Any]]:
+        return self.d365.journals()
+
+    def latest_run(self) -> Any:
+        period = self.sandbox.dataset.closed_periods()[-1].period_end
+        return next(r for r in self.sandbox.dataset.gl_runs if r.period_end == period)
+
+    def create_missing_dimensions(self) -> None:
+        """What sync-dimensions does, done directly so post-payroll tests do not depend on it."""
+        ctx = Context(load_config(self.config_path))
+        for cc in catalog.COST_CENTERS:
+            if cc.is_active and cc.code not in catalog.D365_EXISTING_COST_CENTERS:
+                ctx.d365.create("FinancialDimensionValues", {"FinancialDimension": "CostCenter",
+                                                             "DimensionValue": cc.code, "LegalEntityId": "",
+                                                             "Description": cc.description})
+        for d in catalog.DEPARTMENTS:
+            if d.code not in catalog.D365_EXISTING_DEPARTMENTS:
+                ctx.d365.create("OperatingUnits", {"OperatingUnitNumber": d.code, "Name": d.description,
+                                                   "OperatingUnitType": "OMDepartment"})
+
+
+def ukg_totals(run: Any) -> dict[tuple[str, str], Decimal]:
+    """UKG's amounts per D365 account display value and side, straight from the simulator's data."""
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for item in run.items(0, len(run)):
+        display = "-".join([D365_ACCOUNT[item["generalLedgerAccount"]], item["orgLevel1"], item["orgLevel2"]])
+        totals[(display, "debit")] += Decimal(str(item["debitAmt"]))
+        totals[(display, "credit")] += Decimal(str(item["creditAmt"]))
+    return {k: v for k, v in totals.items() if v}
+
+
+def d365_totals(journal: dict[str, Any]) -> dict[tuple[str, str], Decimal]:
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for line in journal["lines"]:
+        totals[(line["AccountDisplayValue"], "debit")] += Decimal(str(line["DebitAmount"]))
+        totals[(line["AccountDisplayValue"], "credit")] += Decimal(str(line["CreditAmount"]))
+    return {k: v for k, v in totals.items() if v}

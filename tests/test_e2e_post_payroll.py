@@ -1,0 +1,157 @@
+"""post-payroll end to end: the real CLI against the sandbox's UKG, Entra ID and D365 over HTTPS."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from tests.e2e import SECRETS, World, d365_totals, ukg_totals
+from ukg2d365.sandbox.faults import FaultRule
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def world(sandbox, monkeypatch):
+    w = World(sandbox, monkeypatch)
+    w.create_missing_dimensions()
+    return w
+
+
+def test_one_pay_run_becomes_exactly_one_journal_equal_to_ukg_to_the_cent(world):
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    journals = world.journals()
+    assert len(journals) == 1
+    journal = journals[0]
+    assert d365_totals(journal) == ukg_totals(run)
+    assert Decimal(str(journal["JournalTotalDebit"])) == Decimal(str(journal["JournalTotalCredit"]))
+    assert re.search(r"\[U2D-[A-Z2-7]{12}\]$", journal["Description"])
+
+
+def test_rerun_of_posted_pay_run_posts_nothing(world):
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    writes_before = world.d365.request_count["$batch"]
+    result = world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    assert "already posted" in result.output
+    assert len(world.journals()) == 1
+    assert world.d365.request_count["$batch"] == writes_before
+
+
+def test_dry_run_writes_nothing_and_marks_nothing_posted(world):
+    run = world.latest_run()
+    result = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run")
+    assert "dry run: would post 1 journal" in result.output
+    assert "Total" in result.output  # the plan table
+    assert world.journals() == []
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")  # still postable afterwards
+    assert len(world.journals()) == 1
+
+
+def test_due_posts_closed_periods_and_second_due_is_quiet(world):
+    events = world.json_events("post-payroll", "--due", "--yes")
+    posted = [e for e in events if e["event"] == "posting" and e["status"] == "posted"]
+    assert posted, events
+    assert len(world.journals()) == len(posted)
+    again = world.json_events("post-payroll", "--due", "--yes")
+    assert [e for e in again if e["event"] == "summary"][0]["message"].startswith("nothing new to post")
+    assert len(world.journals()) == len(posted)
+
+
+def test_429_storm_with_retry_after_still_ends_with_one_copy(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=429,
+                                       retry_after="1", count=2))
+    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex="LedgerJournalHeaders$",
+                                       status=429, count=1))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    assert len(world.journals()) == 1
+    assert d365_totals(world.journals()[0]) == ukg_totals(run)
+
+
+def test_connection_dropped_after_changeset_processed_is_recovered_not_resent(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "drop_after", method="POST", path_regex=r"\$batch$", count=1))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    journals = world.journals()
+    assert len(journals) == 1
+    assert d365_totals(journals[0]) == ukg_totals(run)
+
+
+def test_header_created_then_connection_dropped_is_found_by_marker(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "drop_after", method="POST", path_regex="LedgerJournalHeaders$",
+                                       count=1))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    assert len(world.journals()) == 1
+    assert d365_totals(world.journals()[0]) == ukg_totals(run)
+
+
+def test_d365_down_past_the_budget_exits_4_and_replay_finishes_once(world):
+    run = world.latest_run()
+    text = world.config_path.read_text() + "http:\n  max_attempts: 2\n  backoff_base_seconds: 0\n"
+    world.config_path.write_text(text)
+    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=503,
+                                       count=None))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=4)
+    status = world.cli("status")
+    assert "1 in flight" in status.output
+    world.sandbox.faults.clear()
+    world.cli("replay", "--failed")
+    assert len(world.journals()) == 1
+    assert d365_totals(world.journals()[0]) == ukg_totals(run)
+
+
+def test_unbalanced_run_is_refused_and_nothing_is_sent(world):
+    period = world.sandbox.dataset.closed_periods()[-1].period_end
+    base = {"coId": "C0MP1", "companyCode": "MFG", "payGroup": "BW", "periodEndDate": f"{period}T00:00:00",
+            "orgLevel1": "110", "orgLevel2": "PROD", "orgLevel3": "", "orgLevel4": "", "blockId": 1,
+            "totalNrOfBlocks": 1}
+    world.sandbox.dataset.add_gl_run("BADRUN1", period_end=period, lines=[
+        dict(base, runId="BADRUN1", systemId=1, generalLedgerAccount="5000", debitAmt=Decimal("100.00"),
+             creditAmt=Decimal("0")),
+        dict(base, runId="BADRUN1", systemId=2, generalLedgerAccount="2100", debitAmt=Decimal("0"),
+             creditAmt=Decimal("99.99"), orgLevel1="", orgLevel2=""),
+    ])
+    result = world.cli("post-payroll", "--run-id", "BADRUN1", "--yes", expect=1)
+    assert "debits 100.00 != credits 99.99" in result.output
+    assert world.journals() == []
+
+
+def test_wrong_client_secret_exits_3_with_aadsts_diagnosis(world, monkeypatch):
+    monkeypatch.setenv("UKG2D365_D365_CLIENT_SECRET", "not-the-secret")
+    result = world.cli("post-payroll", "--run-id", world.latest_run().run_id, "--yes", expect=3)
+    assert "AADSTS7000215" in result.output
+    assert "not-the-secret" not in result.output
+
+
+def test_bad_config_exits_2_before_any_request(world):
+    world.config_path.write_text(world.config_path.read_text().replace("legal_entity:", "legal_entty:"))
+    before = world.sandbox.stats()
+    result = world.cli("post-payroll", "--due", expect=2)
+    assert "legal_entty: unknown key" in result.output
+    assert world.sandbox.stats() == before
+
+
+def test_ping_reports_all_systems(world):
+    result = world.cli("ping")
+    assert result.output.count(" ok ") >= 3 or result.output.count("ok") >= 3
+
+
+def test_no_secret_in_any_output_or_in_the_ledger(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "drop_after", method="POST", path_regex=r"\$batch$", count=1))
+    world.cli("-v", "post-payroll", "--run-id", run.run_id, "--yes")
+    world.json_events("status")
+    world.cli("audit", f"C0MP1/BW/{run.period_end}/{run.run_id}", "--format", "json")
+    world.cli("ping")
+    blob = "\n".join(world.outputs)
+    ledger = world.config_path.parent / "ukg2d365.db"
+    files = b"".join(p.read_bytes() for p in ledger.parent.glob("ukg2d365.db*"))
+    for secret in SECRETS:
+        assert secret not in blob
+        assert secret.encode() not in files
+    assert (ledger.stat().st_mode & 0o777) == 0o600
