@@ -150,7 +150,8 @@ def ping(ctx: typer.Context) -> None:
 # ---------------------------------------------------------------------- post-payroll
 
 
-def _show_payroll_plan(out: Output, plan: Any, dry_run: bool) -> None:
+def _show_payroll_plan(out: Output, plan: Any, dry_run: bool, detailed: bool) -> None:
+    """The plan; ``detailed`` adds the per-account tables (preview and confirmation), else one line each."""
     due = plan.due
     if due is not None:
         for pay_group, end in sorted(due.open):
@@ -168,7 +169,11 @@ def _show_payroll_plan(out: Output, plan: Any, dry_run: bool) -> None:
         out.event("plan", status="resume" if resumed else verb, **journal_fields(journal))
         title = (f"{'Resume' if resumed else 'Journal'}: pay group {journal.key.pay_group}, period ending "
                  f"{journal.key.period_end}, UKG run {journal.key.run_id}  [{journal.key.marker}]")
-        out.table(journal_table(journal, title))
+        if detailed:
+            out.table(journal_table(journal, title))
+        else:
+            out.say(f"{title}: {len(journal.lines)} lines, debit {journal.debit_total:,.2f}, "
+                    f"credit {journal.credit_total:,.2f}")
     for journal in plan.already_posted:
         out.event("plan", status="already posted", **journal_fields(journal))
     if plan.already_posted:
@@ -218,18 +223,20 @@ def post_payroll(
             if not dry_run:
                 ledger.acquire_lock(config.ledger.lock_timeout_seconds)
             plan = read_and_plan(context, selection)
-            _show_payroll_plan(state.out, plan, dry_run)
+            will_ask = not yes and sys.stdin.isatty() and not state.out.json_mode
+            _show_payroll_plan(state.out, plan, dry_run, detailed=dry_run or will_ask)
             summary = {"to_post": len(plan.to_post), "already_posted": len(plan.already_posted),
                        "refused": len(plan.refused), "lines_read": plan.lines_read}
             problems = bool(plan.refused or plan.unattributed_errors)
             if dry_run or not plan.to_post:
                 what = "dry run: would post" if dry_run else "nothing new to post:"
+                posted_before = len(plan.already_posted) + (len(plan.due.already_posted) if plan.due else 0)
                 state.out.summary(
-                    f"{what} {len(plan.to_post)} journal(s); {len(plan.already_posted)} already posted; "
+                    f"{what} {len(plan.to_post)} journal(s); {posted_before} already posted; "
                     f"{len(plan.refused)} refused; {plan.lines_read} UKG lines read", **summary)
                 code = int(ExitStatus.RECORDS_FAILED if problems else ExitStatus.OK)
                 return code
-            if not yes and sys.stdin.isatty() and not state.out.json_mode:
+            if will_ask:
                 lines = sum(len(j.lines) for j in plan.to_post)
                 if not typer.confirm(f"Post {len(plan.to_post)} journal(s), {lines} lines, to D365 "
                                      f"{config.d365.base_url} ({config.d365.legal_entity})?", default=False):

@@ -396,6 +396,20 @@ class HttpClient:
             hint=f"{self.system} is down or throttling; try again later",
         )
 
+    def pause(self, retry_after: str | None, attempt: int, what: str) -> None:
+        """Wait before resending something the server said it did not process (e.g. a throttled changeset).
+
+        Honours a Retry-After value (no jitter) or falls back to our backoff; charged to the run's budget.
+        """
+        wait = self._retry_after(retry_after)
+        if wait is None:
+            wait = self.policy.backoff(attempt, self._rng)
+        try:
+            self.budget.spend(wait)
+        except RemoteUnavailable as exc:
+            raise RemoteUnavailable(f"{self.system}: {what}; retry budget exhausted", hint=exc.hint) from None
+        self._sleep(wait)
+
     def _attempt(
         self,
         method: str,

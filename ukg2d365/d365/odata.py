@@ -249,6 +249,25 @@ class ODataClient:
 
         The overall answer is 200 even when changesets failed: check every result's ``ok``.
         """
+        results: list[ChangesetResult | None] = [None] * len(changesets)
+        pending = list(range(len(changesets)))
+        for attempt in range(1, self.http.policy.max_attempts + 1):
+            answered = self._batch_once([changesets[i] for i in pending])
+            throttled = []
+            for index, result in zip(pending, answered):
+                results[index] = result
+                # A changeset answered 429/503 inside the batch was not processed: send it again later.
+                if not result.ok and result.status in (429, 503):
+                    throttled.append(index)
+            if not throttled or attempt == self.http.policy.max_attempts:
+                break
+            first = results[throttled[0]]
+            retry_after = first.failed.headers.get("retry-after") if first is not None and first.failed else None
+            self.http.pause(retry_after, attempt, f"{len(throttled)} changeset(s) throttled inside $batch")
+            pending = throttled
+        return [r for r in results if r is not None]
+
+    def _batch_once(self, changesets: Sequence[Sequence[BatchOperation]]) -> list[ChangesetResult]:
         content_type, body = build_batch(self.http.base_url, changesets)
         headers = {"Content-Type": content_type, "Accept": "multipart/mixed"}
         response = self._send("POST", DATA_ROOT + "$batch", "$batch", data=body, headers=headers)

@@ -26,7 +26,7 @@ STEPS: list[tuple[str, list[str], set[int]]] = [
 
 
 def main(directory: Path | None = None) -> int:
-    folder = directory or Path("demo")
+    folder = (directory or Path("demo")).resolve()
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -40,7 +40,7 @@ def main(directory: Path | None = None) -> int:
         for title, args, ok_codes in STEPS:
             shown = " ".join(["ukg2d365", *args])
             print(f"\n=== {title}\n$ {shown}", flush=True)
-            code = subprocess.call([sys.executable, "-m", "ukg2d365", "-c", str(sandbox.config_path), *args],
+            code = subprocess.call([sys.executable, "-m", "ukg2d365", "-c", str(sandbox.config_path.resolve()), *args],
                                    env=env, cwd=folder)
             if code not in ok_codes:
                 print(f"\ndemo: `{shown}` exited {code}", file=sys.stderr)

@@ -1,0 +1,112 @@
+"""Exactly once, whatever fails: crashes, refusals, overlapping runs, revoked tokens (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e import SECRETS, World, d365_totals, ukg_totals
+from ukg2d365.sandbox.faults import FaultRule
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def world(sandbox, monkeypatch):
+    w = World(sandbox, monkeypatch)
+    w.create_missing_dimensions()
+    return w
+
+
+def spawn(world: World, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ukg2d365", "-c", str(world.config_path), *args],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def assert_exactly_once(world: World, run) -> None:
+    journals = world.journals()
+    assert len(journals) == 1, [j["JournalBatchNumber"] for j in journals]
+    assert d365_totals(journals[0]) == ukg_totals(run)
+
+
+def test_sigkill_between_send_and_record_then_rerun_posts_once(world):
+    run = world.latest_run()
+    # The lines request is in flight (sent, not yet answered) when the process is killed; D365 still
+    # processes it, so the ledger never learns the answer.
+    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=1500))
+    proc = spawn(world, "post-payroll", "--run-id", run.run_id, "--yes")
+    wait_for(lambda: world.sandbox.d365.state.request_count["$batch"] >= 1 or bool(world.journals()))
+    wait_for(lambda: bool(world.journals()))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    wait_for(lambda: any(j["lines"] for j in world.journals()), timeout=10)  # D365 processed it anyway
+    status = world.json_events("status")[0]
+    assert [p["status"] for p in status["pending"]] == ["sending"]
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    assert_exactly_once(world, run)
+    trail = world.json_events("audit", f"C0MP1/BW/{run.period_end}/{run.run_id}", "--format", "json")[0]
+    kinds = [e["kind"] for e in trail["events"]]
+    assert "recover" in kinds and trail["posting"]["status"] == "posted"
+
+
+def test_every_lines_write_failing_with_500_then_replay_failed_posts_once(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=500,
+                                       count=None))
+    result = world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=None)
+    assert result.exit_code in (1, 4)
+    assert all(not j["lines"] for j in world.journals())
+    status = world.json_events("status")[0]
+    stuck = status["failed"] + status["pending"]
+    assert len(stuck) == 1 and stuck[0]["last_error"]
+    world.sandbox.faults.clear()
+    world.cli("replay", "--failed")
+    assert_exactly_once(world, run)
+    world.cli("replay", "--failed")  # nothing left: a second replay sends nothing
+    assert_exactly_once(world, run)
+
+
+def test_two_runs_started_at_once_post_once_and_the_second_says_why(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=800))
+    first = spawn(world, "post-payroll", "--run-id", run.run_id, "--yes")
+    second = spawn(world, "post-payroll", "--run-id", run.run_id, "--yes")
+    outs = [p.communicate(timeout=60) for p in (first, second)]
+    codes = sorted(p.returncode for p in (first, second))
+    assert codes in ([0, 4], [0, 0]), outs
+    if codes == [0, 4]:
+        assert any("another ukg2d365 run holds the ledger lock" in err for _, err in outs)
+    assert_exactly_once(world, run)
+
+
+def test_status_and_audit_tell_the_story_without_secrets(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "drop_after", method="POST", path_regex=r"\$batch$", count=1))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    key = f"C0MP1/BW/{run.period_end}/{run.run_id}"
+    audit = world.cli("audit", key)
+    for expected in ("plan", "request", "ambiguous", "recover", "verify", "posted"):
+        assert expected in audit.output
+    csv_out = world.cli("audit", key, "--format", "csv").output
+    assert csv_out.splitlines()[0].startswith("id,at,kind,run,user,host,command,detail")
+    trail = json.loads(world.cli("audit", key, "--format", "json").stdout)
+    assert trail["posting"]["journal_batch_number"]
+    assert any(e["kind"] == "http" for e in trail["events"])
+    blob = "\n".join(world.outputs)
+    assert not any(secret in blob for secret in SECRETS)
