@@ -212,3 +212,39 @@ def test_two_journals_with_the_same_marker_fail_without_writing(setup):
     outcome = post()
     assert outcome.status == FAILED and "2 journals in D365 carry marker" in outcome.error
     assert len(fake.headers) == 2
+
+
+def test_concurrent_changesets_land_once_and_a_refusal_fails_the_posting(tmp_path):
+    from ukg2d365.http import ConcurrencyLimit
+
+    cfg = make_config(tmp_path, summarize=False)
+    items = [gl("5000", Decimal("1.00"), cc="110", dept="PROD", system_id=i) for i in range(20)]
+    items.append(gl("2100", 0, Decimal("20.00"), system_id=99))
+    journal = build_journals([parse_gl_line(x, n) for n, x in enumerate(items)], cfg)[0]
+    ledger = Ledger(tmp_path / "ledger.db")
+    fake = FakeD365()
+    limit = ConcurrencyLimit(3)
+    poster = JournalPoster(fake, ledger, cfg.d365, limit=limit)  # type: ignore[arg-type]
+    ledger.save_plan(posting_record(journal), journal.lines)
+    fake.faults = ["batch:fail"]
+    first = poster.post(ledger.get_posting(journal.key.text), journal.lines)
+    assert first.status == FAILED
+    second = poster.post(ledger.get_posting(journal.key.text), journal.lines)
+    assert second.status == POSTED
+    only_copy(fake, journal)
+    assert limit.peak >= 1
+
+
+def test_concurrency_limit_halves_on_throttle_and_regrows():
+    from ukg2d365.http import ConcurrencyLimit
+
+    limit = ConcurrencyLimit(4)
+    limit.throttled()
+    assert limit.current == 2
+    limit.throttled()
+    limit.throttled()
+    assert limit.current == 1
+    for _ in range(ConcurrencyLimit.REGROW_AFTER):
+        limit.acquire()
+        limit.release()
+    assert limit.current == 2

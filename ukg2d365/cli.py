@@ -257,7 +257,10 @@ def post_payroll(
                     state.out.warn(f"{outcome.key}: {outcome.error}")
             posted = sum(1 for o in result.outcomes if o.status == "posted")
             summary.update(posted=posted, failed=len(result.failed), d365_requests=context.requests.get("D365", 0),
-                           ukg_requests=context.requests.get("UKG", 0))
+                           ukg_requests=context.requests.get("UKG", 0), lines=total,
+                           d365_concurrency=max(1, context.d365_limit.peak),
+                           ukg_concurrency=config.ukg.prefetch_pages if plan.lines_read > config.ukg.page_size else 1,
+                           d365_throttled=context.d365_limit.throttles)
             state.out.summary(
                 f"posted {posted} journal(s); {len(result.failed)} failed; {len(plan.already_posted)} already "
                 f"posted; {len(plan.refused)} refused", **summary)

@@ -68,6 +68,7 @@ class UkgConfig(_Section):
     base_url: str = Field(description="Tenant host from UKG Pro's Web Services page")
     company_ids: list[str] = Field(default_factory=list, description="Optional filter on coId")
     page_size: int = Field(default=1000, ge=1, le=10000, description="per_Page")
+    prefetch_pages: int = Field(default=4, ge=1, le=16, description="pages requested ahead of the one being read")
     gl_path: str = Field(default="/payroll/v2/general-ledger")
     pay_groups: list[str] = Field(default_factory=list, description="Pay groups that --due considers")
     timeout_seconds: float = Field(default=60, gt=0, le=600)

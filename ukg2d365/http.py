@@ -408,6 +408,7 @@ class HttpClient:
             self.budget.spend(wait)
         except RemoteUnavailable as exc:
             raise RemoteUnavailable(f"{self.system}: {what}; retry budget exhausted", hint=exc.hint) from None
+        self._emit({"system": self.system, "throttled": True, "what": what, "wait_s": round(wait, 3)})
         self._sleep(wait)
 
     def _attempt(
@@ -569,3 +570,45 @@ def describe_transport_error(exc: requests.exceptions.RequestException) -> str:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection dropped"
     return f"request failed ({type(exc).__name__})"
+
+
+class ConcurrencyLimit:
+    """How many requests may be in flight at once; halved when the server throttles (429), regrown slowly.
+
+    D365's service protection answers 429 when an integration pushes too hard; backing off the
+    parallelism (not just waiting) is what Microsoft's guidance asks of a well-behaved client.
+    """
+
+    REGROW_AFTER = 20  # successful requests without a 429 before one more slot is given back
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = max(1, maximum)
+        self.current = self.maximum
+        self.peak = 0
+        self.throttles = 0
+        self._in_flight = 0
+        self._since_throttle = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        with self._cond:
+            while self._in_flight >= self.current:
+                self._cond.wait()
+            self._in_flight += 1
+            self.peak = max(self.peak, self._in_flight)
+
+    def release(self, *, ok: bool = True) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if ok:
+                self._since_throttle += 1
+                if self._since_throttle >= self.REGROW_AFTER and self.current < self.maximum:
+                    self.current += 1
+                    self._since_throttle = 0
+            self._cond.notify_all()
+
+    def throttled(self) -> None:
+        with self._cond:
+            self.throttles += 1
+            self._since_throttle = 0
+            self.current = max(1, self.current // 2)

@@ -16,7 +16,7 @@ from ukg2d365.credentials import resolve_d365, resolve_ukg
 from ukg2d365.d365.auth import TokenProvider
 from ukg2d365.d365.odata import ODataClient
 from ukg2d365.errors import ConfigError
-from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy, build_session
+from ukg2d365.http import ConcurrencyLimit, HttpClient, RetryBudget, RetryPolicy, build_session
 from ukg2d365.ledger import Ledger
 from ukg2d365.ukg.client import UkgClient
 
@@ -40,6 +40,7 @@ class Context:
         self.policy = RetryPolicy.from_config(config.http)
         self.budget = RetryBudget(self.policy.budget_seconds)
         self.requests: Counter[str] = Counter()
+        self.d365_limit = ConcurrencyLimit(config.d365.max_in_flight)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ resources
@@ -75,7 +76,9 @@ class Context:
         cfg = self.config.ukg
         creds = resolve_ukg()
         http = self._http("UKG", cfg.base_url, cfg.timeout_seconds, self._ca_bundle(cfg.ca_bundle, "ukg.ca_bundle"))
-        return UkgClient(http, creds, cfg.page_size, cfg.gl_path)
+        client = UkgClient(http, creds, cfg.page_size, cfg.gl_path)
+        client.prefetch = cfg.prefetch_pages
+        return client
 
     @cached_property
     def d365(self) -> ODataClient:
@@ -91,6 +94,11 @@ class Context:
     # ------------------------------------------------------------------ events
 
     def _on_http_event(self, event: dict[str, Any]) -> None:
+        throttled = event.get("throttled") or event.get("status") == 429
+        if throttled and event.get("system") == "D365":
+            self.d365_limit.throttled()
+        if event.get("throttled"):
+            return  # a wait, not a request
         with self._lock:
             self.requests[str(event.get("system"))] += 1
         if self._record_http and "ledger" in self.__dict__:

@@ -17,7 +17,9 @@ The state machine itself is documented in :mod:`ukg2d365.ledger`.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -26,6 +28,7 @@ from ukg2d365.config import D365Config
 from ukg2d365.d365.batch import BatchOperation
 from ukg2d365.d365.odata import ODataClient, filter_eq
 from ukg2d365.errors import AmbiguousWriteError, AuthError, RemoteError, RemoteUnavailable, Ukg2d365Error
+from ukg2d365.http import ConcurrencyLimit
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, PlannedLine, Posting
 
 HEADERS = "LedgerJournalHeaders"
@@ -50,7 +53,15 @@ class JournalMismatch(Ukg2d365Error):
 
 
 class JournalPoster:
-    def __init__(self, odata: ODataClient, ledger: Ledger, cfg: D365Config, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        odata: ODataClient,
+        ledger: Ledger,
+        cfg: D365Config,
+        progress: Progress | None = None,
+        limit: ConcurrencyLimit | None = None,
+    ) -> None:
+        self._limit = limit
         self._odata = odata
         self._ledger = ledger
         self._cfg = cfg
@@ -136,30 +147,70 @@ class JournalPoster:
         }
 
     def _send_lines(self, key: str, jbn: str, lines: list[PlannedLine]) -> int:
+        """Send lines in changesets of batch_size, up to the concurrency limit in flight at once.
+
+        Line numbers are explicit and each changeset is atomic, so changesets may land in any order and a
+        failure in one never leaves a partial changeset behind: recovery can always tell what is there.
+        """
         posting = self._ledger.get_posting(key)
         assert posting is not None
         size = self._cfg.batch_size
+        chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
+        limit = self._limit
+        if limit is None or limit.maximum == 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                self._send_chunk(key, jbn, posting.trans_date, chunk)
+            return len(lines)
+        errors: list[BaseException] = []
         sent = 0
-        for start in range(0, len(lines), size):
-            chunk = lines[start : start + size]
-            ops = [
-                BatchOperation("POST", LINES, self.line_body(jbn, posting.trans_date, ln), str(i + 1))
-                for i, ln in enumerate(chunk)
-            ]
-            first, last = chunk[0].line_number, chunk[-1].line_number
-            self._ledger.audit("request", {"op": "lines", "journal_batch_number": jbn, "first_line": first,
-                                           "last_line": last, "count": len(chunk)}, key)
-            results = self._odata.batch([ops])
-            result = results[0] if results else None
-            if result is None or not result.ok:
-                message = result.error_message if result is not None else "D365 answered no changeset"
-                self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last,
-                                              "ok": False, "error": message}, key)
-                raise RemoteError(f"D365 refused lines {first}-{last} of journal {jbn}: {message}")
-            self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": True}, key)
-            sent += len(chunk)
-            self._progress(len(chunk))
+        with ThreadPoolExecutor(max_workers=limit.maximum, thread_name_prefix="d365-batch") as pool:
+            futures = []
+            for chunk in chunks:
+                limit.acquire()
+                if errors:  # stop sending after the first failure; what is in flight finishes
+                    limit.release(ok=False)
+                    break
+                context = contextvars.copy_context()
+                futures.append(pool.submit(context.run, self._send_chunk_limited, key, jbn, posting.trans_date,
+                                           chunk, errors))
+            for future in futures:
+                sent += future.result()
+        if errors:
+            raise _most_serious(errors)
         return sent
+
+    def _send_chunk_limited(
+        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], errors: list[BaseException]
+    ) -> int:
+        assert self._limit is not None
+        ok = False
+        try:
+            self._send_chunk(key, jbn, trans_date, chunk)
+            ok = True
+            return len(chunk)
+        except Ukg2d365Error as exc:
+            errors.append(exc)
+            return 0
+        finally:
+            self._limit.release(ok=ok)
+
+    def _send_chunk(self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine]) -> None:
+        ops = [
+            BatchOperation("POST", LINES, self.line_body(jbn, trans_date, ln), str(i + 1))
+            for i, ln in enumerate(chunk)
+        ]
+        first, last = chunk[0].line_number, chunk[-1].line_number
+        self._ledger.audit("request", {"op": "lines", "journal_batch_number": jbn, "first_line": first,
+                                       "last_line": last, "count": len(chunk)}, key)
+        results = self._odata.batch([ops])
+        result = results[0] if results else None
+        if result is None or not result.ok:
+            message = result.error_message if result is not None else "D365 answered no changeset"
+            self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last,
+                                          "ok": False, "error": message}, key)
+            raise RemoteError(f"D365 refused lines {first}-{last} of journal {jbn}: {message}")
+        self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": True}, key)
+        self._progress(len(chunk))
 
     def _verify(self, posting: Posting, jbn: str, lines: list[PlannedLine]) -> None:
         header = self._odata.get(HEADERS, {"dataAreaId": self._cfg.legal_entity, "JournalBatchNumber": jbn})
@@ -186,7 +237,9 @@ class JournalPoster:
         flt = f"{filter_eq('dataAreaId', self._cfg.legal_entity)} and Description eq '*{marker}*'"
         return list(self._odata.get_all(HEADERS, filter=flt, cross_company=True))
 
-    def _recover(self, posting: Posting, lines: list[PlannedLine], jbn: str | None) -> tuple[str | None, set[int] | None]:
+    def _recover(
+        self, posting: Posting, lines: list[PlannedLine], jbn: str | None
+    ) -> tuple[str | None, set[int] | None]:
         """Ask D365 what it holds. Returns (journal number or None, line numbers present).
 
         ``present is None`` means D365 already holds the whole journal, posted and matching.
@@ -260,6 +313,15 @@ class JournalPoster:
             self._ledger.forget_journal(posting.key)
             return None
         return present
+
+
+def _most_serious(errors: list[BaseException]) -> BaseException:
+    """Stop the run on auth/availability; a refusal fails the posting; an ambiguous write means recover."""
+    for kind in (AuthError, RemoteUnavailable, RemoteError, AmbiguousWriteError):
+        for exc in errors:
+            if isinstance(exc, kind):
+                return exc
+    return errors[0]
 
 
 def _dec(value: Any) -> Decimal | None:

@@ -286,7 +286,7 @@ def apply(
     """Post every planned journal; the ledger records intent before and outcome after each write."""
     result = PayrollResult(plan)
     record_refusals(ctx, plan)
-    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress)
+    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress, ctx.d365_limit)
     for journal in plan.to_post:
         key = journal.key.text
         token = current_posting.set(key)

@@ -50,7 +50,7 @@ def _by_marker(ctx: Context, marker: str) -> Posting | None:
 
 
 def apply_replay(ctx: Context, plan: ReplayPlan, progress: Callable[[int], None] | None = None) -> list[PostOutcome]:
-    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress)
+    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress, ctx.d365_limit)
     outcomes = []
     for posting in plan.to_replay:
         token = current_posting.set(posting.key)

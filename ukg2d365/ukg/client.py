@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -60,6 +62,7 @@ class UkgClient:
         self._http = http
         self._creds = creds
         self.page_size = page_size
+        self.prefetch = 1  # pages requested ahead once page 1 came back full
         self.gl_path = "/" + gl_path.strip("/")
 
     def __repr__(self) -> str:
@@ -139,27 +142,44 @@ class UkgClient:
 
         UKG does not document end of data; every known client stops on an empty page, and a short page
         saves one request. A server that ignores ``page`` would repeat the same full page forever, so an
-        identical page is refused.
+        identical page is refused. When page 1 is full, up to ``prefetch`` further pages are requested
+        ahead (UKG publishes no page count, so at most ``prefetch - 1`` requests past the end are wasted);
+        items are still yielded strictly in page order.
         """
-        previous: list[dict[str, Any]] | None = None
-        page = 1
-        while True:
-            query = {**params, "page": str(page), "per_Page": str(self.page_size)}
-            response = self._get(path, query, page=page)
-            if response is None:
-                return
-            items = self._items(response, path)
-            if not items:
-                return
-            if items == previous:
-                raise ProtocolError(
-                    f"UKG {path} returned the same page for page {page - 1} and {page} (paging ignored?)"
-                )
-            yield from items
-            if len(items) < self.page_size:
-                return
-            previous = items
-            page += 1
+        first = self._page_items(path, params, 1)
+        yield from first
+        if len(first) < self.page_size:
+            return
+        depth = max(1, self.prefetch)
+        previous = first
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="ukg-page") as pool:
+            in_flight: deque[Future[list[dict[str, Any]]]] = deque()
+            next_page = 2
+            for _ in range(depth):
+                in_flight.append(pool.submit(self._page_items, path, params, next_page))
+                next_page += 1
+            try:
+                while in_flight:
+                    items = in_flight.popleft().result()
+                    if not items:
+                        return
+                    if items == previous:
+                        raise ProtocolError(
+                            f"UKG {path} returned the same page twice in a row (paging ignored?)"
+                        )
+                    yield from items
+                    if len(items) < self.page_size:
+                        return
+                    previous = items
+                    in_flight.append(pool.submit(self._page_items, path, params, next_page))
+                    next_page += 1
+            finally:
+                for future in in_flight:
+                    future.cancel()
+
+    def _page_items(self, path: str, params: Mapping[str, str], page: int) -> list[dict[str, Any]]:
+        query = {**params, "page": str(page), "per_Page": str(self.page_size)}
+        return self._items(self._get(path, query, page=page), path)
 
     def _get(self, path: str, params: Mapping[str, str], *, page: int = 1) -> requests.Response | None:
         """GET with the auth headers; None means "past the last page" (see the 404 note below)."""

@@ -1,0 +1,183 @@
+"""reconcile end to end: post with the real CLI, tamper with D365 over its OData API, and reconcile."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.e2e import World
+from ukg2d365.cli import app
+from ukg2d365.cli_reconcile import CSV_COLUMNS, register
+from ukg2d365.config import load_config
+from ukg2d365.flows.context import Context
+from ukg2d365.ledger import Ledger
+
+pytestmark = pytest.mark.e2e
+
+if "reconcile" not in [c.name for c in app.registered_commands]:  # until cli.py registers it itself
+    register(app)
+
+
+@pytest.fixture
+def world(sandbox, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # rich sizes tables to the terminal; CliRunner has none
+    w = World(sandbox, monkeypatch)
+    w.create_missing_dimensions()
+    return w
+
+
+def _odata(world: World) -> Any:
+    return Context(load_config(world.config_path)).d365
+
+
+def _posted_latest_run(world: World) -> tuple[Any, dict[str, Any]]:
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    [journal] = world.journals()
+    return run, journal
+
+
+def _line_key(journal: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+    return {"dataAreaId": journal["dataAreaId"], "JournalBatchNumber": journal["JournalBatchNumber"],
+            "LineNumber": line["LineNumber"]}
+
+
+def _reconciled(world: World, *args: str, expect: int) -> list[dict[str, Any]]:
+    events = world.json_events("reconcile", *args, expect=expect)
+    return [e for e in events if e["event"] == "reconcile"]
+
+
+def test_after_a_clean_post_every_run_matches_and_exits_0(world):
+    posted = [e for e in world.json_events("post-payroll", "--due", "--yes")
+              if e["event"] == "posting" and e["status"] == "posted"]
+    assert posted
+    runs = _reconciled(world, expect=0)  # no selection: every posting of the last 60 days
+    assert {r["key"] for r in runs} == {p["key"] for p in posted}
+    assert {r["verdict"] for r in runs} == {"match"}
+    assert all(r["lines"] == [] and r["ukg"] == r["d365"] == r["ledger"] for r in runs)
+    ends = sorted(p["key"].split("/")[2] for p in posted)
+    table = world.cli("reconcile", "--pay-group", "BW", "--from", ends[0], "--to", ends[-1])
+    assert "match" in table.output
+    assert f"all {len(posted)} pay run(s) match" in table.output
+
+
+def test_changed_line_amount_in_d365_is_amount_differs_and_exits_1(world):
+    run, journal = _posted_latest_run(world)
+    line = next(ln for ln in journal["lines"] if Decimal(str(ln["DebitAmount"])) > 0)
+    _odata(world).update("LedgerJournalLines", _line_key(journal, line),
+                         {"DebitAmount": Decimal(str(line["DebitAmount"])) + Decimal("1.00")})
+    [result] = _reconciled(world, "--run-id", run.run_id, expect=1)
+    assert result["verdict"] == "amount differs"
+    [row] = result["lines"]
+    assert row["account"] == line["AccountDisplayValue"]
+    assert row["verdict"] == "amount differs"
+    assert Decimal(row["difference"]["debit"]) == Decimal("1.00")
+    assert row["ukg"] == row["ledger"]
+    table = world.cli("reconcile", "--run-id", run.run_id, expect=1)
+    assert line["AccountDisplayValue"] in table.output  # the differing line is expanded
+    assert "dr +1.00" in table.output
+
+
+def test_deleted_journal_line_is_missing_in_d365(world):
+    run, journal = _posted_latest_run(world)
+    line = journal["lines"][0]
+    _odata(world).delete("LedgerJournalLines", _line_key(journal, line))
+    [result] = _reconciled(world, "--run-id", run.run_id, expect=1)
+    assert result["verdict"] == "missing in D365"
+    assert [(r["account"], r["verdict"]) for r in result["lines"]] == [(line["AccountDisplayValue"],
+                                                                         "missing in D365")]
+
+
+def test_second_journal_with_the_same_marker_is_a_duplicate_journal(world):
+    run, journal = _posted_latest_run(world)
+    _odata(world).create("LedgerJournalHeaders", {"dataAreaId": journal["dataAreaId"],
+                                                   "JournalName": journal["JournalName"],
+                                                   "Description": journal["Description"]})
+    [result] = _reconciled(world, "--run-id", run.run_id, expect=1)
+    assert result["verdict"] == "duplicate journal"
+    assert len(result["journals"]) == 2
+    assert any("2 journals carry marker" in note for note in result["notes"])
+
+
+def test_line_added_by_hand_is_extra_in_d365(world):
+    run, journal = _posted_latest_run(world)
+    line = next(ln for ln in journal["lines"] if Decimal(str(ln["DebitAmount"])) > 0)
+    _odata(world).create("LedgerJournalLines", {
+        "dataAreaId": journal["dataAreaId"], "JournalBatchNumber": journal["JournalBatchNumber"],
+        "TransDate": line["TransDate"], "AccountType": "Ledger", "AccountDisplayValue": line["AccountDisplayValue"],
+        "CreditAmount": Decimal("12.34"), "CurrencyCode": line["CurrencyCode"], "Text": "manual correction"})
+    [result] = _reconciled(world, "--run-id", run.run_id, expect=1)
+    assert result["verdict"] == "extra in D365"
+    [row] = result["lines"]
+    assert Decimal(row["difference"]["credit"]) == Decimal("12.34")
+
+
+def test_run_never_posted_is_missing_in_d365(world):
+    run = world.latest_run()
+    [result] = _reconciled(world, "--run-id", run.run_id, expect=1)
+    assert result["verdict"] == "missing in D365"
+    assert result["ledger"] is None and result["journals"] == []
+    assert any("never posted" in note for note in result["notes"])
+
+
+def test_ukg_changed_since_posting_is_amount_differs_with_a_note(world):
+    period = world.sandbox.dataset.closed_periods()[-1].period_end
+    make = world.sandbox.dataset.make_gl_line
+    lines = [make("LATE1", "5000", debit=Decimal("100.00"), cost_center="110", department="PROD",
+                  period_end=period),
+             make("LATE1", "2100", credit=Decimal("100.00"), period_end=period)]
+    gl_run = world.sandbox.dataset.add_gl_run("LATE1", period_end=period, lines=lines)
+    world.cli("post-payroll", "--run-id", "LATE1", "--yes")
+    assert _reconciled(world, "--run-id", "LATE1", expect=0)[0]["verdict"] == "match"
+    gl_run.lines[0]["debitAmt"] = Decimal("120.00")  # UKG re-ran the pay run after it was posted
+    gl_run.lines[1]["creditAmt"] = Decimal("120.00")
+    [result] = _reconciled(world, "--run-id", "LATE1", expect=1)
+    assert result["verdict"] == "amount differs"
+    assert any("UKG changed since posting" in note for note in result["notes"])
+    assert all(r["d365"] == r["ledger"] for r in result["lines"])
+
+
+def test_csv_has_a_run_row_and_one_row_per_differing_line(world):
+    run, journal = _posted_latest_run(world)
+    line = journal["lines"][-1]
+    _odata(world).delete("LedgerJournalLines", _line_key(journal, line))
+    result = world.cli("reconcile", "--run-id", run.run_id, "--format", "csv", expect=1)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["row"], r["verdict"]) for r in rows] == [("run", "missing in D365"), ("line", "missing in D365")]
+    assert rows[1]["account"] == line["AccountDisplayValue"]
+    assert rows[0]["run_id"] == run.run_id and rows[0]["journals"] == journal["JournalBatchNumber"]
+
+
+def test_reconcile_writes_nothing_to_d365_or_the_postings(world):
+    run, journal = _posted_latest_run(world)
+    _odata(world).delete("LedgerJournalLines", _line_key(journal, journal["lines"][0]))
+    before_d365 = world.journals()
+    ledger_path = world.config_path.parent / "ukg2d365.db"
+    ledger = Ledger(ledger_path)
+    before = [(p, ledger.plan_lines(p.key)) for p in ledger.find_postings()]
+    batches = world.d365.request_count["$batch"]
+    world.cli("reconcile", "--run-id", run.run_id, expect=1)
+    world.cli("reconcile", expect=1)
+    assert world.journals() == before_d365
+    assert [(p, ledger.plan_lines(p.key)) for p in ledger.find_postings()] == before
+    assert world.d365.request_count["$batch"] == batches
+    ledger.close()
+
+
+def test_unknown_run_id_proves_nothing_and_exits_1(world):
+    result = world.cli("reconcile", "--run-id", "NO-SUCH-RUN", expect=1)
+    assert "no pay run matches the selection" in result.output
+
+
+def test_help_says_read_only(world):
+    result = world.cli("reconcile", "--help")
+    assert "Read-only: never writes to D365 or UKG" in " ".join(result.output.split())
+
+
+def test_period_end_with_a_range_is_a_usage_error(world):
+    world.cli("reconcile", "--period-end", "2026-05-15", "--from", "2026-05-01", expect=2)

@@ -1,0 +1,285 @@
+"""The reconcile command, registered on the main Typer app by ``register``.
+
+Output formats (stdout):
+
+* ``table`` (default): one rich table; per pay run a totals row (UKG, D365 and ledger debit/credit, the
+  difference, the verdict), and below a run that does not match only its differing account rows; notes
+  follow the table, the summary line comes last.
+* ``csv``: fixed columns (``CSV_COLUMNS``); per run one ``run`` row with the totals, then one ``line`` row
+  per differing account. Nothing else goes to stdout (warnings and the summary go to stderr), so the file
+  can go straight into the close binder.
+* ``json`` (also whenever the global ``--json`` is given): JSON lines, one ``{"event": "reconcile", ...}``
+  object per run with its totals, journals, differing lines and notes, then one ``{"event": "summary"}``.
+  Amounts are strings (exact decimals).
+
+Exit 0 only when every selected run matches; 1 otherwise; errors map through ``_guard`` as everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from decimal import Decimal
+from typing import Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
+from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
+from ukg2d365.money import quantum
+from ukg2d365.render import PREVIEW_ROWS, Output
+
+FORMATS = ("table", "csv", "json")
+CSV_COLUMNS = (
+    "row", "company", "pay_group", "period_end", "run_id", "employee", "marker", "journals", "ledger_status",
+    "verdict", "account", "ukg_debit", "ukg_credit", "d365_debit", "d365_credit", "ledger_debit", "ledger_credit",
+    "difference_debit", "difference_credit", "notes",
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add reconcile to ``app`` (once)."""
+    if "reconcile" not in {c.name for c in app.registered_commands}:
+        app.command("reconcile")(reconcile)
+
+
+def reconcile(
+    ctx: typer.Context,
+    run_id: str | None = typer.Option(None, "--run-id", help="UKG GL run id"),
+    pay_group: str | None = typer.Option(None, "--pay-group", help="UKG pay group code"),
+    period_end: str | None = typer.Option(None, "--period-end", help="Pay period end date, YYYY-MM-DD"),
+    date_from: str | None = typer.Option(None, "--from", help="Period end on or after DATE (YYYY-MM-DD)"),
+    date_to: str | None = typer.Option(None, "--to", help="Period end on or before DATE (YYYY-MM-DD)"),
+    fmt: str = typer.Option("table", "--format", help="table | csv | json (the global --json means json)"),
+) -> None:
+    """Prove, per pay run, that D365 holds exactly what UKG paid. Read-only: never writes to D365 or UKG.
+
+    For each selected pay run, compares UKG's GL lines (mapped and summarized as post-payroll does), what the
+    ledger sent, and the D365 journal(s) carrying the run's marker (posted or not), by main account and
+    dimensions. Verdicts: match, missing in D365, extra in D365, amount differs, duplicate journal.
+    Without a selection: every posting in the ledger with a period end in the last 60 days.
+    Exit 0 only when every selected run matches, 1 otherwise.
+    """
+    from ukg2d365.cli import _guard, _parse_date, _state
+
+    state = _state(ctx)
+
+    def body() -> int:
+        from ukg2d365.flows.context import Context
+        from ukg2d365.flows.reconcile import ReconcileSelection
+        from ukg2d365.flows.reconcile import reconcile as run_reconcile
+
+        if fmt not in FORMATS:
+            raise UsageError(f"--format {fmt!r}: use table, csv or json")
+        selection = ReconcileSelection(run_id, pay_group, _parse_date(period_end, "--period-end"),
+                                       _parse_date(date_from, "--from"), _parse_date(date_to, "--to"))
+        selection.validate()
+        config = state.config()
+        # No HTTP audit events: a read-only check should not grow the posting trails.
+        context = Context(config, ledger_path=state.ledger_path, record_http=False)
+        ledger = context.ledger
+        ledger.start_run("reconcile", {"run_id": run_id, "pay_group": pay_group, "period_end": period_end,
+                                       "from": date_from, "to": date_to, "format": fmt})
+        code = int(ExitStatus.RECORDS_FAILED)
+        summary: dict[str, Any] = {}
+        try:
+            report = run_reconcile(context, selection)
+            code = int(ExitStatus.OK if report.ok else ExitStatus.RECORDS_FAILED)
+            summary = {"runs": len(report.runs), "verdicts": report.counts(), "ukg_lines_read": report.ukg_lines_read,
+                       "exit_code": code}
+            text = _summary_text(report)
+            if state.out.json_mode or fmt == "json":
+                out = state.out if state.out.json_mode else Output(json_mode=True)
+                _show_json(out, report)
+                out.summary(text, **summary)
+            elif fmt == "csv":
+                _show_warnings(state.out, report)
+                _write_csv(report)
+                state.out.err.print(text, markup=False)
+            else:
+                _show_table(state.out, report)
+                state.out.summary(text)
+            return code
+        except Ukg2d365Error as exc:
+            code = int(exc.exit_status)
+            summary["error"] = str(exc)
+            raise
+        finally:
+            ledger.finish_run(code, summary)
+            context.close()
+
+    _guard(state, body)
+
+
+# ---------------------------------------------------------------------- shared
+
+
+def _run_label(run: RunReconciliation) -> str:
+    k = run.key
+    return f"{k.pay_group} {k.period_end} {k.run_id}" + (f" employee {k.employee}" if k.employee else "")
+
+
+def _summary_text(report: ReconcileReport) -> str:
+    if not report.runs:
+        if report.selection.explicit:
+            return "reconcile: no pay run matches the selection, nothing proven"
+        return f"reconcile: nothing posted with a period end since {report.window_start}: nothing to reconcile"
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in report.counts().items() if n)
+    if report.ok:
+        return f"reconcile: all {len(report.runs)} pay run(s) match ({counts})"
+    return f"reconcile: {len(report.runs)} pay run(s): {counts}"
+
+
+def _show_warnings(out: Output, report: ReconcileReport) -> None:
+    for message in report.warnings:
+        out.warn(message)
+    if not report.runs and report.selection.explicit:
+        out.warn("no pay run in UKG or in the ledger matches the selection")
+
+
+def _exact(amount: Decimal, precision: int) -> str:
+    """Plain decimal text at the currency's scale (0 -> 0.00) unless that would drop digits; never rounded."""
+    scaled = amount.quantize(quantum(precision))
+    return str(scaled if scaled == amount else amount)
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount:,}" if amount else ""  # exact: never rounded for display
+
+
+# ---------------------------------------------------------------------- table
+
+
+def _show_table(out: Output, report: ReconcileReport) -> None:
+    _show_warnings(out, report)
+    if not report.runs:
+        return
+    table = Table(title="Reconciliation: UKG vs D365 (and what the ledger sent)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Pay run / account and dimensions", overflow="fold")
+    table.add_column("Verdict", overflow="fold")
+    for column in ("UKG debit", "UKG credit", "D365 debit", "D365 credit"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("Difference", justify="right")
+    table.add_column("Ledger sent", justify="right")
+    for run in report.runs:
+        colour = "green" if run.matches else "red"
+        journals = ", ".join(j.journal_batch_number + (" (posted)" if j.posted else "") for j in run.journals)
+        label = f"[bold]{_run_label(run)}[/]" + (f"\njournal {journals}" if journals else "")
+        table.add_row(label, f"[{colour}]{run.verdict}[/]",
+                      *_amount_cells(run.ukg_total, run.d365_total, run.ledger_total),
+                      end_section=not run.differences)
+        rows = _expanded(run)
+        for i, row in enumerate(rows):
+            table.add_row(f"  {row.account}", f"[yellow]{row.verdict}[/]",
+                          *_amount_cells(row.ukg, row.d365, row.ledger), end_section=i == len(rows) - 1)
+        if rows and len(rows) < len(run.differences):
+            table.add_row(f"  ... {len(run.differences) - len(rows)} more", "", end_section=True)
+        elif not rows and run.differences:
+            table.add_section()
+    out.table(table)
+    for run in report.runs:
+        for note in run.notes:
+            out.say(f"{_run_label(run)}: {note}", style=None if run.matches else "yellow")
+
+
+def _expanded(run: RunReconciliation) -> list[LineDifference]:
+    """The differing rows worth a line each: none when the whole journal is absent or doubled (every row would
+    differ, the totals row and its note say it all), at most PREVIEW_ROWS otherwise."""
+    if len(run.journals) != 1:
+        return []
+    return run.differences[:PREVIEW_ROWS]
+
+
+def _amount_cells(ukg: Amounts, d365: Amounts, ledger: Amounts | None) -> list[str]:
+    return [_money(ukg.debit), _money(ukg.credit), _money(d365.debit), _money(d365.credit),
+            _difference(d365 - ukg), _ledger_cell(ukg, d365, ledger)]
+
+
+def _difference(diff: Amounts) -> str:
+    """D365 minus UKG, per side: 'dr +1.00', 'cr -12.34', or both."""
+    parts = [f"{side} {amount:+,}" for side, amount in (("dr", diff.debit), ("cr", diff.credit)) if amount]
+    return " ".join(parts)
+
+
+def _ledger_cell(ukg: Amounts, d365: Amounts, ledger: Amounts | None) -> str:
+    # Said in words when it equals a side already shown: keeps the table narrow enough for a terminal.
+    if ledger is None:
+        return "never sent"
+    if ledger == d365 == ukg:
+        return "same"
+    if ledger == d365:
+        return "= D365"
+    if ledger == ukg:
+        return "= UKG"
+    return f"dr {_money(ledger.debit) or '0.00'} cr {_money(ledger.credit) or '0.00'}"
+
+
+# ---------------------------------------------------------------------- csv
+
+
+def _write_csv(report: ReconcileReport) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for run in report.runs:
+        k = run.key
+        common = {
+            "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end.isoformat(),
+            "run_id": k.run_id, "employee": k.employee or "", "marker": run.marker,
+            "journals": " ".join(j.journal_batch_number for j in run.journals),
+            "ledger_status": run.ledger_status or "",
+        }
+        writer.writerow({**common, "row": "run", "verdict": run.verdict, "account": "",
+                         **_csv_amounts(run.ukg_total, run.d365_total, run.ledger_total, report.precision),
+                         "notes": "; ".join(run.notes)})
+        for row in run.differences:
+            writer.writerow({**common, "row": "line", "verdict": row.verdict, "account": row.account,
+                             **_csv_amounts(row.ukg, row.d365, row.ledger, report.precision), "notes": ""})
+    sys.stdout.flush()
+
+
+def _csv_amounts(ukg: Amounts, d365: Amounts, ledger: Amounts | None, precision: int) -> dict[str, str]:
+    diff = d365 - ukg
+
+    def text(amount: Decimal) -> str:
+        return _exact(amount, precision)
+
+    return {
+        "ukg_debit": text(ukg.debit), "ukg_credit": text(ukg.credit),
+        "d365_debit": text(d365.debit), "d365_credit": text(d365.credit),
+        "ledger_debit": text(ledger.debit) if ledger is not None else "",
+        "ledger_credit": text(ledger.credit) if ledger is not None else "",
+        "difference_debit": text(diff.debit), "difference_credit": text(diff.credit),
+    }
+
+
+# ---------------------------------------------------------------------- json
+
+
+def _show_json(out: Output, report: ReconcileReport) -> None:
+    _show_warnings(out, report)
+    precision = report.precision
+    for run in report.runs:
+        k = run.key
+        out.event(
+            "reconcile", key=k.text, company=k.company, pay_group=k.pay_group, period_end=k.period_end,
+            run_id=k.run_id, employee=k.employee, marker=run.marker, verdict=run.verdict, match=run.matches,
+            journals=[{"journal_batch_number": j.journal_batch_number, "posted": j.posted, "lines": j.lines}
+                      for j in run.journals],
+            ledger_status=run.ledger_status,
+            **_json_amounts(run.ukg_total, run.d365_total, run.ledger_total, precision),
+            lines=[{"account": row.account, "verdict": row.verdict,
+                    **_json_amounts(row.ukg, row.d365, row.ledger, precision)} for row in run.differences],
+            notes=run.notes,
+        )
+
+
+def _json_amounts(ukg: Amounts, d365: Amounts, ledger: Amounts | None, precision: int) -> dict[str, Any]:
+    def pair(a: Amounts) -> dict[str, str]:
+        return {"debit": _exact(a.debit, precision), "credit": _exact(a.credit, precision)}
+
+    return {"ukg": pair(ukg), "d365": pair(d365), "ledger": pair(ledger) if ledger is not None else None,
+            "difference": pair(d365 - ukg)}
+

@@ -1,0 +1,452 @@
+"""reconcile: prove, per pay run, that D365 holds exactly what UKG paid. Read-only.
+
+1. **read**: the UKG GL lines of the selected pay runs, planned through the same ``JournalBuilder``
+   post-payroll uses (so UKG is seen exactly as it would be posted: mapped, summarized); the ledger's
+   postings and the lines it sent; and, per run, every D365 journal whose Description carries the run's
+   marker, with its lines, posted or not.
+2. **compare**: :func:`compare_run`, a pure function of three maps keyed by AccountDisplayValue (main
+   account + dimensions) with Decimal debit and credit totals: a verdict and the differing rows.
+3. **report**: rendered by ``ukg2d365.cli_reconcile`` (table, CSV, JSON).
+
+Nothing is written to UKG or D365. The ledger only gets the run row every command records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from ukg2d365.d365.odata import ODataClient, filter_eq
+from ukg2d365.errors import DataError, UsageError
+from ukg2d365.flows.context import Context
+from ukg2d365.flows.journal_poster import HEADERS, LINES
+from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected
+from ukg2d365.journal import JournalBuilder, PostingKey
+from ukg2d365.ledger import POSTED, Posting
+from ukg2d365.mapping import Mapper
+from ukg2d365.money import AmountError, parse_amount, quantum
+from ukg2d365.ukg.records import parse_gl_line
+
+MATCH = "match"
+MISSING = "missing in D365"
+EXTRA = "extra in D365"
+DIFFERS = "amount differs"
+DUPLICATE = "duplicate journal"
+# A run gets the first verdict of this list that applies to it; every differing row keeps its own.
+VERDICTS = (DUPLICATE, MISSING, EXTRA, DIFFERS, MATCH)
+
+DEFAULT_WINDOW_DAYS = 60
+D365_AMOUNT_PRECISION = 6  # D365 stores amounts as numeric(32,6)
+MAX_NOTES_PER_CAUSE = 5
+
+ZERO = Decimal("0")
+
+
+# ---------------------------------------------------------------------- the comparison (pure)
+
+
+@dataclass(frozen=True)
+class Amounts:
+    """Debit and credit totals of one account + dimensions (or of a whole run)."""
+
+    debit: Decimal = ZERO
+    credit: Decimal = ZERO
+
+    def __add__(self, other: Amounts) -> Amounts:
+        return Amounts(self.debit + other.debit, self.credit + other.credit)
+
+    def __sub__(self, other: Amounts) -> Amounts:
+        return Amounts(self.debit - other.debit, self.credit - other.credit)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.debit == 0 and self.credit == 0
+
+
+AccountAmounts = Mapping[str, Amounts]  # AccountDisplayValue -> debit/credit totals
+
+
+def sum_by_account(rows: Iterable[tuple[str, Decimal, Decimal]]) -> dict[str, Amounts]:
+    """(AccountDisplayValue, debit, credit) rows -> totals per AccountDisplayValue."""
+    totals: dict[str, Amounts] = {}
+    for account, debit, credit in rows:
+        totals[account] = totals.get(account, Amounts()) + Amounts(debit, credit)
+    return totals
+
+
+def total(amounts: AccountAmounts) -> Amounts:
+    return sum(amounts.values(), Amounts())
+
+
+@dataclass(frozen=True)
+class LineDifference:
+    """One account + dimensions where D365, UKG and the ledger do not all agree."""
+
+    account: str
+    verdict: str  # missing in D365 | extra in D365 | amount differs
+    ukg: Amounts
+    d365: Amounts
+    ledger: Amounts | None  # None: the ledger never sent this run
+
+    @property
+    def difference(self) -> Amounts:
+        """What D365 holds beyond what UKG paid (negative: less)."""
+        return self.d365 - self.ukg
+
+
+@dataclass
+class Comparison:
+    verdict: str
+    differences: list[LineDifference]
+    notes: list[str]
+    ukg_changed: bool  # the ledger sent something other than what UKG holds now
+
+
+def compare_run(
+    ukg: AccountAmounts | None,
+    ledger: AccountAmounts | None,
+    d365_journals: Sequence[AccountAmounts],
+    *,
+    ukg_source_unchanged: bool = False,
+) -> Comparison:
+    """Compare one pay run: what UKG paid, what the ledger sent, what each D365 journal with its marker holds.
+
+    ``ukg`` is None when UKG returns no lines for the run; ``ledger`` is None when the ledger never planned
+    it. ``ukg_source_unchanged`` says UKG's raw lines hash as they did when posted, so a difference between
+    UKG and the ledger comes from the mapping, not from UKG.
+    """
+    ukg_map = ukg or {}
+    d365_map: dict[str, Amounts] = {}
+    for journal in d365_journals:
+        for account, amounts in journal.items():
+            d365_map[account] = d365_map.get(account, Amounts()) + amounts
+    accounts = sorted(set(ukg_map) | set(ledger or {}) | set(d365_map))
+    differences: list[LineDifference] = []
+    ukg_changed = False
+    for account in accounts:
+        u = ukg_map.get(account, Amounts())
+        d = d365_map.get(account, Amounts())
+        sent = None if ledger is None else ledger.get(account, Amounts())
+        if sent is not None and sent != u:
+            ukg_changed = True
+        kind = _row_verdict(u, sent, d)
+        if kind is not None:
+            differences.append(LineDifference(account, kind, u, d, sent))
+
+    notes: list[str] = []
+    if ukg is None:
+        notes.append("UKG returns no GL lines for this run")
+    if ukg_changed:
+        notes.append("the mapping changed since posting: UKG's lines are unchanged but map to other accounts"
+                     if ukg_source_unchanged else
+                     "UKG changed since posting: its GL lines differ from what the ledger sent")
+    if len(d365_journals) > 1:
+        verdict = DUPLICATE
+    elif not d365_journals:
+        verdict = MISSING
+    elif ledger is None:
+        # post-payroll would not find this journal (it looks only after its own sends): a second copy looms.
+        verdict = EXTRA
+        notes.append("D365 holds a journal with this run's marker that the ledger never sent (made by hand, "
+                     "or by another ledger)")
+    else:
+        kinds = {row.verdict for row in differences}
+        verdict = next((v for v in VERDICTS if v in kinds), MATCH)
+    return Comparison(verdict, differences, notes, ukg_changed)
+
+
+def _row_verdict(ukg: Amounts, sent: Amounts | None, d365: Amounts) -> str | None:
+    if d365 == ukg and (sent is None or sent == d365):
+        return None
+    if sent is not None and sent == d365:
+        return DIFFERS  # D365 holds exactly what was sent; UKG (or the mapping) moved since
+    # D365 is judged against what was sent when there is a posting: that is what it should hold.
+    expected = sent if sent is not None else ukg
+    kinds = set()
+    for want, have in ((expected.debit, d365.debit), (expected.credit, d365.credit)):
+        if want == have:
+            continue
+        kinds.add(MISSING if have == 0 else EXTRA if want == 0 else DIFFERS)
+    return kinds.pop() if len(kinds) == 1 else DIFFERS
+
+
+# ---------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class ReconcileSelection:
+    run_id: str | None = None
+    pay_group: str | None = None
+    period_end: date | None = None
+    period_from: date | None = None
+    period_to: date | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return any(v is not None for v in (self.run_id, self.pay_group, self.period_end, self.period_from,
+                                           self.period_to))
+
+    def validate(self) -> None:
+        if self.period_end is not None and (self.period_from is not None or self.period_to is not None):
+            raise UsageError("--period-end cannot be combined with --from/--to",
+                             hint="give one period end, or a range of period end dates")
+        if self.period_from and self.period_to and self.period_from > self.period_to:
+            raise UsageError(f"--from {self.period_from} is after --to {self.period_to}")
+
+    @property
+    def payroll(self) -> Selection:
+        """The part post-payroll's own filters understand (run id, pay group, one period end)."""
+        return Selection(self.run_id, self.pay_group, self.period_end)
+
+    def in_range(self, period_end: date) -> bool:
+        return ((self.period_from is None or period_end >= self.period_from)
+                and (self.period_to is None or period_end <= self.period_to))
+
+    def covers(self, key: PostingKey, companies: set[str]) -> bool:
+        if self.run_id is not None and key.run_id != self.run_id:
+            return False
+        return _selected(key, self.payroll, None, companies) and self.in_range(key.period_end)
+
+
+# ---------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class JournalRef:
+    journal_batch_number: str
+    posted: bool
+    lines: int
+
+
+@dataclass
+class RunReconciliation:
+    key: PostingKey
+    marker: str
+    verdict: str
+    ukg_total: Amounts
+    d365_total: Amounts
+    ledger_total: Amounts | None
+    ledger_status: str | None
+    journals: list[JournalRef]
+    differences: list[LineDifference]
+    notes: list[str]
+
+    @property
+    def matches(self) -> bool:
+        return self.verdict == MATCH
+
+
+@dataclass
+class ReconcileReport:
+    selection: ReconcileSelection
+    window_start: date | None  # the default selection: ledger postings with a period end since then
+    runs: list[RunReconciliation] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # UKG lines that could not be tied to a run
+    ukg_lines_read: int = 0
+    precision: int = 2  # decimal places of d365.currency, for showing amounts
+
+    @property
+    def ok(self) -> bool:
+        """Exit 0 only when every selected run matches; an explicit selection that finds nothing proves nothing."""
+        if not self.runs:
+            return not self.selection.explicit
+        return all(run.matches for run in self.runs)
+
+    def counts(self) -> dict[str, int]:
+        return {verdict: sum(1 for r in self.runs if r.verdict == verdict) for verdict in VERDICTS}
+
+
+# ---------------------------------------------------------------------- read
+
+
+@dataclass
+class _UkgRun:
+    ukg: dict[str, Amounts]
+    source_hash: str
+    problems: list[str]
+
+
+def reconcile(ctx: Context, selection: ReconcileSelection, *, today: date | None = None) -> ReconcileReport:
+    """Read UKG, the ledger and D365 for the selected pay runs and compare them. Writes nothing."""
+    selection.validate()
+    companies = set(ctx.config.ukg.company_ids)
+    window_start = None
+    if not selection.explicit:
+        window_start = (today or date.today()) - timedelta(days=DEFAULT_WINDOW_DAYS)
+    report = ReconcileReport(selection, window_start, precision=ctx.config.d365.currency_precision)
+
+    postings: dict[PostingKey, Posting] = {}
+    for posting in ctx.ledger.find_postings():
+        key = _posting_key(posting)
+        if window_start is not None:
+            wanted = key.period_end >= window_start and (not companies or key.company in companies)
+        else:
+            wanted = selection.covers(key, companies)
+        if wanted:
+            postings[key] = posting
+    if not selection.explicit and not postings:
+        return report  # nothing posted lately: no need to ask UKG or D365 anything
+
+    ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
+    d365 = ctx.d365
+    legal_entity = ctx.config.d365.legal_entity
+    for key in sorted(set(ukg_runs) | set(postings)):
+        found = postings.get(key)
+        marker = found.marker if found is not None else key.marker
+        journals = [(header, _journal_amounts(d365, legal_entity, str(header["JournalBatchNumber"])))
+                    for header in find_journals(d365, legal_entity, marker)]
+        run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals)
+        run.notes.extend(errors_by_run.get(key.run_id, [])[:MAX_NOTES_PER_CAUSE])
+        report.runs.append(run)
+    tied = {key.run_id for key in ukg_runs} | {key.run_id for key in postings}
+    for run_id, messages in errors_by_run.items():
+        if run_id not in tied:
+            report.warnings.extend(messages[:MAX_NOTES_PER_CAUSE])
+    return report
+
+
+def _posting_key(posting: Posting) -> PostingKey:
+    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id,
+                      posting.employee)
+
+
+def _read_ukg(
+    ctx: Context,
+    selection: ReconcileSelection,
+    postings: Mapping[PostingKey, Posting],
+    companies: set[str],
+    report: ReconcileReport,
+) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
+    """Plan the selected runs' UKG lines exactly as post-payroll would, and keep only the totals per account."""
+    config = ctx.config
+    mapper = Mapper(config.mapping)
+    precision = config.d365.currency_precision
+    builders: dict[PostingKey, JournalBuilder] = {}
+    errors_by_run: dict[str, list[str]] = {}
+    wanted_keys = set(postings)
+    for position, raw in enumerate(_ukg_items(ctx, selection, postings), start=1):
+        report.ukg_lines_read += 1
+        try:
+            line = parse_gl_line(raw, position, precision)
+        except DataError as exc:
+            if selection.explicit and not _raw_in_selection(raw, selection.payroll, None):
+                continue
+            run = raw.get("runId") if isinstance(raw, dict) else None
+            errors_by_run.setdefault(str(run) if run else "", []).append(f"unreadable line: {exc}")
+            continue
+        key = PostingKey.of(line)
+        if not (selection.covers(key, companies) if selection.explicit else key in wanted_keys):
+            continue
+        builder = builders.get(key)
+        if builder is None:
+            builder = builders[key] = JournalBuilder(key, config, mapper)
+        builder.add(line)
+    runs: dict[PostingKey, _UkgRun] = {}
+    for key, builder in builders.items():
+        plan = builder.finish()
+        amounts = sum_by_account((ln.account, ln.debit, ln.credit) for ln in plan.lines)
+        runs[key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+    return runs, errors_by_run
+
+
+def _ukg_items(ctx: Context, selection: ReconcileSelection, postings: Mapping[PostingKey, Posting]) -> Iterator[Any]:
+    if selection.run_id is not None:
+        yield from ctx.ukg.gl_lines(run_id=selection.run_id)
+    elif selection.explicit:
+        yield from ctx.ukg.gl_lines()
+    else:
+        # The default selection comes from the ledger: ask UKG only for those runs, not for its whole history.
+        for run_id in sorted({key.run_id for key in postings}):
+            yield from ctx.ukg.gl_lines(run_id=run_id)
+
+
+def find_journals(odata: ODataClient, legal_entity: str, marker: str) -> list[dict[str, Any]]:
+    """Every journal header whose Description carries the marker (the same search post-payroll's recovery makes)."""
+    flt = f"{filter_eq('dataAreaId', legal_entity)} and Description eq '*{marker}*'"
+    return list(odata.get_all(HEADERS, filter=flt, cross_company=True))
+
+
+def _journal_amounts(odata: ODataClient, legal_entity: str, journal_batch_number: str) -> list[tuple[str, Any, Any]]:
+    flt = f"{filter_eq('dataAreaId', legal_entity)} and {filter_eq('JournalBatchNumber', journal_batch_number)}"
+    return [
+        (str(row.get("AccountDisplayValue") or ""), row.get("DebitAmount"), row.get("CreditAmount"))
+        for row in odata.get_all(LINES, filter=flt, cross_company=True,
+                                 select=["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount"])
+    ]
+
+
+def _d365_amount(value: Any, journal_batch_number: str, precision: int) -> Decimal:
+    """An amount as D365 stores it, shown at the currency's scale when that loses nothing (100.000000 -> 100.00)."""
+    try:
+        amount = parse_amount(value, D365_AMOUNT_PRECISION)
+    except AmountError as exc:
+        raise DataError(f"D365 journal {journal_batch_number}: line amount {exc}") from None
+    scaled = amount.quantize(quantum(precision))
+    return scaled if scaled == amount else amount
+
+
+def _reconcile_run(
+    ctx: Context,
+    key: PostingKey,
+    marker: str,
+    ukg_run: _UkgRun | None,
+    posting: Posting | None,
+    journals: list[tuple[dict[str, Any], list[tuple[str, Any, Any]]]],
+) -> RunReconciliation:
+    journal_maps: list[dict[str, Amounts]] = []
+    refs: list[JournalRef] = []
+    precision = ctx.config.d365.currency_precision
+    for header, rows in journals:
+        number = str(header["JournalBatchNumber"])
+        journal_maps.append(sum_by_account(
+            (account, _d365_amount(debit, number, precision), _d365_amount(credit, number, precision))
+            for account, debit, credit in rows))
+        refs.append(JournalRef(number, str(header.get("IsPosted", "No")) == "Yes", len(rows)))
+    ledger_map = None
+    if posting is not None:
+        ledger_map = sum_by_account((ln.account, ln.debit, ln.credit) for ln in ctx.ledger.plan_lines(posting.key))
+    comparison = compare_run(
+        ukg_run.ukg if ukg_run is not None else None,
+        ledger_map,
+        journal_maps,
+        ukg_source_unchanged=bool(ukg_run and posting and ukg_run.source_hash == posting.source_hash),
+    )
+    notes = _context_notes(key, marker, ukg_run, posting, refs) + comparison.notes
+    d365_total = sum((total(m) for m in journal_maps), Amounts())
+    return RunReconciliation(
+        key=key,
+        marker=marker,
+        verdict=comparison.verdict,
+        ukg_total=total(ukg_run.ukg) if ukg_run is not None else Amounts(),
+        d365_total=d365_total,
+        ledger_total=total(ledger_map) if ledger_map is not None else None,
+        ledger_status=posting.status if posting is not None else None,
+        journals=refs,
+        differences=comparison.differences,
+        notes=notes,
+    )
+
+
+def _context_notes(
+    key: PostingKey, marker: str, ukg_run: _UkgRun | None, posting: Posting | None, refs: list[JournalRef]
+) -> list[str]:
+    """What the comparison cannot know: journal numbers, ledger states, why UKG's side may be incomplete."""
+    notes: list[str] = []
+    if ukg_run is not None:
+        notes.extend(f"UKG: {problem}" for problem in ukg_run.problems[:MAX_NOTES_PER_CAUSE])
+    if len(refs) > 1:
+        numbers = ", ".join(f"{r.journal_batch_number}{' (posted)' if r.posted else ''}" for r in refs)
+        notes.append(f"{len(refs)} journals carry marker {marker}: {numbers}")
+    if not refs:
+        if posting is None:
+            notes.append(f"never posted: no ledger posting and no D365 journal (`ukg2d365 post-payroll --run-id "
+                         f"{key.run_id}`)")
+        elif posting.journal_batch_number:
+            notes.append(f"the ledger recorded journal {posting.journal_batch_number}, but no D365 journal carries "
+                         f"marker {marker} (deleted in D365?)")
+    if posting is not None and posting.status != POSTED:
+        notes.append(f"ledger status {posting.status}" + (f": {posting.last_error}" if posting.last_error else ""))
+    return notes
