@@ -577,9 +577,10 @@ def sandbox(
 
 
 def _register_commands() -> None:
-    from ukg2d365.cli_sync import register
+    from ukg2d365 import cli_reconcile, cli_sync
 
-    register(app)
+    cli_sync.register(app)
+    cli_reconcile.register(app)
 
 
 _register_commands()

@@ -20,16 +20,18 @@ from __future__ import annotations
 import csv
 import sys
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
 from rich.table import Table
 
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
-from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
 from ukg2d365.money import quantum
 from ukg2d365.render import PREVIEW_ROWS, Output
+
+if TYPE_CHECKING:  # the flow (and its HTTP stack) is imported only when the command runs, as in cli.py
+    from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
 
 FORMATS = ("table", "csv", "json")
 CSV_COLUMNS = (
@@ -42,7 +44,8 @@ CSV_COLUMNS = (
 def register(app: typer.Typer) -> None:
     """Add reconcile to ``app`` (once)."""
     if "reconcile" not in {c.name for c in app.registered_commands}:
-        app.command("reconcile")(reconcile)
+        app.command("reconcile", short_help="Read-only proof, per pay run, that D365 holds exactly what UKG paid."
+                    )(reconcile)
 
 
 def reconcile(

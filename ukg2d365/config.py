@@ -139,6 +139,7 @@ class PayrollConfig(_Section):
     summarize: bool = True
     line_text: str = "Payroll {pay_group} {period_end}"
     lookback_days: int = Field(default=14, ge=0, le=366)
+    negative_amounts: Literal["reverse", "refuse"] = "reverse"
 
     @field_validator("line_text")
     @classmethod

@@ -147,8 +147,16 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def decode_json(response: requests.Response, system: str) -> Any:
-    """Decode a JSON body with Decimal numbers; anything else is a ProtocolError naming system and path."""
+def _nonfinite(name: str) -> Decimal:
+    return Decimal(name)  # NaN / Infinity / -Infinity: kept, so the record that carries it is refused by name
+
+
+def decode_json(response: requests.Response, system: str, *, keep_nonfinite: bool = False) -> Any:
+    """Decode a JSON body with Decimal numbers; anything else is a ProtocolError naming system and path.
+
+    ``keep_nonfinite`` decodes NaN/Infinity (not JSON, but some serializers emit them) as Decimal so a
+    record-level check can refuse the one record instead of the whole page.
+    """
     where = _where(response.url or (response.request.url if response.request else "") or "")
     content_type = response.headers.get("Content-Type", "")
     if "json" not in content_type.lower():
@@ -160,7 +168,8 @@ def decode_json(response: requests.Response, system: str) -> Any:
         )
     try:
         text = response.content.decode("utf-8-sig")
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        return json.loads(text, parse_float=Decimal,
+                          parse_constant=_nonfinite if keep_nonfinite else _refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         truncated = isinstance(exc, json.JSONDecodeError) and exc.pos >= len(exc.doc.rstrip())
         reason = "truncated" if truncated else "invalid"

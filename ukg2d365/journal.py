@@ -100,6 +100,10 @@ class JournalBuilder:
     def __init__(self, key: PostingKey, config: Config, mapper: Mapper) -> None:
         self.key = key
         self._summarize = config.payroll.summarize
+        self._refuse_negatives = config.payroll.negative_amounts == "refuse"
+        self._seen_ids: set[str] = set()
+        self._duplicates: list[str] = []
+        self._negatives: list[str] = []
         self._line_text = config.payroll.line_text
         self._mapper = mapper
         self._sums: dict[tuple[str, str, str], list[Decimal]] = {}  # (display, ukg account, main) -> [dr, cr]
@@ -115,6 +119,14 @@ class JournalBuilder:
 
     def add(self, line: GlDistribution) -> None:
         self.count += 1
+        if not line.system_id.startswith("#"):
+            # A line UKG returns twice (a paging glitch, a re-run block) would be booked twice.
+            ident = f"{line.block_id}/{line.system_id}"
+            if ident in self._seen_ids:
+                self._duplicates.append(line.system_id)
+            self._seen_ids.add(ident)
+        if self._refuse_negatives and (line.debit < 0 or line.credit < 0):
+            self._negatives.append(line.system_id)
         self.debit_in += line.debit
         self.credit_in += line.credit
         self._blocks.add(line.block_id)
@@ -150,6 +162,12 @@ class JournalBuilder:
         for reason, codes in sorted(self._unmapped.items()):
             shown = ", ".join(sorted(codes)[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
             problems.append(f"{reason}: {shown}")
+        if self._duplicates:
+            problems.append(f"UKG returned GL line(s) twice (systemId {', '.join(self._duplicates[:10])}); "
+                            "refusing rather than booking them twice")
+        if self._negatives:
+            problems.append(f"negative amounts on line(s) {', '.join(self._negatives[:10])} "
+                            "(payroll.negative_amounts is refuse)")
         if self.debit_in != self.credit_in:
             problems.append(
                 f"unbalanced in UKG: debits {self.debit_in:,} != credits {self.credit_in:,} "

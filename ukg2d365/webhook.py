@@ -360,10 +360,6 @@ class WebhookEventTable:
             ).fetchall()
         return [WebhookEvent(**dict(row)) for row in rows]
 
-    def count(self) -> int:
-        with self._ledger.transaction() as db:
-            return int(db.execute("SELECT COUNT(*) FROM webhook_events").fetchone()[0])
-
 
 # ---------------------------------------------------------------------- the worker
 

@@ -27,7 +27,14 @@ from typing import Any
 from ukg2d365.config import D365Config
 from ukg2d365.d365.batch import BatchOperation
 from ukg2d365.d365.odata import ODataClient, filter_eq
-from ukg2d365.errors import AmbiguousWriteError, AuthError, RemoteError, RemoteUnavailable, Ukg2d365Error
+from ukg2d365.errors import (
+    AmbiguousWriteError,
+    AuthError,
+    ProtocolError,
+    RemoteError,
+    RemoteUnavailable,
+    Ukg2d365Error,
+)
 from ukg2d365.http import ConcurrencyLimit
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, PlannedLine, Posting
 
@@ -124,7 +131,10 @@ class JournalPoster:
         self._ledger.set_status(posting.key, SENDING, count_attempt=True)
         self._ledger.audit("request", {"op": "create header", "entity": HEADERS, "marker": posting.marker},
                            posting.key)
-        created = self._odata.create(HEADERS, body)
+        try:
+            created = self._odata.create(HEADERS, body)
+        except ProtocolError as exc:
+            raise AmbiguousWriteError(f"unreadable answer to the journal header request: {exc}") from None
         jbn = created.get("JournalBatchNumber") if isinstance(created, dict) else None
         if not jbn:
             raise RemoteError(f"D365 created a journal header for {posting.key} but returned no JournalBatchNumber")
@@ -202,7 +212,11 @@ class JournalPoster:
         first, last = chunk[0].line_number, chunk[-1].line_number
         self._ledger.audit("request", {"op": "lines", "journal_batch_number": jbn, "first_line": first,
                                        "last_line": last, "count": len(chunk)}, key)
-        results = self._odata.batch([ops])
+        try:
+            results = self._odata.batch([ops])
+        except ProtocolError as exc:
+            # The request reached D365 but its answer is unreadable: the changeset may have been processed.
+            raise AmbiguousWriteError(f"unreadable answer to lines {first}-{last} of journal {jbn}: {exc}") from None
         result = results[0] if results else None
         if result is None or not result.ok:
             message = result.error_message if result is not None else "D365 answered no changeset"

@@ -249,7 +249,8 @@ class Sandbox:
             "# Written by the ukg2d365 sandbox for its local simulators (throwaway data and credentials).\n"
             f"# Entra ID {urls.entra}, UKG Pro {urls.ukg}, D365 F&O {urls.d365}.\n"
             "# Secrets are not in this file: export the env vars `ukg2d365 sandbox` printed.\n"
-            "# ca_bundle and ledger.path are relative to this file's folder; the ports change per start.\n\n"
+            "# ca_bundle and ledger.path are relative to this file's folder.\n"
+            "# With port 0 the ports change on every start: let the sandbox rewrite this file.\n\n"
         )
         body = yaml.safe_dump(self.config_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True)
         target.parent.mkdir(parents=True, exist_ok=True)

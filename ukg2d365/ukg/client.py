@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -146,40 +147,43 @@ class UkgClient:
         ahead (UKG publishes no page count, so at most ``prefetch - 1`` requests past the end are wasted);
         items are still yielded strictly in page order.
         """
-        first = self._page_items(path, params, 1)
+        first, previous = self._page_items(path, params, 1)
         yield from first
         if len(first) < self.page_size:
             return
         depth = max(1, self.prefetch)
-        previous = first
         with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="ukg-page") as pool:
-            in_flight: deque[Future[list[dict[str, Any]]]] = deque()
+            in_flight: deque[Future[tuple[list[dict[str, Any]], str]]] = deque()
             next_page = 2
             for _ in range(depth):
                 in_flight.append(pool.submit(self._page_items, path, params, next_page))
                 next_page += 1
             try:
                 while in_flight:
-                    items = in_flight.popleft().result()
+                    items, fingerprint = in_flight.popleft().result()
                     if not items:
                         return
-                    if items == previous:
+                    # Compare the raw bytes: items holding NaN never compare equal to themselves.
+                    if fingerprint == previous:
                         raise ProtocolError(
                             f"UKG {path} returned the same page twice in a row (paging ignored?)"
                         )
                     yield from items
                     if len(items) < self.page_size:
                         return
-                    previous = items
+                    previous = fingerprint
                     in_flight.append(pool.submit(self._page_items, path, params, next_page))
                     next_page += 1
             finally:
                 for future in in_flight:
                     future.cancel()
 
-    def _page_items(self, path: str, params: Mapping[str, str], page: int) -> list[dict[str, Any]]:
+    def _page_items(self, path: str, params: Mapping[str, str], page: int) -> tuple[list[dict[str, Any]], str]:
+        """One page's items and a fingerprint of its raw body (to spot a server that ignores ``page``)."""
         query = {**params, "page": str(page), "per_Page": str(self.page_size)}
-        return self._items(self._get(path, query, page=page), path)
+        response = self._get(path, query, page=page)
+        fingerprint = hashlib.sha256(response.content).hexdigest() if response is not None else ""
+        return self._items(response, path), fingerprint
 
     def _get(self, path: str, params: Mapping[str, str], *, page: int = 1) -> requests.Response | None:
         """GET with the auth headers; None means "past the last page" (see the 404 note below)."""
@@ -198,7 +202,7 @@ class UkgClient:
     def _items(self, response: requests.Response | None, path: str) -> list[dict[str, Any]]:
         if response is None:
             return []
-        body = decode_json(response, SYSTEM)
+        body = decode_json(response, SYSTEM, keep_nonfinite=True)
         if not isinstance(body, list):
             kind = "JSON object" if isinstance(body, dict) else f"JSON {type(body).__name__}"
             raise ProtocolError(
