@@ -23,5 +23,8 @@ lint: install
 demo: install
 	$(PY) -m ukg2d365.sandbox.demo
 
+bench: install
+	$(PY) -m tests.benchmark
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo sandbox-run

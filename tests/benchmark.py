@@ -402,9 +402,9 @@ def naive_per_record(sandbox: Sandbox, sample: int, scale_to: int) -> NaiveResul
         gl: list[dict[str, Any]] = []
         page = 1
         while True:
+            params = {"runId": run.run_id, "page": str(page), "per_Page": str(NAIVE_PAGE_SIZE)}
             resp = session.get(f"{urls.ukg}/payroll/v2/general-ledger", auth=basic, headers=ukg_headers,
-                               params={"runId": run.run_id, "page": page, "per_Page": NAIVE_PAGE_SIZE}, timeout=60,
-                               verify=ca)
+                               params=params, timeout=60, verify=ca)
             resp.raise_for_status()
             items = resp.json(parse_float=Decimal)
             gl.extend(items)

@@ -110,3 +110,12 @@ def test_status_and_audit_tell_the_story_without_secrets(world):
     assert any(e["kind"] == "http" for e in trail["events"])
     blob = "\n".join(world.outputs)
     assert not any(secret in blob for secret in SECRETS)
+
+
+def test_token_revoked_mid_run_is_renewed_once_and_posts_once(world):
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "revoke_tokens", method="POST", path_regex=r"\$batch$", count=1))
+    issued_before = world.sandbox.tokens.issued_count
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    assert_exactly_once(world, run)
+    assert world.sandbox.tokens.issued_count == issued_before + 2  # the first token, then one renewal

@@ -577,10 +577,11 @@ def sandbox(
 
 
 def _register_commands() -> None:
-    from ukg2d365 import cli_reconcile, cli_sync
+    from ukg2d365 import cli_reconcile, cli_sync, cli_webhook
 
     cli_sync.register(app)
     cli_reconcile.register(app)
+    cli_webhook.register(app)
 
 
 _register_commands()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -17,7 +18,9 @@ from urllib.parse import quote
 from ukg2d365.sandbox.types import SimResponse
 
 SERVICES = ("entra", "ukg", "d365")
-ACTIONS = ("latency", "status", "drop_after", "drop_before", "html", "redirect")
+# revoke_tokens: every issued bearer token is revoked just before this request is handled (a token
+# revoked mid-run, as when an admin rotates the app's secret or Entra invalidates sessions).
+ACTIONS = ("latency", "status", "drop_after", "drop_before", "html", "redirect", "revoke_tokens")
 
 # D365 F&O service protection message (d365-api.md section 7)
 D365_THROTTLE_MESSAGE = (
@@ -84,6 +87,7 @@ class FaultSet:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self.latency_ms: dict[str, int] = {s: latency_ms for s in SERVICES}
+        self.revoke_hook: Callable[[], object] | None = None  # set by Sandbox: TokenRegistry.revoke_all
 
     def add(self, rule: FaultRule) -> FaultRule:
         with self._lock:
@@ -105,6 +109,10 @@ class FaultSet:
             raise ValueError("latency_ms must be >= 0")
         with self._lock:
             self.latency_ms[service] = latency_ms
+
+    def revoke_tokens(self) -> None:
+        if self.revoke_hook is not None:
+            self.revoke_hook()
 
     def take(self, service: str, method: str, path: str) -> FaultRule | None:
         """The first matching rule, consumed once; None when the request goes through untouched."""

@@ -305,6 +305,8 @@ class ServiceServer:
                 raise _Drop()
             if rule.action == "latency":
                 self._sleep(rule.latency_ms or 0)
+            elif rule.action == "revoke_tokens":
+                self.faults.revoke_tokens()
             elif rule.action != "drop_after":
                 canned = fault_response(self.name, rule, req.path)
                 assert canned is not None

@@ -9,9 +9,9 @@ module turns UKG's answers into records or into one-line errors that say what to
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import time
-import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
