@@ -314,8 +314,11 @@ def replay(
                 state.out.say(f"{'would replay' if dry_run else 'replaying'} {p.key} ({p.status}; "
                               f"{p.line_count} lines){': ' + p.last_error if p.last_error else ''}")
             if dry_run or not plan.to_replay:
-                state.out.summary(f"{'dry run: would replay' if dry_run else 'replayed'} {len(plan.to_replay) if dry_run else 0}"
-                                  f" posting(s); {len(plan.already_posted)} already posted")
+                if dry_run:
+                    state.out.summary(f"dry run: would replay {len(plan.to_replay)} posting(s); "
+                                      f"{len(plan.already_posted)} already posted")
+                else:
+                    state.out.summary(f"nothing to replay; {len(plan.already_posted)} already posted")
                 code = int(ExitStatus.RECORDS_FAILED if plan.unknown else ExitStatus.OK)
                 return code
             total = sum(p.line_count for p in plan.to_replay)

@@ -195,7 +195,9 @@ class MappingConfig(_Section):
         if missing:
             raise ValueError(f"ledger_format names {', '.join(missing)} but mapping.dimensions has no entry for it")
         if not self.main_accounts and self.unmapped_accounts == "error":
-            raise ValueError("main_accounts is empty: map at least one UKG account, or set unmapped_accounts: passthrough")
+            raise ValueError(
+                "main_accounts is empty: map at least one UKG account, or set unmapped_accounts: passthrough"
+            )
         for name, dim in self.dimensions.items():
             if dim.create_in == "OperatingUnits" and dim.operating_unit_type is None:
                 guess = {"department": "OMDepartment", "costcenter": "OMCostCenter"}.get(name.lower())

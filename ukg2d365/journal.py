@@ -17,6 +17,7 @@ from decimal import Decimal
 from ukg2d365.config import Config
 from ukg2d365.ledger import PlannedLine
 from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
+from ukg2d365.money import quantum
 from ukg2d365.ukg.records import GlDistribution
 
 MARKER_PREFIX = "U2D-"
@@ -100,6 +101,7 @@ class JournalBuilder:
     def __init__(self, key: PostingKey, config: Config, mapper: Mapper) -> None:
         self.key = key
         self._summarize = config.payroll.summarize
+        self._zero = quantum(config.d365.currency_precision) * 0
         self._refuse_negatives = config.payroll.negative_amounts == "refuse"
         self._seen_ids: set[str] = set()
         self._duplicates: list[str] = []
@@ -206,18 +208,18 @@ class JournalBuilder:
                     continue
                 # A negative debit is a credit (a reversal) and vice versa: D365 lines take no negatives.
                 debit_side = is_debit if amount > 0 else not is_debit
-                value = abs(amount)
+                magnitude = abs(amount)
                 lines.append(PlannedLine(
                     line_number=len(lines) + 1,
                     account=display,
-                    debit=value if debit_side else Decimal("0.00"),
-                    credit=Decimal("0.00") if debit_side else value,
+                    debit=magnitude if debit_side else self._zero,
+                    credit=self._zero if debit_side else magnitude,
                     text=self._text(ukg_account),
                 ))
                 if debit_side:
-                    debit_total += value
+                    debit_total += magnitude
                 else:
-                    credit_total += value
+                    credit_total += magnitude
         if not problems and debit_total != credit_total:  # cannot happen when the input balances
             problems.append(f"plan unbalanced: debits {debit_total:,} != credits {credit_total:,}")
         return JournalPlan(

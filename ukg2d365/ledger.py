@@ -178,7 +178,9 @@ class Ledger:
         self.run_id: int | None = None
         folder = path.parent
         if not folder.exists():
-            raise ConfigError(f"ledger.path {path}: folder {folder} does not exist", hint="create it or fix ledger.path")
+            raise ConfigError(
+                f"ledger.path {path}: folder {folder} does not exist", hint="create it or fix ledger.path"
+            )
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"ledger.path {path}: folder {folder} is not writable")
         if not path.exists():

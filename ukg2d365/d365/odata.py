@@ -254,7 +254,7 @@ class ODataClient:
         for attempt in range(1, self.http.policy.max_attempts + 1):
             answered = self._batch_once([changesets[i] for i in pending])
             throttled = []
-            for index, result in zip(pending, answered):
+            for index, result in zip(pending, answered, strict=True):
                 results[index] = result
                 # A changeset answered 429/503 inside the batch was not processed: send it again later.
                 if not result.ok and result.status in (429, 503):

@@ -36,7 +36,9 @@ class TokenRegistry:
             return False
         with self._lock:
             issued = self._tokens.get(token)
-        return bool(issued and issued.audience.rstrip("/") == audience.rstrip("/") and issued.expires_at > self._clock())
+        if issued is None:
+            return False
+        return issued.audience.rstrip("/") == audience.rstrip("/") and issued.expires_at > self._clock()
 
     def revoke_all(self) -> int:
         with self._lock:
