@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,7 +223,9 @@ def post_payroll(
         try:
             if not dry_run:
                 ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+            started = time.monotonic()
             plan = read_and_plan(context, selection)
+            read_seconds = round(time.monotonic() - started, 3)
             will_ask = not yes and sys.stdin.isatty() and not state.out.json_mode
             _show_payroll_plan(state.out, plan, dry_run, detailed=dry_run or will_ask)
             summary = {"to_post": len(plan.to_post), "already_posted": len(plan.already_posted),
@@ -244,8 +247,10 @@ def post_payroll(
                     code = int(ExitStatus.OK)
                     return code
             total = sum(len(j.lines) for j in plan.to_post)
+            started = time.monotonic()
             with state.out.progress("Posting journal lines", total) as advance:
                 result = apply(context, plan, advance)
+            summary.update(read_seconds=read_seconds, post_seconds=round(time.monotonic() - started, 3))
             for outcome in result.outcomes:
                 state.out.event("posting", key=outcome.key, status=outcome.status,
                                 journal_batch_number=outcome.journal_batch_number, lines_sent=outcome.lines_sent,

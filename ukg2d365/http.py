@@ -186,23 +186,37 @@ def dumps_json(value: Any) -> str:
     return "".join(parts)
 
 
+_encode_string = json.encoder.encode_basestring  # the C encoder; json.dumps per string is ~10x slower
+
+
 def _encode(value: Any, out: list[str]) -> None:
-    if value is None or isinstance(value, (bool, str)):
-        out.append(json.dumps(value, ensure_ascii=False))
+    kind = type(value)
+    if kind is str:
+        out.append(_encode_string(value))
+    elif kind is Decimal:
+        out.append(_decimal_text(value))
+    elif value is None:
+        out.append("null")
+    elif kind is bool:
+        out.append("true" if value else "false")
+    elif isinstance(value, str):
+        out.append(_encode_string(str(value)))
     elif isinstance(value, int):
-        out.append(str(value))
+        out.append(str(int(value)))
     elif isinstance(value, Decimal):
         out.append(_decimal_text(value))
     elif isinstance(value, float):
         raise TypeError("refusing to serialize a float: money and quantities must be Decimal")
     elif isinstance(value, Mapping):
         out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            if not isinstance(key, str):
+        first = True
+        for key, item in value.items():
+            if type(key) is not str:
                 raise TypeError(f"JSON object keys must be strings, got {type(key).__name__}")
-            if i:
+            if not first:
                 out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
+            first = False
+            out.append(_encode_string(key))
             out.append(":")
             _encode(item, out)
         out.append("}")

@@ -11,12 +11,17 @@ MAX_AMOUNT = Decimal("999999999999.99")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
+_QUANTA = {p: Decimal(1).scaleb(-p) for p in range(0, 5)}
+_ZEROS = {p: q * 0 for p, q in _QUANTA.items()}
+
+
 class AmountError(ValueError):
     """An amount cannot be used as money; the message says why, the caller adds which record."""
 
 
 def quantum(precision: int) -> Decimal:
-    return Decimal(1).scaleb(-precision)
+    q = _QUANTA.get(precision)
+    return q if q is not None else Decimal(1).scaleb(-precision)
 
 
 def parse_amount(value: Any, precision: int = 2) -> Decimal:
@@ -27,7 +32,12 @@ def parse_amount(value: Any, precision: int = 2) -> Decimal:
     places than the currency has (unless the extra digits are zeros), and absurdly large values.
     """
     if value is None:
-        return quantum(precision) * 0
+        return _ZEROS.get(precision) or quantum(precision) * 0
+    if type(value) is Decimal and value.is_finite():
+        # Fast path for what the JSON decoder hands us: already exact; only the scale is checked.
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and -precision <= exponent <= 0 and abs(value) <= MAX_AMOUNT:
+            return value.quantize(quantum(precision)) if exponent != -precision else value
     if isinstance(value, bool) or isinstance(value, float):
         raise AmountError(f"{value!r} is not an exact amount")
     if isinstance(value, int):

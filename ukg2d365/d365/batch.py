@@ -44,6 +44,9 @@ class BatchOperation:
     url: str
     body: Mapping[str, Any] | None = None
     content_id: str | int | None = None
+    # "return=minimal": the server may answer 204 without echoing the entity (OData v4 Prefer header);
+    # a server that ignores it answers 201 with the body, which works the same for us.
+    prefer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,8 @@ def _operation_lines(op: BatchOperation, content_id: str, data_root: str) -> lis
         "OData-MaxVersion: 4.0",
         f"Accept: {JSON_CONTENT_TYPE}",
     ]
+    if op.prefer:
+        lines.append(f"Prefer: {op.prefer}")
     if op.body is not None:
         lines += [f"Content-Type: {JSON_CONTENT_TYPE}", "", dumps_json(op.body)]
     else:

@@ -206,7 +206,7 @@ class JournalPoster:
 
     def _send_chunk(self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine]) -> None:
         ops = [
-            BatchOperation("POST", LINES, self.line_body(jbn, trans_date, ln), str(i + 1))
+            BatchOperation("POST", LINES, self.line_body(jbn, trans_date, ln), str(i + 1), prefer="return=minimal")
             for i, ln in enumerate(chunk)
         ]
         first, last = chunk[0].line_number, chunk[-1].line_number

@@ -153,13 +153,20 @@ class EntitySpec:
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def default_record(self) -> dict[str, Any]:
-        rec = {name: _type_default(code) for name, code in self.types.items()}
-        rec.update(self.defaults)
-        return rec
+        # Every default is immutable (str, Decimal, int), so one template per entity can be copied.
+        template = _DEFAULT_TEMPLATES.get(id(self))
+        if template is None:
+            template = {name: _type_default(code) for name, code in self.types.items()}
+            template.update(self.defaults)
+            _DEFAULT_TEMPLATES[id(self)] = template
+        return dict(template)
 
     def edm(self, prop: str) -> str:
         code = self.types[prop]
         return f"{NAMESPACE}.{code[2:]}" if code.startswith("e:") else _EDM[code]
+
+
+_DEFAULT_TEMPLATES: dict[int, dict[str, Any]] = {}
 
 
 def _type_default(code: str) -> Any:
@@ -450,6 +457,8 @@ def _key_predicate(spec: EntitySpec, rec: dict[str, Any]) -> str:
 def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any:
     """Check a JSON value against the property's EDM type, as the OData reader does before any X++ runs."""
     code = spec.types[name]
+    if code == "s" and type(value) is str:
+        return value  # the common case first: most properties are strings
     edm = spec.edm(name)
     if value is None:
         if code == "s":
@@ -462,7 +471,10 @@ def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any
         )
     convert_error = _odata_error(
         f"Cannot convert a primitive value to the expected type '{edm}'. See the inner exception for more details."
-    )
+    ) if code != "d" or not isinstance(value, Decimal) else None
+    if code == "d" and convert_error is None:
+        return value
+    assert convert_error is not None
     if code == "s":
         if not isinstance(value, str):
             raise convert_error
@@ -2122,7 +2134,7 @@ def _boundary(content_type: str) -> str | None:
 
 def _parse_headers(block: str) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for line in re.split(r"\r?\n", block):
+    for line in block.splitlines():
         if ":" in line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
@@ -2181,8 +2193,8 @@ def _parse_http_part(headers: dict[str, str], text: str, in_changeset: bool) -> 
     if not headers.get("content-type", "").lower().startswith("application/http"):
         raise _odata_error("Each batch part must have Content-Type application/http.")
     head, _, body = _partition_blank(text)
-    lines = re.split(r"\r?\n", head)
-    request_line = lines[0].split()
+    lines = head.splitlines()
+    request_line = lines[0].split() if lines else []
     if len(request_line) < 2:
         raise _odata_error(f"Bad request line in a batch part: '{lines[0]}'.")
     method, url = request_line[0].upper(), request_line[1]
