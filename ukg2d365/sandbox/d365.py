@@ -1812,10 +1812,11 @@ class D365Service:
         values = _coerce_body(spec, _parse_json_body(req.body), ieee754)
         if method == "POST":
             rec = self.entities.create(txn, spec, values)
-            view = self._view(spec, rec, txn)
+            minimal = "return=minimal" in prefer
+            view = rec if minimal else self._view(spec, rec, txn)  # the key is all a minimal answer needs
             location = f"{self.base_url}/data/{spec.name}({quote(_key_predicate(spec, view), safe=_URL_SAFE)})"
             headers = {"Location": location, "OData-EntityId": location}
-            if "return=minimal" in prefer:
+            if minimal:
                 return SimResponse.empty(204, {**ODATA_HEADERS, **headers, "Preference-Applied": "return=minimal"})
             return self._json(201, self._entity_body(spec, view), headers)
         rec = self.entities.update(txn, spec, self._key_tuple(req, target), values)

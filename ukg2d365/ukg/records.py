@@ -88,40 +88,47 @@ def _int(raw: dict[str, Any], field: str, default: int) -> int:
     return int(number)
 
 
+_DATES: dict[str, date] = {}  # a run's lines share a handful of date strings
+
+
+def _amount(raw: dict[str, Any], field: str, precision: int) -> Decimal:
+    try:
+        return parse_amount(raw.get(field), precision)
+    except AmountError as exc:
+        raise ValueError(f"{field} {exc}") from None
+
+
 def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution:
     """Validate one raw GL item; DataError names the run, the line and the field."""
     if not isinstance(raw, dict):
         raise DataError(f"UKG GL item #{position} is not an object: {type(raw).__name__}")
-    run_id = raw.get("runId")
     system_id = raw.get("systemId")
-    ref = f"GL run {run_id!s} line {system_id if system_id is not None else '#' + str(position)}"
     try:
         run = _text(raw, "runId", required=True)
         company = _text(raw, "coId", required=False) or _text(raw, "companyCode", required=True)
         period_raw = raw.get("periodEndDate") or raw.get("payPeriodEndDate")
         if period_raw is None:
             raise ValueError("periodEndDate is missing")
-        period_end = parse_date(period_raw)
-        amounts = {}
-        for field in ("debitAmt", "creditAmt"):
-            try:
-                amounts[field] = parse_amount(raw.get(field), precision)
-            except AmountError as exc:
-                raise ValueError(f"{field} {exc}") from None
-        line = GlDistribution(
+        period_end = _DATES.get(period_raw) if type(period_raw) is str else None
+        if period_end is None:
+            period_end = parse_date(period_raw)
+            if len(_DATES) < 1000:
+                _DATES[period_raw] = period_end
+        return GlDistribution(
             run_id=run,
             company=company,
             pay_group=_text(raw, "payGroup", required=True),
             period_end=period_end,
             account=_text(raw, "generalLedgerAccount", required=True),
-            debit=amounts["debitAmt"],
-            credit=amounts["creditAmt"],
-            org_levels=tuple(_text(raw, f"orgLevel{i}", required=False) for i in range(1, 5)),  # type: ignore[arg-type]
+            debit=_amount(raw, "debitAmt", precision),
+            credit=_amount(raw, "creditAmt", precision),
+            org_levels=(_text(raw, "orgLevel1", required=False), _text(raw, "orgLevel2", required=False),
+                        _text(raw, "orgLevel3", required=False), _text(raw, "orgLevel4", required=False)),
             block_id=_int(raw, "blockId", 1),
             total_blocks=_int(raw, "totalNrOfBlocks", 1),
             system_id=str(system_id) if system_id is not None else f"#{position}",
             employee=_text(raw, "employeeNumber", required=False) or None,
         )
     except ValueError as exc:
-        raise DataError(f"UKG {ref}: {exc}") from None
-    return line
+        line = system_id if system_id is not None else f"#{position}"
+        raise DataError(f"UKG GL run {raw.get('runId')!s} line {line}: {exc}") from None
