@@ -118,6 +118,39 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        2,
+        "employee sync hashes",
+        """
+        CREATE TABLE IF NOT EXISTS employee_sync (
+            personnel_number TEXT PRIMARY KEY,
+            payload_hash TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            employment_id TEXT
+        );
+        """,
+    ),
+    (
+        3,
+        "webhook events",
+        """
+        CREATE TABLE IF NOT EXISTS webhook_events (
+            event_id TEXT PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            event_time TEXT,
+            event_type TEXT NOT NULL,
+            operation TEXT,
+            tenant TEXT,
+            company TEXT,
+            employee TEXT,
+            pay_group TEXT,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'ignored')),
+            detail TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS webhook_events_by_status ON webhook_events(status, received_at);
+        """,
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -65,14 +66,22 @@ class Output:
         if not self.json_mode and not self.quiet:
             self.out.print(table)
 
+    def log(self, level: str, message: str) -> None:
+        """--json mode: log lines on stderr are JSON too, so a log shipper can parse cron output."""
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        sys.stderr.write(json.dumps({"at": stamp, "level": level, "message": message}) + "\n")
+        sys.stderr.flush()
+
     def error(self, message: str, *, code: int) -> None:
         if self.json_mode:
             self.event("error", message=message, exit_code=code)
-        self.err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+            self.log("error", message)
+        else:
+            self.err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         if self.json_mode:
-            self.event("warning", message=message)
+            self.log("warning", message)
         else:
             self.err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 

@@ -296,32 +296,11 @@ def merge(actions: Iterable[WebhookAction]) -> list[WebhookAction]:
 class WebhookEventTable:
     """Every event received with a valid signature, keyed by EventId: replay protection and outcome.
 
-    Every SQL statement for it lives here. Created on first use; to be folded into a numbered ledger
-    migration later.
+    Every SQL statement for it lives here; the table itself comes from ledger migration 3.
     """
-
-    DDL = (
-        "CREATE TABLE IF NOT EXISTS webhook_events ("
-        "event_id TEXT PRIMARY KEY, "
-        "received_at TEXT NOT NULL, "
-        "event_time TEXT, "
-        "event_type TEXT NOT NULL, "
-        "operation TEXT, "
-        "tenant TEXT, "
-        "company TEXT, "
-        "employee TEXT, "
-        "pay_group TEXT, "
-        "status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'ignored')), "
-        "detail TEXT, "
-        "updated_at TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS webhook_events_by_status ON webhook_events(status, received_at)",
-    )
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        with ledger.transaction() as db:
-            for statement in self.DDL:
-                db.execute(statement)
 
     def record(self, event: WebhookEvent, status: str, detail: str) -> bool:
         """Insert the event; False when its EventId is already recorded (a replay or a redelivery)."""

@@ -75,16 +75,11 @@ class SyncedEmployee:
 class EmployeeSyncTable:
     """The ledger's record of what was last sent per employee: every SQL statement for it lives here.
 
-    Created on first use; to be folded into a numbered ledger migration later.
+    The table itself comes from ledger migration 2.
     """
-
-    DDL = ("CREATE TABLE IF NOT EXISTS employee_sync (personnel_number TEXT PRIMARY KEY, "
-           "payload_hash TEXT NOT NULL, sent_at TEXT NOT NULL, employment_id TEXT)")
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        with ledger.transaction() as db:
-            db.execute(self.DDL)
 
     def lookup(self, personnel_numbers: Iterable[str]) -> dict[str, SyncedEmployee]:
         numbers = sorted(set(personnel_numbers))

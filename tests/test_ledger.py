@@ -1,0 +1,71 @@
+"""The ledger: migrations recorded, file mode, lock, plan storage, state transitions."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import gl, make_config
+from ukg2d365.errors import ConfigError, LockBusy
+from ukg2d365.flows.post_payroll import posting_record
+from ukg2d365.journal import build_journals
+from ukg2d365.ledger import FAILED, MIGRATIONS, POSTED, SENDING, Ledger
+from ukg2d365.ukg.records import parse_gl_line
+
+
+def journal(tmp_path):
+    cfg = make_config(tmp_path)
+    items = [gl("5000", Decimal("1.10"), cc="110"), gl("2100", 0, Decimal("1.10"), system_id=2)]
+    return build_journals([parse_gl_line(x, i) for i, x in enumerate(items)], cfg)[0]
+
+
+def test_migrations_are_recorded_once_and_file_is_private(tmp_path):
+    path = tmp_path / "l.db"
+    Ledger(path).close()
+    Ledger(path).close()  # reopening applies nothing twice
+    rows = sqlite3.connect(path).execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == [m[0] for m in MIGRATIONS]
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_ledger_written_by_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "l.db"
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
+    db.commit()
+    with pytest.raises(ConfigError, match="newer ukg2d365"):
+        Ledger(path)
+
+
+def test_missing_or_read_only_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Ledger(tmp_path / "nope" / "l.db")
+
+
+def test_plan_is_stored_exactly_and_states_move(tmp_path):
+    ledger = Ledger(tmp_path / "l.db")
+    j = journal(tmp_path)
+    ledger.save_plan(posting_record(j), j.lines)
+    assert ledger.plan_lines(j.key.text) == j.lines
+    ledger.set_status(j.key.text, SENDING, journal_batch_number="USMF-1")
+    ledger.set_status(j.key.text, FAILED, error="refused")
+    assert ledger.get_posting(j.key.text).last_error == "refused"
+    ledger.set_status(j.key.text, POSTED)
+    posting = ledger.get_posting(j.key.text)
+    assert posting.status == POSTED and posting.last_error is None and posting.journal_batch_number == "USMF-1"
+    with pytest.raises(ValueError, match="already posted"):
+        ledger.save_plan(posting_record(j), j.lines)
+    assert [e["kind"] for e in ledger.audit_trail(j.key.text)].count("state") == 3
+
+
+def test_second_lock_holder_is_refused_with_who_holds_it(tmp_path):
+    first = Ledger(tmp_path / "l.db")
+    first.acquire_lock()
+    second = Ledger(tmp_path / "l.db")
+    with pytest.raises(LockBusy, match="holds the ledger lock"):
+        second.acquire_lock(timeout_seconds=0.3)
+    first.release_lock()
+    second.acquire_lock()
