@@ -58,20 +58,7 @@ from ukg2d365.errors import ConfigError, LockBusy, Ukg2d365Error, UsageError
 from ukg2d365.flows.context import Context
 from ukg2d365.flows.post_payroll import PayrollResult, Selection, read_and_plan, record_refusals
 from ukg2d365.flows.post_payroll import apply as apply_payroll
-from ukg2d365.flows.reference import ReferenceData
-from ukg2d365.flows.sync_employees import (
-    SINCE_OVERLAP,
-    D365Employment,
-    EmployeePlan,
-    EmployeeSyncTable,
-    PersonName,
-    changed_targets,
-    check_employee_setup,
-    map_employments,
-    plan_employees,
-    read_d365_employments,
-    read_names,
-)
+from ukg2d365.flows.sync_employees import SINCE_OVERLAP, EmployeePlan, plan_records
 from ukg2d365.flows.sync_employees import apply as apply_employees
 from ukg2d365.ledger import Ledger, now_iso
 
@@ -445,9 +432,6 @@ def plan_employee_events(ctx: Context, wanted: Sequence[EmployeeRef], changed_si
     has no ``started_at``, so applying it never moves sync-employees' watermark: a one-employee run must not
     make the next scheduled run skip other employees' changes.
     """
-    config = ctx.config
-    legal_entity = config.d365.legal_entity
-    today = today or datetime.now(timezone.utc).date()
     match = _matcher(wanted)
     found: set[EmployeeRef] = set()
 
@@ -458,24 +442,7 @@ def plan_employee_events(ctx: Context, wanted: Sequence[EmployeeRef], changed_si
                 found.add(ref)
                 yield raw
 
-    table = EmployeeSyncTable(ctx.ledger)
-    targets = map_employments(named(ctx.ukg.employment_details(changed_since)), config)
-    synced = table.lookup(t.personnel_number for t in targets.targets)
-    changed, _ = changed_targets(targets.targets, synced, legal_entity)
-    existing: dict[str, list[D365Employment]] = {}
-    missing_values: dict[str, set[str]] = {}
-    names: dict[tuple[str, str], PersonName] = {}
-    if changed:
-        check_employee_setup(ctx)
-        reference = ReferenceData(ctx.d365, ctx.ledger, config)
-        for name in config.employees.default_dimensions:
-            values = {value for t in changed for dim, value in t.dimensions if dim == name and value}
-            missing_values[name] = reference.missing_dimension_values(name, values)
-        existing = read_d365_employments(ctx.d365, sorted({t.personnel_number for t in changed}), legal_entity)
-        to_hire = {t.join_key for t in changed if t.personnel_number not in existing}
-        if to_hire:
-            names = read_names(ctx.ukg.demographic_details(), to_hire)
-    plan = plan_employees(targets, synced, existing, missing_values, names, legal_entity=legal_entity, today=today)
+    plan = plan_records(ctx, named(ctx.ukg.employment_details(changed_since)), today=today)
     plan.changed_since = changed_since
     return EmployeeEventPlan(plan, [ref for ref in wanted if ref not in found])
 

@@ -516,13 +516,27 @@ def changed_since(ctx: Context, since: date | None) -> date | None:
 
 def read_and_plan(ctx: Context, since: date | None, *, today: date | None = None) -> EmployeePlan:
     """Read what the plan needs, and no more: D365 and names only for employees whose hash changed."""
+    started_at = now_iso()
+    start = changed_since(ctx, since)
+    plan = plan_records(ctx, ctx.ukg.employment_details(start), today=today)
+    plan.changed_since = start
+    plan.since_option = since
+    plan.started_at = started_at
+    return plan
+
+
+def plan_records(
+    ctx: Context, records: Iterable[Mapping[str, Any]], *, today: date | None = None
+) -> EmployeePlan:
+    """Plan from a stream of UKG employment records (all of them, or those a webhook named).
+
+    The plan has no ``started_at``: only read_and_plan, which reads everything changed, moves the watermark.
+    """
     config = ctx.config
     legal_entity = config.d365.legal_entity
     today = today or datetime.now(timezone.utc).date()
     table = EmployeeSyncTable(ctx.ledger)
-    started_at = now_iso()
-    start = changed_since(ctx, since)
-    targets = map_employments(ctx.ukg.employment_details(start), config)
+    targets = map_employments(records, config)
     synced = table.lookup(t.personnel_number for t in targets.targets)
     changed, _ = changed_targets(targets.targets, synced, legal_entity)
     existing: dict[str, list[D365Employment]] = {}
@@ -539,11 +553,7 @@ def read_and_plan(ctx: Context, since: date | None, *, today: date | None = None
         to_hire = {t.join_key for t in changed if t.personnel_number not in existing}
         if to_hire:
             names = read_names(ctx.ukg.demographic_details(), to_hire)
-    plan = plan_employees(targets, synced, existing, missing_values, names, legal_entity=legal_entity, today=today)
-    plan.changed_since = start
-    plan.since_option = since
-    plan.started_at = started_at
-    return plan
+    return plan_employees(targets, synced, existing, missing_values, names, legal_entity=legal_entity, today=today)
 
 
 # ---------------------------------------------------------------------- apply

@@ -131,4 +131,6 @@ def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution
         )
     except ValueError as exc:
         line = system_id if system_id is not None else f"#{position}"
-        raise DataError(f"UKG GL run {raw.get('runId')!s} line {line}: {exc}") from None
+        run_id = raw.get("runId")
+        run = f"GL run {run_id}" if run_id not in (None, "") else "GL item without runId,"
+        raise DataError(f"UKG {run} line {line}: {exc}") from None
