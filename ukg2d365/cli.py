@@ -11,7 +11,8 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -50,6 +51,43 @@ class State:
     def config(self) -> Config:
         return load_config(self.config_path)
 
+
+
+@dataclass
+class RecordedRun:
+    """A command's run as the ledger records it: who, when, arguments, exit code and summary."""
+
+    context: Any
+    config: Config
+    summary: dict[str, Any]
+    code: int = int(ExitStatus.RECORDS_FAILED)
+
+
+@contextmanager
+def recorded_run(
+    state: State, command: str, args: dict[str, Any], *, lock: bool, record_http: bool = True
+) -> Iterator[RecordedRun]:
+    """Open the ledger, record the run, take the run lock when the command writes, and always record the end.
+
+    The body sets ``run.code``; an error sets it from the error's exit status and is re-raised.
+    """
+    from ukg2d365.flows.context import Context
+
+    config = state.config()
+    context = Context(config, ledger_path=state.ledger_path, record_http=record_http)
+    run = RecordedRun(context, config, {})
+    context.ledger.start_run(command, args)
+    try:
+        if lock:
+            context.ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+        yield run
+    except Ukg2d365Error as exc:
+        run.code = int(exc.exit_status)
+        run.summary["error"] = str(exc)
+        raise
+    finally:
+        context.ledger.finish_run(run.code, run.summary)
+        context.close()
 
 def _version(value: bool) -> None:
     if value:
@@ -208,28 +246,21 @@ def post_payroll(
     state = _state(ctx)
 
     def body() -> int:
-        from ukg2d365.flows.context import Context
         from ukg2d365.flows.post_payroll import Selection, apply, read_and_plan
 
         selection = Selection(run_id, pay_group, _parse_date(period_end, "--period-end"), due)
         selection.validate()
-        config = state.config()
-        context = Context(config, ledger_path=state.ledger_path)
-        ledger = context.ledger
-        ledger.start_run("post-payroll" + (" --dry-run" if dry_run else ""),
-                         {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "due": due})
-        code = int(ExitStatus.RECORDS_FAILED)
-        summary: dict[str, Any] = {}
-        try:
-            if not dry_run:
-                ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+        command = "post-payroll" + (" --dry-run" if dry_run else "")
+        args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "due": due}
+        with recorded_run(state, command, args, lock=not dry_run) as run:
+            context, config, summary = run.context, run.config, run.summary
             started = time.monotonic()
             plan = read_and_plan(context, selection)
             read_seconds = round(time.monotonic() - started, 3)
             will_ask = not yes and sys.stdin.isatty() and not state.out.json_mode
             _show_payroll_plan(state.out, plan, dry_run, detailed=dry_run or will_ask)
-            summary = {"to_post": len(plan.to_post), "already_posted": len(plan.already_posted),
-                       "refused": len(plan.refused), "lines_read": plan.lines_read}
+            summary.update({"to_post": len(plan.to_post), "already_posted": len(plan.already_posted),
+                       "refused": len(plan.refused), "lines_read": plan.lines_read})
             problems = bool(plan.refused or plan.unattributed_errors)
             if dry_run or not plan.to_post:
                 what = "dry run: would post" if dry_run else "nothing new to post:"
@@ -237,15 +268,15 @@ def post_payroll(
                 state.out.summary(
                     f"{what} {len(plan.to_post)} journal(s); {posted_before} already posted; "
                     f"{len(plan.refused)} refused; {plan.lines_read} UKG lines read", **summary)
-                code = int(ExitStatus.RECORDS_FAILED if problems else ExitStatus.OK)
-                return code
+                run.code = int(ExitStatus.RECORDS_FAILED if problems else ExitStatus.OK)
+                return run.code
             if will_ask:
                 lines = sum(len(j.lines) for j in plan.to_post)
                 if not typer.confirm(f"Post {len(plan.to_post)} journal(s), {lines} lines, to D365 "
                                      f"{config.d365.base_url} ({config.d365.legal_entity})?", default=False):
                     state.out.summary("nothing posted (not confirmed)")
-                    code = int(ExitStatus.OK)
-                    return code
+                    run.code = int(ExitStatus.OK)
+                    return run.code
             total = sum(len(j.lines) for j in plan.to_post)
             started = time.monotonic()
             with state.out.progress("Posting journal lines", total) as advance:
@@ -269,15 +300,8 @@ def post_payroll(
             state.out.summary(
                 f"posted {posted} journal(s); {len(result.failed)} failed; {len(plan.already_posted)} already "
                 f"posted; {len(plan.refused)} refused", **summary)
-            code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
-            return code
-        except Ukg2d365Error as exc:
-            code = int(exc.exit_status)
-            summary["error"] = str(exc)
-            raise
-        finally:
-            ledger.finish_run(code, summary)
-            context.close()
+            run.code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
+            return run.code
 
     _guard(state, body)
 
@@ -296,17 +320,11 @@ def replay(
     state = _state(ctx)
 
     def body() -> int:
-        from ukg2d365.flows.context import Context
         from ukg2d365.flows.replay import apply_replay, plan_replay
 
-        config = state.config()
-        context = Context(config, ledger_path=state.ledger_path)
-        ledger = context.ledger
-        ledger.start_run("replay" + (" --dry-run" if dry_run else ""), {"keys": keys or [], "failed": failed})
-        code = int(ExitStatus.RECORDS_FAILED)
-        try:
-            if not dry_run:
-                ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+        command = "replay" + (" --dry-run" if dry_run else "")
+        with recorded_run(state, command, {"keys": keys or [], "failed": failed}, lock=not dry_run) as run:
+            context = run.context
             plan = plan_replay(context, list(keys or []), failed)
             for key in plan.unknown:
                 state.out.warn(f"no posting {key!r} in the ledger")
@@ -324,8 +342,8 @@ def replay(
                                       f"{len(plan.already_posted)} already posted")
                 else:
                     state.out.summary(f"nothing to replay; {len(plan.already_posted)} already posted")
-                code = int(ExitStatus.RECORDS_FAILED if plan.unknown else ExitStatus.OK)
-                return code
+                run.code = int(ExitStatus.RECORDS_FAILED if plan.unknown else ExitStatus.OK)
+                return run.code
             total = sum(p.line_count for p in plan.to_replay)
             with state.out.progress("Replaying journal lines", total) as advance:
                 outcomes = apply_replay(context, plan, advance)
@@ -340,14 +358,8 @@ def replay(
             bad = [o for o in outcomes if o.status != "posted"]
             state.out.summary(f"replayed {len(outcomes)} posting(s); {len(outcomes) - len(bad)} posted; "
                               f"{len(bad)} failed")
-            code = int(ExitStatus.RECORDS_FAILED if bad or plan.unknown else ExitStatus.OK)
-            return code
-        except Ukg2d365Error as exc:
-            code = int(exc.exit_status)
-            raise
-        finally:
-            ledger.finish_run(code, {})
-            context.close()
+            run.code = int(ExitStatus.RECORDS_FAILED if bad or plan.unknown else ExitStatus.OK)
+            return run.code
 
     _guard(state, body)
 

@@ -26,7 +26,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
+from ukg2d365.errors import ExitStatus, UsageError
 from ukg2d365.money import quantum
 from ukg2d365.render import PREVIEW_ROWS, Output
 
@@ -65,12 +65,11 @@ def reconcile(
     Without a selection: every posting in the ledger with a period end in the last 60 days.
     Exit 0 only when every selected run matches, 1 otherwise.
     """
-    from ukg2d365.cli import _guard, _parse_date, _state
+    from ukg2d365.cli import _guard, _parse_date, _state, recorded_run
 
     state = _state(ctx)
 
     def body() -> int:
-        from ukg2d365.flows.context import Context
         from ukg2d365.flows.reconcile import ReconcileSelection
         from ukg2d365.flows.reconcile import reconcile as run_reconcile
 
@@ -79,24 +78,19 @@ def reconcile(
         selection = ReconcileSelection(run_id, pay_group, _parse_date(period_end, "--period-end"),
                                        _parse_date(date_from, "--from"), _parse_date(date_to, "--to"))
         selection.validate()
-        config = state.config()
-        # No HTTP audit events: a read-only check should not grow the posting trails.
-        context = Context(config, ledger_path=state.ledger_path, record_http=False)
-        ledger = context.ledger
-        ledger.start_run("reconcile", {"run_id": run_id, "pay_group": pay_group, "period_end": period_end,
-                                       "from": date_from, "to": date_to, "format": fmt})
-        code = int(ExitStatus.RECORDS_FAILED)
-        summary: dict[str, Any] = {}
-        try:
-            report = run_reconcile(context, selection)
-            code = int(ExitStatus.OK if report.ok else ExitStatus.RECORDS_FAILED)
-            summary = {"runs": len(report.runs), "verdicts": report.counts(), "ukg_lines_read": report.ukg_lines_read,
-                       "exit_code": code}
+        args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "from": date_from,
+                "to": date_to, "format": fmt}
+        # No HTTP audit events and no lock: a read-only check neither grows the posting trails nor blocks a post.
+        with recorded_run(state, "reconcile", args, lock=False, record_http=False) as run:
+            report = run_reconcile(run.context, selection)
+            run.code = int(ExitStatus.OK if report.ok else ExitStatus.RECORDS_FAILED)
+            run.summary.update(runs=len(report.runs), verdicts=report.counts(), ukg_lines_read=report.ukg_lines_read,
+                               exit_code=run.code)
             text = _summary_text(report)
             if state.out.json_mode or fmt == "json":
                 out = state.out if state.out.json_mode else Output(json_mode=True)
                 _show_json(out, report)
-                out.summary(text, **summary)
+                out.summary(text, **run.summary)
             elif fmt == "csv":
                 _show_warnings(state.out, report)
                 _write_csv(report)
@@ -104,14 +98,7 @@ def reconcile(
             else:
                 _show_table(state.out, report)
                 state.out.summary(text)
-            return code
-        except Ukg2d365Error as exc:
-            code = int(exc.exit_status)
-            summary["error"] = str(exc)
-            raise
-        finally:
-            ledger.finish_run(code, summary)
-            context.close()
+            return run.code
 
     _guard(state, body)
 

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ukg2d365.errors import ExitStatus, Ukg2d365Error
+from ukg2d365.errors import ExitStatus
 from ukg2d365.render import Output
 
 PREVIEW_ROWS = 60
@@ -83,35 +83,29 @@ def sync_dimensions(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; create nothing in D365"),
 ) -> None:
     """Create the D365 dimension values that UKG org levels need; check D365's dimension setup first."""
-    from ukg2d365.cli import _guard, _state
+    from ukg2d365.cli import _guard, _state, recorded_run
 
     state = _state(ctx)
 
     def body() -> int:
-        from ukg2d365.flows.context import Context
         from ukg2d365.flows.sync_dimensions import apply, read_and_plan
 
-        config = state.config()
-        context = Context(config, ledger_path=state.ledger_path)
-        ledger = context.ledger
-        ledger.start_run("sync-dimensions" + (" --dry-run" if dry_run else ""), {"dry_run": dry_run})
-        code = int(ExitStatus.RECORDS_FAILED)
-        summary: dict[str, Any] = {}
-        try:
-            if not dry_run:
-                ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+        command = "sync-dimensions" + (" --dry-run" if dry_run else "")
+
+        with recorded_run(state, command, {"dry_run": dry_run}, lock=not dry_run) as run:
+            context, summary = run.context, run.summary
             plan = read_and_plan(context)
             _show_dimension_plan(state.out, plan, dry_run)
-            summary = {"to_create": len(plan.to_create), "present": len(plan.present), "skipped": len(plan.skipped),
-                       "missing_main_accounts": len(plan.missing_main_accounts),
-                       "org_levels_read": plan.org_levels_read}
+            summary.update(to_create=len(plan.to_create), present=len(plan.present), skipped=len(plan.skipped),
+                           missing_main_accounts=len(plan.missing_main_accounts),
+                           org_levels_read=plan.org_levels_read)
             if dry_run or not plan.to_create:
                 what = "dry run: would create" if dry_run else "nothing to create:"
                 state.out.summary(f"{what} {len(plan.to_create)} dimension value(s); {len(plan.present)} already "
                                   f"present; {len(plan.skipped)} skipped; {len(plan.missing_main_accounts)} main "
                                   f"account(s) missing", **summary)
-                code = int(ExitStatus.RECORDS_FAILED if plan.problems else ExitStatus.OK)
-                return code
+                run.code = int(ExitStatus.RECORDS_FAILED if plan.problems else ExitStatus.OK)
+                return run.code
             with state.out.progress("Creating dimension values", len(plan.to_create)) as advance:
                 result = apply(context, plan, advance)
             for outcome in result.outcomes:
@@ -127,15 +121,8 @@ def sync_dimensions(
             state.out.summary(f"created {len(result.created)} dimension value(s); {len(result.failed)} failed; "
                               f"{len(plan.present)} already present; {len(plan.skipped)} skipped; "
                               f"{len(plan.missing_main_accounts)} main account(s) missing", **summary)
-            code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
-            return code
-        except Ukg2d365Error as exc:
-            code = int(exc.exit_status)
-            summary["error"] = str(exc)
-            raise
-        finally:
-            ledger.finish_run(code, summary)
-            context.close()
+            run.code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
+            return run.code
 
     _guard(state, body)
 
@@ -183,29 +170,23 @@ def sync_employees(
                                      "[default: the day before the last clean sync, else all]"),
 ) -> None:
     """Create hires, set terminations and keep default dimensions of D365 employments aligned with UKG."""
-    from ukg2d365.cli import _guard, _parse_date, _state
+    from ukg2d365.cli import _guard, _parse_date, _state, recorded_run
 
     state = _state(ctx)
 
     def body() -> int:
-        from ukg2d365.flows.context import Context
         from ukg2d365.flows.sync_employees import CREATE, TERMINATE, UPDATE, apply, read_and_plan
 
         done = {CREATE: "hired", UPDATE: "updated", TERMINATE: "terminated"}
         since_date = _parse_date(since, "--since")
-        config = state.config()
-        context = Context(config, ledger_path=state.ledger_path)
-        ledger = context.ledger
-        ledger.start_run("sync-employees" + (" --dry-run" if dry_run else ""), {"dry_run": dry_run, "since": since})
-        code = int(ExitStatus.RECORDS_FAILED)
-        summary: dict[str, Any] = {}
-        try:
-            if not dry_run:
-                ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+        command = "sync-employees" + (" --dry-run" if dry_run else "")
+
+        with recorded_run(state, command, {"dry_run": dry_run, "since": since}, lock=not dry_run) as run:
+            context, summary = run.context, run.summary
             plan = read_and_plan(context, since_date)
             _show_employee_plan(state.out, plan, dry_run)
             counts = plan.counts()
-            summary = {"records_read": plan.records_read, "changed_since": plan.changed_since, **counts}
+            summary.update({"records_read": plan.records_read, "changed_since": plan.changed_since, **counts})
             described = (f"{counts['create']} hire(s), {counts['update']} dimension change(s), "
                          f"{counts['terminate']} termination(s); {counts['unchanged']} unchanged; "
                          f"{counts['ignored']} not created; {counts['skipped']} skipped; "
@@ -215,8 +196,8 @@ def sync_employees(
                     # Employees D365 already matches still get their hash remembered.
                     apply(context, plan)
                 state.out.summary(("dry run: would send " if dry_run else "nothing to send: ") + described, **summary)
-                code = int(ExitStatus.RECORDS_FAILED if plan.skipped else ExitStatus.OK)
-                return code
+                run.code = int(ExitStatus.RECORDS_FAILED if plan.skipped else ExitStatus.OK)
+                return run.code
             with state.out.progress("Sending employees", len(plan.writes)) as advance:
                 result = apply(context, plan, advance)
             for outcome in result.outcomes:
@@ -232,14 +213,7 @@ def sync_employees(
             summary.update(sent=sent, failed=len(result.failed), d365_requests=context.requests.get("D365", 0),
                            ukg_requests=context.requests.get("UKG", 0))
             state.out.summary(f"sent {sent} change(s), {len(result.failed)} failed: " + described, **summary)
-            code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
-            return code
-        except Ukg2d365Error as exc:
-            code = int(exc.exit_status)
-            summary["error"] = str(exc)
-            raise
-        finally:
-            ledger.finish_run(code, summary)
-            context.close()
+            run.code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
+            return run.code
 
     _guard(state, body)
