@@ -119,3 +119,11 @@ def test_token_revoked_mid_run_is_renewed_once_and_posts_once(world):
     world.cli("post-payroll", "--run-id", run.run_id, "--yes")
     assert_exactly_once(world, run)
     assert world.sandbox.tokens.issued_count == issued_before + 2  # the first token, then one renewal
+
+
+def test_audit_shows_the_trail_of_a_synced_dimension_value(world, monkeypatch):
+    world.cli("sync-dimensions")
+    trail = json.loads(world.cli("audit", "dimension:CostCenter:390", "--format", "json").stdout)  # inactive
+    assert trail["posting"] is None and trail["events"]
+    missing = world.cli("audit", "no-such-key", expect=2)
+    assert "no posting or audited record" in missing.output

@@ -181,3 +181,18 @@ def test_help_says_read_only(world):
 
 def test_period_end_with_a_range_is_a_usage_error(world):
     world.cli("reconcile", "--period-end", "2026-05-15", "--from", "2026-05-01", expect=2)
+
+
+def test_unreadable_ukg_line_after_posting_means_the_match_is_not_proven(world):
+    period = world.sandbox.dataset.closed_periods()[-1].period_end
+    ds = world.sandbox.dataset
+    run = ds.add_gl_run("READ1", period_end=period, lines=[
+        ds.make_gl_line("READ1", "5000", debit=Decimal("10.00"), cost_center="110", department="PROD",
+                        period_end=period),
+        ds.make_gl_line("READ1", "2100", credit=Decimal("10.00"), period_end=period),
+    ])
+    world.cli("post-payroll", "--run-id", "READ1", "--yes")
+    run.lines.append(ds.make_gl_line("READ1", "5000", debit="1,234.50", period_end=period))
+    runs = _reconciled(world, "--run-id", "READ1", expect=1)
+    assert runs[0]["verdict"] == "amount differs"
+    assert any("could not be read" in note for note in runs[0]["notes"])

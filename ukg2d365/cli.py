@@ -462,7 +462,8 @@ def audit(
             return 0
         posting, events = audit_trail(ledger, key)
         if fmt == "json" or state.out.json_mode:
-            sys.stdout.write(json.dumps({"posting": posting_dict(posting), "events": events}) + "\n")
+            document = {"posting": posting_dict(posting) if posting else None, "key": key, "events": events}
+            sys.stdout.write(json.dumps(document) + "\n")
             return 0
         flat = [{"id": e["id"], "at": e["at"], "kind": e["kind"], "run": e["run"], "user": e["user"],
                  "host": e["host"], "command": e["command"], "detail": json.dumps(e["detail"], sort_keys=True)}
@@ -471,9 +472,13 @@ def audit(
             _write_csv(flat)
             return 0
         p = posting
-        state.out.say(f"[bold]{p.key}[/]  marker {p.marker}  status {p.status}  journal "
-                      f"{p.journal_batch_number or '-'}  lines {p.line_count} (from {p.source_lines} UKG lines, "
-                      f"source hash {p.source_hash[:12]})  debit {p.debit_total:,.2f}  credit {p.credit_total:,.2f}")
+        if p is None:
+            state.out.say(f"[bold]{key}[/]")
+        else:
+            state.out.say(f"[bold]{p.key}[/]  marker {p.marker}  status {p.status}  journal "
+                          f"{p.journal_batch_number or '-'}  lines {p.line_count} (from {p.source_lines} UKG lines, "
+                          f"source hash {p.source_hash[:12]})  debit {p.debit_total:,.2f}  credit "
+                          f"{p.credit_total:,.2f}")
         table = Table(title="Audit trail", title_justify="left")
         for column in ("At (UTC)", "Run", "Who", "Event", "Detail"):
             table.add_column(column, overflow="fold")

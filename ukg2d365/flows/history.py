@@ -35,7 +35,12 @@ def posting_dict(p: Posting) -> dict[str, Any]:
     return data
 
 
-def audit_trail(ledger: Ledger, key: str) -> tuple[Posting, list[dict[str, Any]]]:
+def audit_trail(ledger: Ledger, key: str) -> tuple[Posting | None, list[dict[str, Any]]]:
+    """A posting's trail (by key, marker or journal number), or the trail of another audited record.
+
+    sync-dimensions and sync-employees audit under keys like ``dimension:CostCenter:130`` and
+    ``employee:100123``; those have events but no posting.
+    """
     posting = ledger.get_posting(key)
     if posting is None:
         for candidate in ledger.find_postings():
@@ -43,5 +48,10 @@ def audit_trail(ledger: Ledger, key: str) -> tuple[Posting, list[dict[str, Any]]
                 posting = candidate
                 break
     if posting is None:
-        raise UsageError(f"no posting {key!r} in the ledger", hint="`ukg2d365 status` lists the keys")
+        events = ledger.audit_trail(key)
+        if events:
+            return None, events
+        raise UsageError(f"no posting or audited record {key!r} in the ledger",
+                         hint="`ukg2d365 status` lists posting keys; sync records are dimension:NAME:VALUE "
+                              "and employee:NUMBER")
     return posting, ledger.audit_trail(posting.key)

@@ -299,7 +299,12 @@ def reconcile(ctx: Context, selection: ReconcileSelection, *, today: date | None
         journals = [(header, _journal_amounts(d365, legal_entity, str(header["JournalBatchNumber"])))
                     for header in find_journals(d365, legal_entity, marker)]
         run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals)
-        run.notes.extend(errors_by_run.get(key.run_id, [])[:MAX_NOTES_PER_CAUSE])
+        unreadable = errors_by_run.get(key.run_id, [])
+        run.notes.extend(unreadable[:MAX_NOTES_PER_CAUSE])
+        if unreadable and run.verdict == MATCH:
+            # Lines we could not read could hold any amount: a match cannot be proven.
+            run.verdict = DIFFERS
+            run.notes.append(f"{len(unreadable)} UKG line(s) could not be read, so the match is not proven")
         report.runs.append(run)
     tied = {key.run_id for key in ukg_runs} | {key.run_id for key in postings}
     for run_id, messages in errors_by_run.items():
