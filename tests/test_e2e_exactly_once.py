@@ -122,8 +122,9 @@ def test_token_revoked_mid_run_is_renewed_once_and_posts_once(world):
 
 
 def test_audit_shows_the_trail_of_a_synced_dimension_value(world, monkeypatch):
+    world.sandbox.dataset.add_org_level(1, "777", "New cost center")
     world.cli("sync-dimensions")
-    trail = json.loads(world.cli("audit", "dimension:CostCenter:390", "--format", "json").stdout)  # inactive
+    trail = json.loads(world.cli("audit", "dimension:CostCenter:777", "--format", "json").stdout)
     assert trail["posting"] is None and trail["events"]
     missing = world.cli("audit", "no-such-key", expect=2)
     assert "no posting or audited record" in missing.output
