@@ -69,3 +69,29 @@ def test_second_lock_holder_is_refused_with_who_holds_it(tmp_path):
         second.acquire_lock(timeout_seconds=0.3)
     first.release_lock()
     second.acquire_lock()
+
+
+def test_two_processes_creating_the_ledger_at_once_both_succeed(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "race.db"
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+
+    def open_ledger(results):
+        barrier.wait()
+        try:
+            Ledger(path).close()
+            results.put("ok")
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            results.put(repr(exc))
+
+    results = ctx.Queue()
+    procs = [ctx.Process(target=open_ledger, args=(results,)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sorted(results.get(timeout=5) for _ in procs) == ["ok"] * 4
+    rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
+    assert rows == len(MIGRATIONS)

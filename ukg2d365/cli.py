@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.table import Table
 
 from ukg2d365 import __version__
 from ukg2d365.config import Config, default_config_path, load_config
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
-from ukg2d365.render import Output, journal_fields, journal_table
+from ukg2d365.render import Output, Table, journal_fields, journal_table, styled
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
 
@@ -174,7 +173,7 @@ def ping(ctx: typer.Context) -> None:
             table.add_column(column, overflow="fold")
         for c in checks:
             state.out.event("check", system=c.system, host=c.host, ok=c.ok, latency_ms=c.latency_ms, detail=c.detail)
-            table.add_row(c.system, c.host, "[green]ok[/]" if c.ok else "[red]FAILED[/]",
+            table.add_row(c.system, c.host, styled("ok", "green") if c.ok else styled("FAILED", "red"),
                           f"{c.latency_ms} ms" if c.latency_ms is not None else "-", c.detail)
         state.out.table(table)
         code = exit_status(checks)
@@ -287,8 +286,9 @@ def post_payroll(
                                 journal_batch_number=outcome.journal_batch_number, lines_sent=outcome.lines_sent,
                                 recovered=outcome.recovered, error=outcome.error)
                 if outcome.status == "posted":
-                    state.out.say(f"[green]posted[/] {outcome.key} -> journal {outcome.journal_batch_number} "
-                                  f"({outcome.lines_sent} lines sent{', recovered' if outcome.recovered else ''})")
+                    state.out.say(f"{outcome.key} -> journal {outcome.journal_batch_number} "
+                                  f"({outcome.lines_sent} lines sent{', recovered' if outcome.recovered else ''})",
+                                  lead=("posted", "green"))
                 else:
                     state.out.warn(f"{outcome.key}: {outcome.error}")
             posted = sum(1 for o in result.outcomes if o.status == "posted")
@@ -351,8 +351,8 @@ def replay(
                 state.out.event("posting", key=o.key, status=o.status, journal_batch_number=o.journal_batch_number,
                                 lines_sent=o.lines_sent, recovered=o.recovered, error=o.error)
                 if o.status == "posted":
-                    state.out.say(f"[green]posted[/] {o.key} -> journal {o.journal_batch_number} "
-                                  f"({o.lines_sent} lines sent)")
+                    state.out.say(f"{o.key} -> journal {o.journal_batch_number} ({o.lines_sent} lines sent)",
+                                  lead=("posted", "green"))
                 else:
                     state.out.warn(f"{o.key}: {o.error}")
             bad = [o for o in outcomes if o.status != "posted"]
@@ -416,7 +416,7 @@ def status(ctx: typer.Context, limit: int = typer.Option(10, "--limit", help="Ho
         shown = {p.key: p for p in report.failed + report.pending + report.recent}
         for p in shown.values():
             colour = {"posted": "green", "failed": "red", "sending": "yellow"}.get(p.status, "white")
-            postings.add_row(p.key, f"[{colour}]{p.status}[/]", p.journal_batch_number or "-", str(p.line_count),
+            postings.add_row(p.key, styled(p.status, colour), p.journal_batch_number or "-", str(p.line_count),
                              f"{p.debit_total:,.2f}", f"{p.credit_total:,.2f}", p.updated_at[:19].replace("T", " "),
                              p.last_error or "")
         out.table(postings)
@@ -473,9 +473,9 @@ def audit(
             return 0
         p = posting
         if p is None:
-            state.out.say(f"[bold]{key}[/]")
+            state.out.say(key, style="bold")
         else:
-            state.out.say(f"[bold]{p.key}[/]  marker {p.marker}  status {p.status}  journal "
+            state.out.say(f"{p.key}  marker {p.marker}  status {p.status}  journal "
                           f"{p.journal_batch_number or '-'}  lines {p.line_count} (from {p.source_lines} UKG lines, "
                           f"source hash {p.source_hash[:12]})  debit {p.debit_total:,.2f}  credit "
                           f"{p.credit_total:,.2f}")
@@ -552,7 +552,7 @@ def credentials_status(ctx: typer.Context) -> None:
         for s in store.status():
             state.out.event("credential", system=s.system, field=s.field, present=s.present, source=s.source,
                             masked=s.masked)
-            table.add_row(s.system, s.field, s.source, s.masked if s.present else "[red]missing[/]")
+            table.add_row(s.system, s.field, s.source, s.masked if s.present else styled("missing", "red"))
             missing += 0 if s.present or (s.system, s.field) in optional else 1
         state.out.table(table)
         state.out.summary("all required credentials present" if not missing

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.table import Table
+from rich.text import Text
 
 from ukg2d365.errors import ExitStatus, UsageError
 from ukg2d365.money import quantum
-from ukg2d365.render import PREVIEW_ROWS, Output
+from ukg2d365.render import PREVIEW_ROWS, Output, Table, styled
 
 if TYPE_CHECKING:  # the flow (and its HTTP stack) is imported only when the command runs, as in cli.py
     from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
@@ -157,13 +157,13 @@ def _show_table(out: Output, report: ReconcileReport) -> None:
     for run in report.runs:
         colour = "green" if run.matches else "red"
         journals = ", ".join(j.journal_batch_number + (" (posted)" if j.posted else "") for j in run.journals)
-        label = f"[bold]{_run_label(run)}[/]" + (f"\njournal {journals}" if journals else "")
-        table.add_row(label, f"[{colour}]{run.verdict}[/]",
+        label = Text.assemble((_run_label(run), "bold"), f"\njournal {journals}" if journals else "")
+        table.add_row(label, styled(run.verdict, colour),
                       *_amount_cells(run.ukg_total, run.d365_total, run.ledger_total),
                       end_section=not run.differences)
         rows = _expanded(run)
         for i, row in enumerate(rows):
-            table.add_row(f"  {row.account}", f"[yellow]{row.verdict}[/]",
+            table.add_row(f"  {row.account}", styled(row.verdict, "yellow"),
                           *_amount_cells(row.ukg, row.d365, row.ledger), end_section=i == len(rows) - 1)
         if rows and len(rows) < len(run.differences):
             table.add_row(f"  ... {len(run.differences) - len(rows)} more", "", end_section=True)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from ukg2d365.errors import ExitStatus
-from ukg2d365.render import Output
+from ukg2d365.render import Output, Table
 
 PREVIEW_ROWS = 60
 
@@ -113,7 +112,7 @@ def sync_dimensions(
                 state.out.event("dimension", dimension=v.dimension, value=v.value,
                                 status="created" if outcome.created else "failed", error=outcome.error)
                 if outcome.created:
-                    state.out.say(f"[green]created[/] {v.dimension} {v.value} ({v.description})")
+                    state.out.say(f"{v.dimension} {v.value} ({v.description})", lead=("created", "green"))
                 else:
                     state.out.warn(f"{v.dimension} {v.value}: {outcome.error}")
             summary.update(created=len(result.created), failed=len(result.failed),
@@ -206,7 +205,7 @@ def sync_employees(
                                 status="sent" if outcome.ok else "failed", employment_id=outcome.employment_id,
                                 error=outcome.error)
                 if outcome.ok:
-                    state.out.say(f"[green]{done[action.kind]}[/] {action.personnel_number}: {action.reason}")
+                    state.out.say(f"{action.personnel_number}: {action.reason}", lead=(done[action.kind], "green"))
                 else:
                     state.out.warn(f"employee {action.personnel_number} ({action.kind}): {outcome.error}")
             sent = len(result.outcomes) - len(result.failed)

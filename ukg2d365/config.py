@@ -302,18 +302,26 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
 
 
-def _key_lines(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+def _key_lines(
+    node: yaml.Node, prefix: tuple[Any, ...] = (), seen: set[int] | None = None
+) -> dict[tuple[Any, ...], int]:
+    # An alias (*name) shares its anchor's node: each node is walked once, or nested aliases (a
+    # "billion laughs" file of a few lines) would take exponential time.
+    seen = set() if seen is None else seen
     lines: dict[tuple[Any, ...], int] = {}
+    if id(node) in seen:
+        return lines
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = prefix + (key_node.value,)
             lines[path] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, path))
+            lines.update(_key_lines(value_node, path, seen))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = prefix + (i,)
             lines[path] = item.start_mark.line + 1
-            lines.update(_key_lines(item, path))
+            lines.update(_key_lines(item, path, seen))
     return lines
 
 
@@ -345,6 +353,8 @@ def parse_config(text: str, cfg_path: Path) -> Config:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{cfg_path}:{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{cfg_path}: not valid YAML: nested too deeply") from None
     if data is None:
         raise ConfigError(f"{cfg_path}: the file is empty", hint="start from config.example.yaml")
     if not isinstance(data, dict):
@@ -352,6 +362,8 @@ def parse_config(text: str, cfg_path: Path) -> Config:
     lines = _key_lines(node) if node is not None else {}
     try:
         config = Config.model_validate(data)
+    except RecursionError:
+        raise ConfigError(f"{cfg_path}: a value is nested too deeply") from None
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc, cfg_path, lines)) from None
     config.source_path = cfg_path.resolve()

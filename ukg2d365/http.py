@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
@@ -475,7 +476,8 @@ class HttpClient:
         if 300 <= status < 400:
             location = response.headers.get("Location")
             response.close()
-            target = safe_location(location) if location else "an unnamed location"
+            # A relative Location ("/adfs/ls/...") is on the same host; name that host, not "?".
+            target = safe_location(urljoin(url, location)) if location else "an unnamed location"
             raise ProtocolError(
                 f"{self.system} {_where(url)} redirected to {target} (a login page?)",
                 status=status,
@@ -505,7 +507,7 @@ class HttpClient:
         if isinstance(exc, requests.exceptions.SSLError):
             # Not retried: a certificate problem does not go away by waiting.
             return RemoteUnavailable(
-                f"{self.system} {where}: TLS handshake failed: {_short(exc, 160)}",
+                f"{self.system} {where}: TLS handshake failed: {_tls_reason(exc)}",
                 hint="if the server uses a private CA, set ca_bundle for this system",
             )
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader)):
@@ -571,6 +573,16 @@ def _never_sent(exc: requests.exceptions.RequestException) -> bool:
     if not isinstance(exc, requests.exceptions.ConnectionError):
         return False
     return any(isinstance(c, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)) for c in _causes(exc))
+
+
+def _tls_reason(exc: requests.exceptions.RequestException) -> str:
+    """What the TLS library said, without requests' wrapper text (which repeats the URL and its query)."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError) and cause.reason:
+            return str(cause.reason).lower().replace("_", " ")
+    return _short(exc, 160)
 
 
 def describe_transport_error(exc: requests.exceptions.RequestException) -> str:

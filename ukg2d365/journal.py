@@ -181,8 +181,6 @@ class JournalBuilder:
                 f"incomplete GL run: blocks {sorted(self._blocks)} of {max(totals)} were returned; "
                 "wait until UKG has finished the run"
             )
-        if self.count == 0 or (self.debit_in == 0 and self.credit_in == 0):
-            problems.append("empty pay run: no amounts to post")
 
         entries: list[tuple[str, str, Decimal, Decimal]] = []  # display, ukg account, dr, cr
         accounts: set[str] = set()
@@ -220,6 +218,9 @@ class JournalBuilder:
                     debit_total += magnitude
                 else:
                     credit_total += magnitude
+        # Judged on the plan, not on the input sums: -100 and +100 debits sum to zero but are two real lines.
+        if self.count == 0 or (not lines and not self._unmapped):
+            problems.append("empty pay run: no amounts to post")
         if not problems and debit_total != credit_total:  # cannot happen when the input balances
             problems.append(f"plan unbalanced: debits {debit_total:,} != credits {credit_total:,}")
         return JournalPlan(

@@ -214,18 +214,26 @@ class Ledger:
             raise ConfigError(
                 f"ledger.path {path}: folder {folder} does not exist", hint="create it or fix ledger.path"
             )
+        if not folder.is_dir():
+            raise ConfigError(f"ledger.path {path}: {folder} is not a folder", hint="fix ledger.path")
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"ledger.path {path}: folder {folder} is not writable")
-        if not path.exists():
-            # Create with 0600 before SQLite opens it: the audit trail names accounts and amounts.
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-        else:
-            os.chmod(path, 0o600)
+        if path.is_dir():
+            raise ConfigError(f"ledger.path {path} is a folder, not a file", hint="name a file inside it")
+        try:
+            if not path.exists():
+                # Create with 0600 before SQLite opens it: the audit trail names accounts and amounts.
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            else:
+                os.chmod(path, 0o600)
+        except OSError as exc:
+            # os.access trusts the mode bits; a read-only mount or an ACL still says no here.
+            raise ConfigError(f"ledger.path {path}: cannot create or open it ({exc.strerror or exc})") from None
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -237,6 +245,19 @@ class Ledger:
                 os.chmod(side, 0o600)
 
     # ------------------------------------------------------------------ plumbing
+
+    def _enable_wal(self, deadline_seconds: float = 30.0) -> None:
+        # Switching to WAL takes an exclusive lock and does not wait on SQLite's busy handler: two processes
+        # opening a new ledger at once (cron and a manual run) would otherwise see "database is locked".
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -250,28 +271,34 @@ class Ledger:
             self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
-        with self._lock:
-            self._db.execute(
+        """Apply missing migrations, each in its own write transaction.
+
+        Two processes may open a new ledger at the same moment (cron and a manual run): the applied set is
+        re-read inside each write transaction, so only one of them applies a migration.
+        """
+        with self.transaction() as db:
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
-            applied = {row[0] for row in self._db.execute("SELECT version FROM schema_migrations")}
-            newest = max(applied, default=0)
-            if newest > MIGRATIONS[-1][0]:
-                raise ConfigError(
-                    f"ledger {self.path} was written by a newer ukg2d365 (schema {newest}); upgrade ukg2d365"
+            newest = int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+        if newest > MIGRATIONS[-1][0]:
+            raise ConfigError(
+                f"ledger {self.path} was written by a newer ukg2d365 (schema {newest}); upgrade ukg2d365"
+            )
+        for version, name, sql in MIGRATIONS:
+            if version <= newest:
+                continue
+            with self.transaction() as db:
+                if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                    continue  # another process applied it while we waited for the write lock
+                for statement in (s.strip() for s in sql.split(";")):
+                    if statement:
+                        db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, now_iso()),
                 )
-            for version, name, sql in MIGRATIONS:
-                if version in applied:
-                    continue
-                with self.transaction() as db:
-                    for statement in (s.strip() for s in sql.split(";")):
-                        if statement:
-                            db.execute(statement)
-                    db.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                        (version, name, now_iso()),
-                    )
 
     def schema_version(self) -> int:
         row = self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()

@@ -24,7 +24,7 @@ def quantum(precision: int) -> Decimal:
     return q if q is not None else Decimal(1).scaleb(-precision)
 
 
-def _shown(value: Any) -> str:
+def as_written(value: Any) -> str:
     """The value as the user's data had it: 1234.005 or NaN, not Python's Decimal('1234.005')."""
     return str(value) if isinstance(value, Decimal) else repr(value)
 
@@ -55,18 +55,18 @@ def parse_amount(value: Any, precision: int = 2) -> Decimal:
             raise AmountError(f"{value!r} is not a plain number (no thousands separators or currency signs)")
         amount = Decimal(text)
     else:
-        raise AmountError(f"{_shown(value)} is not a number")
+        raise AmountError(f"{as_written(value)} is not a number")
     if not amount.is_finite():
-        raise AmountError(f"{_shown(value)} is not a finite number")
+        raise AmountError(f"{as_written(value)} is not a finite number")
     q = quantum(precision)
     try:
         rounded = amount.quantize(q, rounding=ROUND_HALF_EVEN)
     except InvalidOperation:
-        raise AmountError(f"{_shown(value)} is too large") from None
+        raise AmountError(f"{as_written(value)} is too large") from None
     if rounded != amount:
-        raise AmountError(f"{_shown(value)} has more than {precision} decimal places")
+        raise AmountError(f"{as_written(value)} has more than {precision} decimal places")
     if abs(rounded) > MAX_AMOUNT:
-        raise AmountError(f"{_shown(value)} is larger than any payroll amount ({MAX_AMOUNT})")
+        raise AmountError(f"{as_written(value)} is larger than any payroll amount ({MAX_AMOUNT})")
     return rounded
 
 

@@ -15,12 +15,29 @@ from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Table as RichTable
+from rich.text import Text
 
 from ukg2d365.journal import JournalPlan
 
 PREVIEW_ROWS = 40
+
+
+class Table(RichTable):
+    """A rich table whose plain-text cells are shown verbatim: codes from UKG may look like markup ('[/x]')."""
+
+    def __init__(self, *headers: Any, title: str | Text | None = None, **kwargs: Any) -> None:
+        super().__init__(*headers, title=Text(title) if isinstance(title, str) else title, **kwargs)
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        super().add_row(*(escape(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+
+
+def styled(text: str, style: str) -> Text:
+    """A cell or line fragment in a style, its text never read as markup."""
+    return Text(text, style=style)
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,16 +68,18 @@ class Output:
             sys.stdout.write(json.dumps({"event": name, **_jsonable(fields)}, sort_keys=False) + "\n")
             sys.stdout.flush()
 
-    def say(self, text: str, *, style: str | None = None) -> None:
+    def say(self, text: str, *, style: str | None = None, lead: tuple[str, str] | None = None) -> None:
+        """A line for people; ``lead`` is a styled first word ("posted", "green"). Never read as markup."""
         if not self.json_mode and not self.quiet:
-            self.out.print(text, style=style)
+            line = Text.assemble(lead, " ", text) if lead else Text(text)
+            self.out.print(line, style=style or "")
 
     def summary(self, text: str, **fields: Any) -> None:
         """The one line a cron log always gets, even with --quiet."""
         if self.json_mode:
             self.event("summary", message=text, **fields)
         else:
-            self.out.print(text)
+            self.out.print(Text(text))
 
     def table(self, table: Table) -> None:
         if not self.json_mode and not self.quiet:
@@ -77,13 +96,13 @@ class Output:
             self.event("error", message=message, exit_code=code)
             self.log("error", message)
         else:
-            self.err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+            self.err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         if self.json_mode:
             self.log("warning", message)
         else:
-            self.err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+            self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[Any]:

@@ -220,7 +220,10 @@ def _boundary(content_type: str) -> str:
     match = re.search(r"""boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))""", content_type, re.IGNORECASE)
     if not match:
         raise ProtocolError(f"D365 $batch response has no multipart boundary (Content-Type {content_type!r})")
-    return match.group(1) or match.group(2)
+    boundary = match.group(1) or match.group(2)
+    if not boundary.isascii() or len(boundary) > 70:  # RFC 2046: 1 to 70 ASCII characters
+        raise ProtocolError(f"D365 $batch response has an invalid multipart boundary {boundary!r}")
+    return boundary
 
 
 def _split_multipart(body: bytes, boundary: str, what: str) -> Iterable[tuple[dict[str, str], bytes]]:
@@ -238,14 +241,23 @@ def _split_multipart(body: bytes, boundary: str, what: str) -> Iterable[tuple[di
     return parts
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
+_STATUS_LINE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s+(.*))?")
+
+
 def _headers_and_body(raw: bytes, what: str) -> tuple[dict[str, str], bytes]:
-    match = re.search(rb"\r?\n\r?\n", raw)
-    if match is None:
-        head, rest = raw, b""
-        if not raw.strip():
-            raise ProtocolError(f"D365 {what} has an empty part")
+    cut = raw.find(b"\r\n\r\n")  # the usual CRLF case first: a $batch answer can hold thousands of parts
+    if cut >= 0:
+        head, rest = raw[:cut], raw[cut + 4 :]
     else:
-        head, rest = raw[: match.start()], raw[match.end() :]
+        match = _BLANK_LINE.search(raw)
+        if match is None:
+            head, rest = raw, b""
+            if not raw.strip():
+                raise ProtocolError(f"D365 {what} has an empty part")
+        else:
+            head, rest = raw[: match.start()], raw[match.end() :]
     return _parse_headers(head, what), rest
 
 
@@ -264,15 +276,16 @@ def _parse_headers(head: bytes, what: str) -> dict[str, str]:
 def _http_part(part_headers: Mapping[str, str], raw: bytes) -> InnerResponse:
     if not part_headers.get("content-type", "").lower().startswith("application/http"):
         raise ProtocolError("D365 changeset response part is not application/http")
-    first_end = re.search(rb"\r?\n", raw)
+    first_end = _LINE_END.search(raw)
     status_line = (raw[: first_end.start()] if first_end else raw).decode("latin-1").strip()
-    match = re.fullmatch(r"HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s+(.*))?", status_line)
+    match = _STATUS_LINE.fullmatch(status_line)
     if match is None:
         raise ProtocolError("D365 $batch inner response has no HTTP status line")
     rest = raw[first_end.end() :] if first_end else b""
-    if re.match(rb"\r?\n", rest):
-        headers: dict[str, str] = {}
-        body = re.sub(rb"^\r?\n", b"", rest, count=1)
+    headers: dict[str, str]
+    if rest.startswith(b"\r\n") or rest.startswith(b"\n"):
+        headers = {}
+        body = rest[2:] if rest.startswith(b"\r\n") else rest[1:]
     else:
         headers, body = _headers_and_body(rest, "$batch inner response")
     text = body.decode("utf-8", errors="replace").strip()

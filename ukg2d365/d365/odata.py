@@ -188,12 +188,17 @@ class ODataClient:
             for entity in page["value"]:
                 if top is not None and yielded >= top:
                     return
+                if not isinstance(entity, dict):
+                    raise ProtocolError(f"D365 GET {entity_set}: the 'value' list holds {type(entity).__name__} "
+                                        "items, not entities")
                 yield entity
                 yielded += 1
             next_link = page.get("@odata.nextLink")
             if not next_link or (top is not None and yielded >= top):
                 return
-            url = self.http.rewrite_to_base(str(next_link))
+            if not isinstance(next_link, str):
+                raise ProtocolError(f"D365 GET {entity_set}: @odata.nextLink is not a URL")
+            url = self.http.rewrite_to_base(next_link)
             if url in seen:
                 raise ProtocolError(f"D365 GET {entity_set}: @odata.nextLink repeats a page (server loop)")
             seen.add(url)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ukg2d365.errors import DataError
-from ukg2d365.money import AmountError, parse_amount
+from ukg2d365.money import AmountError, as_written, parse_amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +78,13 @@ def _int(raw: dict[str, Any], field: str, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
-        raise ValueError(f"{field} {value!r} is not a whole number")
+        raise ValueError(f"{field} {as_written(value)} is not a whole number")
     try:
         number = Decimal(str(value))
     except ArithmeticError:
-        raise ValueError(f"{field} {value!r} is not a whole number") from None
+        raise ValueError(f"{field} {as_written(value)} is not a whole number") from None
     if number != number.to_integral_value():
-        raise ValueError(f"{field} {value!r} is not a whole number")
+        raise ValueError(f"{field} {as_written(value)} is not a whole number")
     return int(number)
 
 
