@@ -182,6 +182,10 @@ def decode_json(response: requests.Response, system: str, *, keep_nonfinite: boo
 
 def dumps_json(value: Any) -> str:
     """Serialize to JSON with Decimal written exactly (never through float); floats are refused."""
+    if type(value) is dict:
+        flat = _dumps_flat(value)  # a journal line: one flat object of text and amounts, 100,000 per run
+        if flat is not None:
+            return flat
     parts: list[str] = []
     _encode(value, parts)
     return "".join(parts)
@@ -232,6 +236,17 @@ def _encode(value: Any, out: list[str]) -> None:
         raise TypeError("format dates explicitly before serializing (D365 and UKG differ on the format)")
     else:
         raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+
+
+def _dumps_flat(value: dict[Any, Any]) -> str | None:
+    parts = []
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or (kind is not str and kind is not Decimal):
+            return None  # anything else takes the general path (and its checks)
+        text = _encode_string(item) if kind is str else _decimal_text(item)
+        parts.append(f"{_encode_string(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def _decimal_text(value: Decimal) -> str:
