@@ -58,3 +58,14 @@ def test_changeset_refused_with_400_is_not_resent():
     results = client.batch([[BatchOperation("POST", "LedgerJournalLines", {"a": 1}, "1")]])
     assert not results[0].ok and results[0].status == 400
     assert waits == [] and len(responses.calls) == 1
+
+
+def test_header_line_without_a_colon_in_a_batch_answer_is_a_protocol_error():
+    import pytest
+
+    from ukg2d365.d365.batch import parse_batch_response
+    from ukg2d365.errors import ProtocolError
+
+    body = batch_body("201 Created").replace("Content-Transfer-Encoding: binary", "garbage line", 1)
+    with pytest.raises(ProtocolError, match="malformed header line"):
+        parse_batch_response("multipart/mixed; boundary=batchresponse_9", body.encode())

@@ -1686,6 +1686,7 @@ class D365Service:
         self.state = state
         self.tokens = tokens
         self.base_url = base_url.rstrip("/")
+        self._data_url = self.base_url + "/data/"
         self.page_size = page_size  # server-driven page size (F&O: 10,000); tests set it small
         self.unregistered_app = unregistered_app  # app missing from "Microsoft Entra ID applications"
         self.write_error_status = write_error_status  # F&O answers 400 (some versions 500) for write failures
@@ -2042,10 +2043,14 @@ class D365Service:
             if after:
                 raise _odata_error("Navigation after a Content-ID reference is not supported by the sandbox.")
             url = refs[ref]
-        split = urlsplit(url)
-        path = split.path if split.scheme or url.startswith("/") else "/data/" + split.path
         headers = dict(part.headers)
         headers.setdefault("authorization", outer.header("authorization") or "")
+        if url.startswith(self._data_url) and "?" not in url and "%" not in url:
+            # The usual inner request ("POST https://host/data/LedgerJournalLines"): nothing to decode.
+            path = url[len(self.base_url):]
+            return SimRequest(part.method, path, path, {}, headers, part.body)
+        split = urlsplit(url)
+        path = split.path if split.scheme or url.startswith("/") else "/data/" + split.path
         raw = path + (f"?{split.query}" if split.query else "")
         return SimRequest(part.method, unquote(path), raw, parse_qs(split.query, keep_blank_values=True), headers,
                           part.body)
@@ -2150,9 +2155,19 @@ def _split_multipart(text: str, boundary: str) -> list[str]:
     parts = []
     for piece in pieces[1:-1]:
         # the CRLF before a delimiter belongs to the delimiter, and so does the one after it
-        piece = re.sub(r"^[ \t]*\r?\n", "", piece)
-        parts.append(re.sub(r"\r?\n$", "", piece))
+        if piece.startswith("\r\n"):
+            piece = piece[2:]
+        else:
+            piece = _PART_LEAD.sub("", piece, count=1)
+        if piece.endswith("\r\n"):
+            piece = piece[:-2]
+        elif piece.endswith("\n"):
+            piece = piece[:-1]
+        parts.append(piece)
     return parts
+
+
+_PART_LEAD = re.compile(r"^[ \t]*\r?\n")
 
 
 def _parse_multipart(body: bytes, content_type: str) -> list[_BatchPart | list[_BatchPart]]:
