@@ -82,3 +82,16 @@ def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def world(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The sandbox with the tool's env set and D365's missing dimension values created (what most e2e tests need).
+
+    Modules that need a bare sandbox world define their own ``world`` fixture, which takes precedence.
+    """
+    from tests.e2e import World
+
+    w = World(sandbox, monkeypatch)
+    w.create_missing_dimensions()
+    return w

@@ -8,17 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.e2e import World
 from ukg2d365.cli import app
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def world(sandbox, monkeypatch):
-    w = World(sandbox, monkeypatch)
-    w.create_missing_dimensions()
-    return w
 
 
 def test_due_posts_each_closed_unposted_period_skips_posted_and_open_then_is_quiet(world):

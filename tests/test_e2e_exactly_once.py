@@ -17,13 +17,6 @@ from ukg2d365.sandbox.faults import FaultRule
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def world(sandbox, monkeypatch):
-    w = World(sandbox, monkeypatch)
-    w.create_missing_dimensions()
-    return w
-
-
 def spawn(world: World, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ukg2d365", "-c", str(world.config_path), *args],
                             env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,17 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from tests.e2e import SECRETS, World, d365_totals, ukg_totals
+from tests.e2e import SECRETS, d365_totals, ukg_totals
 from ukg2d365.sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def world(sandbox, monkeypatch):
-    w = World(sandbox, monkeypatch)
-    w.create_missing_dimensions()
-    return w
 
 
 def test_one_pay_run_becomes_exactly_one_journal_equal_to_ukg_to_the_cent(world):

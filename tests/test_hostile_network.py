@@ -317,13 +317,6 @@ def test_d365_batch_answer_missing_a_changeset_is_a_protocol_error(d365: ODataCl
 # ---------------------------------------------------------------- end to end against the sandbox
 
 
-@pytest.fixture
-def world(sandbox, monkeypatch) -> World:
-    w = World(sandbox, monkeypatch)
-    w.create_missing_dimensions()
-    return w
-
-
 @pytest.mark.e2e
 def test_ukg_maintenance_page_stops_the_run_with_one_line_and_posts_nothing(world: World) -> None:
     world.sandbox.faults.add(FaultRule("ukg", "html", path_regex="general-ledger", count=None))

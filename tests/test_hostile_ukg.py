@@ -171,13 +171,6 @@ def test_a_bad_run_never_touches_its_neighbours_plan() -> None:
 # ---------------------------------------------------------------------- end to end
 
 
-@pytest.fixture
-def world(sandbox, monkeypatch) -> World:
-    w = World(sandbox, monkeypatch)
-    w.create_missing_dimensions()
-    return w
-
-
 def patch_config(world: World, **sections: dict) -> None:
     data = yaml.safe_load(world.config_path.read_text())
     for name, values in sections.items():

@@ -22,13 +22,6 @@ from ukg2d365.sandbox.faults import FaultRule
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def world(sandbox, monkeypatch) -> World:
-    w = World(sandbox, monkeypatch)
-    w.create_missing_dimensions()
-    return w
-
-
 def patch_config(world: World, **sections: dict) -> None:
     data = yaml.safe_load(world.config_path.read_text())
     for name, values in sections.items():
