@@ -148,3 +148,20 @@ def test_no_secret_in_any_output_or_in_the_ledger(world):
         assert secret not in blob
         assert secret.encode() not in files
     assert (ledger.stat().st_mode & 0o777) == 0o600
+
+
+def test_run_changed_in_ukg_after_posting_is_reported_not_posted_again(world):
+    period = world.sandbox.dataset.closed_periods()[-1].period_end
+    ds = world.sandbox.dataset
+    run = ds.add_gl_run("DRIFT1", period_end=period, lines=[
+        ds.make_gl_line("DRIFT1", "5000", debit=Decimal("10.00"), cost_center="110", department="PROD",
+                        period_end=period),
+        ds.make_gl_line("DRIFT1", "2100", credit=Decimal("10.00"), period_end=period),
+    ])
+    world.cli("post-payroll", "--run-id", "DRIFT1", "--yes")
+    run.lines[0]["debitAmt"] = Decimal("11.00")
+    run.lines[1]["creditAmt"] = Decimal("11.00")
+    result = world.cli("post-payroll", "--run-id", "DRIFT1", "--yes")
+    assert "changed after it was posted" in result.output
+    drift = [j for j in world.journals() if "DRIFT1" in j["Description"]]
+    assert len(drift) == 1 and Decimal(str(drift[0]["JournalTotalDebit"])) == Decimal("10.00")

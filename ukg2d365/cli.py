@@ -222,6 +222,10 @@ def _show_payroll_plan(out: Output, plan: Any, dry_run: bool, detailed: bool) ->
             table.add_row(j.key.pay_group, str(j.key.period_end), j.key.run_id, f"{j.debit_total:,.2f}",
                           f"{j.credit_total:,.2f}")
         out.table(table)
+    for journal in plan.changed_since_posting:
+        out.warn(f"UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}) changed after "
+                 f"it was posted; nothing is posted again. Compare with `ukg2d365 reconcile --run-id "
+                 f"{journal.key.run_id}` and correct D365 by hand if needed")
     for journal in plan.refused:
         out.event("plan", status="refused", problems=journal.problems, **journal_fields(journal))
         out.warn(f"refusing UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}), "

@@ -50,6 +50,7 @@ class PayrollPlan:
     lines_read: int = 0
     runs_without_gl: list[tuple[str, date]] = field(default_factory=list)
     resumed: set[str] = field(default_factory=set)  # keys found sending/failed: recovery first
+    changed_since_posting: list[JournalPlan] = field(default_factory=list)  # UKG differs from what was posted
 
     @property
     def nothing_to_do(self) -> bool:
@@ -204,6 +205,10 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
     for journal in journals:
         if journal.key.text in posted:
             plan.already_posted.append(journal)
+            previous = ledger.get_posting(journal.key.text)
+            if previous is not None and previous.source_hash != journal.source_hash:
+                # Never reposted (that would book it twice); reported so finance can look with reconcile.
+                plan.changed_since_posting.append(journal)
         elif journal.problems or not journal.lines:
             plan.refused.append(journal)
         else:
