@@ -58,6 +58,15 @@ class World:
         period = self.sandbox.dataset.closed_periods()[-1].period_end
         return next(r for r in self.sandbox.dataset.gl_runs if r.period_end == period)
 
+    def add_small_run(self, run_id: str, amount: Decimal) -> Any:
+        """A balanced two-line GL run (wages debit, net pay credit) in the latest closed period."""
+        ds = self.sandbox.dataset
+        period = ds.closed_periods()[-1].period_end
+        return ds.add_gl_run(run_id, period_end=period, lines=[
+            ds.make_gl_line(run_id, "5000", debit=amount, cost_center="110", department="PROD", period_end=period),
+            ds.make_gl_line(run_id, "2100", credit=amount, period_end=period),
+        ])
+
     def create_missing_dimensions(self) -> None:
         """What sync-dimensions does, done directly so post-payroll tests do not depend on it."""
         ctx = Context(load_config(self.config_path))

@@ -151,13 +151,7 @@ def test_no_secret_in_any_output_or_in_the_ledger(world):
 
 
 def test_run_changed_in_ukg_after_posting_is_reported_not_posted_again(world):
-    period = world.sandbox.dataset.closed_periods()[-1].period_end
-    ds = world.sandbox.dataset
-    run = ds.add_gl_run("DRIFT1", period_end=period, lines=[
-        ds.make_gl_line("DRIFT1", "5000", debit=Decimal("10.00"), cost_center="110", department="PROD",
-                        period_end=period),
-        ds.make_gl_line("DRIFT1", "2100", credit=Decimal("10.00"), period_end=period),
-    ])
+    run = world.add_small_run("DRIFT1", Decimal("10.00"))
     world.cli("post-payroll", "--run-id", "DRIFT1", "--yes")
     run.lines[0]["debitAmt"] = Decimal("11.00")
     run.lines[1]["creditAmt"] = Decimal("11.00")

@@ -184,15 +184,9 @@ def test_period_end_with_a_range_is_a_usage_error(world):
 
 
 def test_unreadable_ukg_line_after_posting_means_the_match_is_not_proven(world):
-    period = world.sandbox.dataset.closed_periods()[-1].period_end
-    ds = world.sandbox.dataset
-    run = ds.add_gl_run("READ1", period_end=period, lines=[
-        ds.make_gl_line("READ1", "5000", debit=Decimal("10.00"), cost_center="110", department="PROD",
-                        period_end=period),
-        ds.make_gl_line("READ1", "2100", credit=Decimal("10.00"), period_end=period),
-    ])
+    run = world.add_small_run("READ1", Decimal("10.00"))
     world.cli("post-payroll", "--run-id", "READ1", "--yes")
-    run.lines.append(ds.make_gl_line("READ1", "5000", debit="1,234.50", period_end=period))
+    run.lines.append(world.sandbox.dataset.make_gl_line("READ1", "5000", debit="1,234.50", period_end=run.period_end))
     runs = _reconciled(world, "--run-id", "READ1", expect=1)
     assert runs[0]["verdict"] == "amount differs"
     assert any("could not be read" in note for note in runs[0]["notes"])
