@@ -168,12 +168,15 @@ class UkgClient:
                         raise ProtocolError(
                             f"UKG {path} returned the same page twice in a row (paging ignored?)"
                         )
+                    previous = fingerprint
+                    if len(items) >= self.page_size:
+                        # Refill before the caller works through this page, so `depth` requests stay in
+                        # flight while it does (refilling after it left the pipe idle for that long).
+                        in_flight.append(pool.submit(self._page_items, path, params, next_page))
+                        next_page += 1
                     yield from items
                     if len(items) < self.page_size:
                         return
-                    previous = fingerprint
-                    in_flight.append(pool.submit(self._page_items, path, params, next_page))
-                    next_page += 1
             finally:
                 for future in in_flight:
                     future.cancel()
