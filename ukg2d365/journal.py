@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import cached_property
 
 from ukg2d365.config import Config
 from ukg2d365.ledger import PlannedLine
@@ -87,8 +88,8 @@ class JournalPlan:
     def postable(self) -> bool:
         return not self.problems and bool(self.lines)
 
-    @property
-    def plan_hash(self) -> str:
+    @cached_property
+    def plan_hash(self) -> str:  # lines are never changed once planned; 100,000 lines cost ~60 ms to hash
         digest = hashlib.sha256()
         for ln in self.lines:
             digest.update(f"{ln.line_number}|{ln.account}|{ln.debit}|{ln.credit}|{ln.text}\n".encode())
@@ -118,6 +119,7 @@ class JournalBuilder:
         self._blocks: set[int] = set()
         self._total_blocks: set[int] = set()
         self._digest = hashlib.sha256()
+        self._texts: dict[str, str] = {}  # UKG account -> line text
 
     def add(self, line: GlDistribution) -> None:
         self.count += 1
@@ -154,6 +156,12 @@ class JournalBuilder:
             self._detail.append((account, line.account, line.debit, line.credit))
 
     def _text(self, ukg_account: str) -> str:
+        text = self._texts.get(ukg_account)
+        if text is None:
+            text = self._texts[ukg_account] = self._format_text(ukg_account)
+        return text
+
+    def _format_text(self, ukg_account: str) -> str:
         k = self.key
         text = self._line_text.format(pay_group=k.pay_group, period_end=k.period_end.isoformat(), run_id=k.run_id,
                                       company=k.company, account=ukg_account)

@@ -150,6 +150,7 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
 
     mapper = Mapper(config.mapping)
     builders: dict[PostingKey, JournalBuilder] = {}
+    routes: dict[tuple[Any, ...], JournalBuilder | None] = {}  # key fields -> its builder, None if not selected
     errors_by_run: dict[str, list[str]] = {}
     companies = set(config.ukg.company_ids)
     precision = config.d365.currency_precision
@@ -166,13 +167,18 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
             else:
                 plan.unattributed_errors.append(str(exc))
             continue
-        key = PostingKey.of(line)
-        if not _selected(key, selection, due, companies):
-            continue
-        builder = builders.get(key)
-        if builder is None:
-            builder = builders[key] = JournalBuilder(key, config, mapper)
-        builder.add(line)
+        # A run's lines share one posting key: decide once per distinct key, not once per line.
+        ident = (line.company, line.pay_group, line.period_end, line.run_id, line.employee)
+        try:
+            builder = routes[ident]
+        except KeyError:
+            key = PostingKey(*ident)
+            builder = None
+            if _selected(key, selection, due, companies):
+                builder = builders[key] = JournalBuilder(key, config, mapper)
+            routes[ident] = builder
+        if builder is not None:
+            builder.add(line)
 
     journals = [builders[k].finish() for k in sorted(builders)]
     for journal in journals:
