@@ -21,7 +21,7 @@ from ukg2d365.d365.odata import (
     key_predicate,
     odata_literal,
 )
-from ukg2d365.errors import AuthError, ProtocolError, RemoteError
+from ukg2d365.errors import AuthError, ProtocolError, RemoteError, RemoteUnavailable
 from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy
 
 BASE = "https://contoso.operations.dynamics.com"
@@ -345,3 +345,47 @@ def test_ping_reads_one_journal_header(client: ODataClient) -> None:
     assert result.host == "contoso.operations.dynamics.com"
     assert result.latency_ms >= 0
     assert responses.calls[0].request.url == f"{DATA}/LedgerJournalHeaders?$top=1"
+
+
+class RecordingGate:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.events: list[str] = []
+
+    def acquire(self) -> None:
+        self.events.append("acquire")
+        if self.refuse:
+            raise RuntimeError("turned away")
+
+    def release(self, *, ok: bool = True) -> None:
+        self.events.append(f"release ok={ok}")
+
+
+@responses.activate
+def test_batch_holds_the_gate_only_around_the_exchange(client: ODataClient) -> None:
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        gate.events.append("on the wire")
+        return 200, {"Content-Type": "multipart/mixed; boundary=batchresponse_9"}, BATCH_RESPONSE
+
+    gate = RecordingGate()
+    responses.add_callback(responses.POST, f"{DATA}/$batch", callback=answer)
+    results = client.batch([[_line("1234.10")], [_line("5.00")]], gate=gate)
+    assert gate.events == ["acquire", "on the wire", "release ok=True"]
+    assert results[0].ok and not results[1].ok  # an inner failure is not a throttle of the exchange
+
+
+@responses.activate
+def test_batch_turned_away_by_its_gate_sends_nothing(client: ODataClient) -> None:
+    gate = RecordingGate(refuse=True)
+    with pytest.raises(RuntimeError, match="turned away"):
+        client.batch([[_line("1.00")]], gate=gate)
+    assert len(responses.calls) == 0 and gate.events == ["acquire"]
+
+
+@responses.activate
+def test_batch_releases_its_gate_as_throttled_when_d365_keeps_answering_429(client: ODataClient) -> None:
+    responses.post(f"{DATA}/$batch", status=429, headers={"Retry-After": "0"}, json={"error": {"message": "slow"}})
+    gate = RecordingGate()
+    with pytest.raises(RemoteUnavailable):
+        client.batch([[_line("1.00")]], gate=gate)
+    assert gate.events == ["acquire", "release ok=False"]

@@ -48,7 +48,16 @@ class FakeD365:
             raise AmbiguousWriteError("connection dropped after sending")
         return self.headers[jbn]
 
-    def batch(self, changesets):
+    def batch(self, changesets, gate=None):
+        if gate is not None:  # like the real client: held only while the request is "on the wire"
+            gate.acquire()
+            try:
+                return self._batch(changesets)
+            finally:
+                gate.release(ok=True)
+        return self._batch(changesets)
+
+    def _batch(self, changesets):
         self.calls.append("batch")
         fault = self._fault("batch")
         if fault == "down":
@@ -154,11 +163,11 @@ def test_unavailable_mid_run_stays_sending_and_next_run_recovers(setup):
     calls = {"n": 0}
     real_batch = fake.batch
 
-    def flaky(changesets):
+    def flaky(changesets, gate=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RemoteUnavailable("D365 unavailable")
-        return real_batch(changesets)
+        return real_batch(changesets, gate)
 
     fake.batch = flaky  # type: ignore[method-assign]
     with pytest.raises(RemoteUnavailable):
@@ -248,3 +257,73 @@ def test_concurrency_limit_halves_on_throttle_and_regrows():
         limit.acquire()
         limit.release()
     assert limit.current == 2
+
+
+class WireFake(FakeD365):
+    """Each $batch spends a moment "on the wire" while holding the gate; counts how many are out at once."""
+
+    def __init__(self, fail_call: int | None = None) -> None:
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+        self.on_wire = 0
+        self.most_on_wire = 0
+        self.batches = 0
+        self.fail_call = fail_call
+
+    def batch(self, changesets, gate=None):
+        import time
+
+        assert gate is not None, "concurrent changesets go through the gate"
+        gate.acquire()
+        try:
+            with self.lock:
+                self.batches += 1
+                call = self.batches
+                self.on_wire += 1
+                self.most_on_wire = max(self.most_on_wire, self.on_wire)
+            time.sleep(0.02)
+            with self.lock:
+                self.on_wire -= 1
+                if call == self.fail_call:
+                    self.faults.append("batch:fail")
+                return self._batch(changesets)
+        finally:
+            gate.release(ok=True)
+
+
+def _many_lines_journal(tmp_path, count: int):
+    cfg = make_config(tmp_path, summarize=False)  # batch_size 3
+    items = [gl("5000", Decimal("1.00"), cc="110", dept="PROD", system_id=i) for i in range(count)]
+    items.append(gl("2100", 0, Decimal(count), system_id=10_000))
+    return cfg, build_journals([parse_gl_line(x, n) for n, x in enumerate(items)], cfg)[0]
+
+
+def test_requests_on_the_wire_never_exceed_max_in_flight_and_reach_it(tmp_path):
+    from ukg2d365.http import ConcurrencyLimit
+
+    cfg, journal = _many_lines_journal(tmp_path, 59)  # 60 lines: 20 changesets of 3
+    ledger = Ledger(tmp_path / "ledger.db")
+    fake = WireFake()
+    limit = ConcurrencyLimit(3)
+    poster = JournalPoster(fake, ledger, cfg.d365, limit=limit)  # type: ignore[arg-type]
+    ledger.save_plan(posting_record(journal), journal.lines)
+    assert poster.post(ledger.get_posting(journal.key.text), journal.lines).status == POSTED
+    only_copy(fake, journal)
+    assert fake.batches == 20
+    assert fake.most_on_wire == 3 and limit.peak == 3
+
+
+def test_after_a_refused_changeset_no_further_changeset_is_sent(tmp_path):
+    from ukg2d365.http import ConcurrencyLimit
+
+    cfg, journal = _many_lines_journal(tmp_path, 59)
+    ledger = Ledger(tmp_path / "ledger.db")
+    fake = WireFake(fail_call=2)
+    poster = JournalPoster(fake, ledger, cfg.d365, limit=ConcurrencyLimit(2))  # type: ignore[arg-type]
+    ledger.save_plan(posting_record(journal), journal.lines)
+    outcome = poster.post(ledger.get_posting(journal.key.text), journal.lines)
+    assert outcome.status == FAILED and "Account 999 does not exist" in (outcome.error or "")
+    # the refusal stops the run: only what was already queued for the wire may follow it (2 x limit)
+    assert fake.batches <= 2 + 2 * 2

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -147,6 +147,14 @@ class D365Ping:
     entity_set: str
 
 
+class Gate(Protocol):
+    """Admission to the wire: ``acquire`` blocks (or raises to cancel), ``release`` says how it went."""
+
+    def acquire(self) -> None: ...
+
+    def release(self, *, ok: bool = True) -> None: ...
+
+
 class ODataClient:
     """CRUD, paged reads and $batch on ``<d365.base_url>/data/``."""
 
@@ -249,15 +257,19 @@ class ODataClient:
         self._raise_for_status(response, "DELETE", entity_set)
         response.close()
 
-    def batch(self, changesets: Sequence[Sequence[BatchOperation]]) -> list[ChangesetResult]:
+    def batch(
+        self, changesets: Sequence[Sequence[BatchOperation]], *, gate: Gate | None = None
+    ) -> list[ChangesetResult]:
         """POST /data/$batch, one atomic changeset per group; one result per changeset, in order.
 
-        The overall answer is 200 even when changesets failed: check every result's ``ok``.
+        The overall answer is 200 even when changesets failed: check every result's ``ok``. ``gate`` (a
+        :class:`~ukg2d365.http.ConcurrencyLimit`, say) is held only while the request is on the wire, so
+        building the body and reading the answer never count against the requests in flight.
         """
         results: list[ChangesetResult | None] = [None] * len(changesets)
         pending = list(range(len(changesets)))
         for attempt in range(1, self.http.policy.max_attempts + 1):
-            answered = self._batch_once([changesets[i] for i in pending])
+            answered = self._batch_once([changesets[i] for i in pending], gate)
             throttled = []
             for index, result in zip(pending, answered, strict=True):
                 results[index] = result
@@ -272,10 +284,19 @@ class ODataClient:
             pending = throttled
         return [r for r in results if r is not None]
 
-    def _batch_once(self, changesets: Sequence[Sequence[BatchOperation]]) -> list[ChangesetResult]:
+    def _batch_once(self, changesets: Sequence[Sequence[BatchOperation]], gate: Gate | None) -> list[ChangesetResult]:
         content_type, body = build_batch(self.http.base_url, changesets)
         headers = {"Content-Type": content_type, "Accept": "multipart/mixed"}
-        response = self._send("POST", DATA_ROOT + "$batch", "$batch", data=body, headers=headers)
+        if gate is None:
+            response = self._send("POST", DATA_ROOT + "$batch", "$batch", data=body, headers=headers)
+        else:
+            gate.acquire()
+            throttled = True
+            try:
+                response = self._send("POST", DATA_ROOT + "$batch", "$batch", data=body, headers=headers)
+                throttled = response.status_code == 429
+            finally:
+                gate.release(ok=not throttled)
         self._raise_for_status(response, "POST", "$batch")
         results = parse_batch_response(response.headers.get("Content-Type", ""), response.content)
         if len(results) != len(changesets):

@@ -18,6 +18,7 @@ The state machine itself is documented in :mod:`ukg2d365.ledger`.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -173,38 +174,44 @@ class JournalPoster:
             return len(lines)
         errors: list[BaseException] = []
         sent = 0
-        with ThreadPoolExecutor(max_workers=limit.maximum, thread_name_prefix="d365-batch") as pool:
+        # The limit counts requests on the wire only (the client holds it around each exchange); twice as
+        # many workers let one build its next body or read its answer while the others' requests are out.
+        gate = _StopAfterFailure(limit, errors)
+        queued = threading.BoundedSemaphore(2 * limit.maximum)
+        with ThreadPoolExecutor(max_workers=2 * limit.maximum, thread_name_prefix="d365-batch") as pool:
             futures = []
             for chunk in chunks:
-                limit.acquire()
+                queued.acquire()
                 if errors:  # stop sending after the first failure; what is in flight finishes
-                    limit.release(ok=False)
+                    queued.release()
                     break
                 context = contextvars.copy_context()
-                futures.append(pool.submit(context.run, self._send_chunk_limited, key, jbn, posting.trans_date,
-                                           chunk, errors))
+                futures.append(pool.submit(context.run, self._send_chunk_queued, key, jbn, posting.trans_date,
+                                           chunk, gate, queued))
             for future in futures:
                 sent += future.result()
         if errors:
             raise _most_serious(errors)
         return sent
 
-    def _send_chunk_limited(
-        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], errors: list[BaseException]
+    def _send_chunk_queued(
+        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], gate: _StopAfterFailure,
+        queued: threading.BoundedSemaphore,
     ) -> int:
-        assert self._limit is not None
-        ok = False
         try:
-            self._send_chunk(key, jbn, trans_date, chunk)
-            ok = True
+            self._send_chunk(key, jbn, trans_date, chunk, gate)
             return len(chunk)
+        except _NotSent:
+            return 0
         except Ukg2d365Error as exc:
-            errors.append(exc)
+            gate.errors.append(exc)
             return 0
         finally:
-            self._limit.release(ok=ok)
+            queued.release()
 
-    def _send_chunk(self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine]) -> None:
+    def _send_chunk(
+        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], gate: _StopAfterFailure | None = None
+    ) -> None:
         ops = [
             BatchOperation("POST", LINES, self.line_body(jbn, trans_date, ln), str(i + 1), prefer="return=minimal")
             for i, ln in enumerate(chunk)
@@ -213,7 +220,11 @@ class JournalPoster:
         self._ledger.audit("request", {"op": "lines", "journal_batch_number": jbn, "first_line": first,
                                        "last_line": last, "count": len(chunk)}, key)
         try:
-            results = self._odata.batch([ops])
+            results = self._odata.batch([ops], gate=gate)
+        except _NotSent:
+            self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": False,
+                                          "error": "not sent: an earlier changeset failed"}, key)
+            raise
         except ProtocolError as exc:
             # The request reached D365 but its answer is unreadable: the changeset may have been processed.
             raise AmbiguousWriteError(f"unreadable answer to lines {first}-{last} of journal {jbn}: {exc}") from None
@@ -327,6 +338,27 @@ class JournalPoster:
             self._ledger.forget_journal(posting.key)
             return None
         return present
+
+
+class _NotSent(Exception):
+    """A changeset held back because another one failed first (not an error of its own)."""
+
+
+class _StopAfterFailure:
+    """The concurrency limit as a gate that turns requests away once any changeset of the journal failed."""
+
+    def __init__(self, limit: ConcurrencyLimit, errors: list[BaseException]) -> None:
+        self.limit = limit
+        self.errors = errors
+
+    def acquire(self) -> None:
+        self.limit.acquire()
+        if self.errors:
+            self.limit.release(ok=False)
+            raise _NotSent()
+
+    def release(self, *, ok: bool = True) -> None:
+        self.limit.release(ok=ok)
 
 
 def _most_serious(errors: list[BaseException]) -> BaseException:
