@@ -350,6 +350,7 @@ _EMPLOYEE_OWN_FIELDS = tuple(
     p for p in _EMPLOYEE_TYPES if p not in _EMPLOYEE_TO_EMPLOYMENT and p not in _EMPLOYEE_WORKER_FIELDS
 )
 
+_ZERO = Decimal("0")
 KNOWN_CURRENCIES = frozenset({"USD", "CAD", "EUR", "GBP", "MXN", "JPY", "CHF", "AUD", "CNY", "INR", "BRL", "DKK"})
 
 
@@ -451,7 +452,7 @@ def _literal(value: Any) -> str:
 
 
 def _key_predicate(spec: EntitySpec, rec: dict[str, Any]) -> str:
-    return ",".join(f"{k}={_literal(rec[k])}" for k in spec.keys)
+    return ",".join([f"{k}={_literal(rec[k])}" for k in spec.keys])
 
 
 def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any:
@@ -512,28 +513,86 @@ def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any
     return member
 
 
+_ENUM_MEMBERS: dict[str, frozenset[str]] = {f"e:{name}": frozenset(members) for name, members in ENUMS.items()}
+_normalize_date_cached = functools.lru_cache(maxsize=4096)(_normalize_date_field)  # pure: text -> stored form
+
+
+def _passthrough(spec: EntitySpec) -> dict[str, type]:
+    """{property: the Python type whose values _coerce_value returns as they are} (strings, decimals)."""
+    table = _PASSTHROUGH.get(id(spec))
+    if table is None:
+        table = {name: str if code == "s" else Decimal for name, code in spec.types.items() if code in ("s", "d")}
+        _PASSTHROUGH[id(spec)] = table
+    return table
+
+
+_PASSTHROUGH: dict[int, dict[str, type]] = {}
+
+
 def _coerce_body(spec: EntitySpec, body: dict[str, Any], ieee754: bool) -> dict[str, Any]:
+    types = spec.types
+    passthrough = _passthrough(spec)
     out: dict[str, Any] = {}
     for name, value in body.items():
-        if name.startswith("@") or "@odata." in name:
-            continue  # annotations such as @odata.type or Prop@odata.bind
-        if name not in spec.types:
+        if type(value) is passthrough.get(name):  # a str for a string property, a Decimal for a decimal one
+            out[name] = value
+            continue
+        code = types.get(name)
+        if code is None:  # (no property name has an "@": annotations are never properties)
+            if name.startswith("@") or "@odata." in name:
+                continue  # annotations such as @odata.type or Prop@odata.bind
             if name in spec.navigation:
                 raise _odata_error(f"Deep insert through the navigation property '{name}' is not supported.")
             raise _odata_error(
                 f"The property '{name}' does not exist on type '{NAMESPACE}.{spec.type_name}'. Make sure to only "
                 "use property names that are defined by the type or mark the type as open type."
             )
+        # Fast paths for values that are already valid as sent (what _coerce_value would return unchanged
+        # or normalised); anything else, including every error, goes through _coerce_value.
+        kind = type(value)
+        if kind is str:
+            if code == "D" or code == "t":
+                normalized = _normalize_date_cached(value, code == "D")
+                if normalized is not None:
+                    out[name] = normalized
+                    continue
+            elif value in _ENUM_MEMBERS.get(code, ()):  # a bare member name (never starts with NAMESPACE)
+                out[name] = value
+                continue
+        elif kind is int:  # exactly int: a bool is refused by _coerce_value
+            if code == "d":
+                out[name] = Decimal(value)
+                continue
+            if code == "i" or code == "l":
+                out[name] = value
+                continue
         out[name] = _coerce_value(spec, name, value, ieee754)
     return out
 
 
-def _parse_json_body(body: bytes) -> dict[str, Any]:
-    def reject(constant: str) -> Any:
-        raise ValueError(constant)
+def _reject_constant(constant: str) -> Any:
+    raise ValueError(constant)
 
+
+# One decoder for every body: json.loads(..., parse_float=...) would build a new JSONDecoder per call.
+_JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _decode_json(text: str) -> Any:
+    if text[:1] == "{":
+        # The usual body, one object with nothing around it: raw_decode() skips decode()'s whitespace scans.
+        try:
+            value, end = _JSON_DECODER.raw_decode(text)
+            if end == len(text):
+                return value
+        except ValueError:
+            pass
+    return _JSON_DECODER.decode(text)  # anything else, including every error, as decode() answers it
+
+
+def _parse_json_body(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body.decode("utf-8") or "null", parse_float=Decimal, parse_constant=reject)
+        value = _decode_json(body.decode("utf-8") or "null")
     except (UnicodeDecodeError, ValueError):
         raise _odata_error("The request body is not valid JSON: an unexpected character was found.") from None
     if not isinstance(value, dict):
@@ -860,6 +919,11 @@ class DimensionBacking:
 
 _Key = tuple[Any, ...]
 _JournalKey = tuple[Any, Any]
+# Entity sets whose rows decide whether a display value is valid (or describe the dimension setup).
+_DIMENSION_SETUP_SETS = frozenset({
+    "MainAccounts", "FinancialDimensionValues", "OperatingUnits", "DimensionAttributes",
+    "DimensionIntegrationFormats", "DimensionParameters"})
+_DISPLAY_VALUE_CACHE_SIZE = 8192  # D365State._display_values starts over when full
 
 
 class D365State:
@@ -874,7 +938,12 @@ class D365State:
         self.tables: dict[str, dict[_Key, dict[str, Any]]] = {name: {} for name in SPECS}
         self.request_count: Counter[str] = Counter()
         self.dimensions: dict[str, DimensionBacking] = {"MainAccount": DimensionBacking("main")}
-        self.chart_of_accounts = catalog.CHART_OF_ACCOUNTS
+        self._chart_of_accounts = catalog.CHART_OF_ACCOUNTS
+        # Display values that passed validation against the committed dimension setup: (value, legal entity,
+        # ledger?) -> stored form. Emptied by _dimension_setup_changed whenever anything the check reads may
+        # change (main accounts, dimension values, operating units, dimensions, formats, delimiter, chart of
+        # accounts, legal entities); a changeset that stages such rows does not use it (_Txn.dimension_rows).
+        self._display_values: dict[tuple[str, str, bool], str] = {}
         self._delimiter_enum = "Hyphen"
         self._ledger_format: list[str] | None = None
         self._default_format: list[str] | None = None
@@ -918,6 +987,19 @@ class D365State:
         state.add_journal_name(state.default_company, catalog.JOURNAL_NAME, "General journal")
         return state
 
+    @property
+    def chart_of_accounts(self) -> str:
+        return self._chart_of_accounts
+
+    @chart_of_accounts.setter
+    def chart_of_accounts(self, value: str) -> None:
+        with self.lock:
+            self._chart_of_accounts = value
+            self._dimension_setup_changed()
+
+    def _dimension_setup_changed(self) -> None:
+        self._display_values.clear()
+
     def _insert(self, set_name: str, values: dict[str, Any]) -> dict[str, Any]:
         spec = SPECS[set_name]
         rec = spec.default_record()
@@ -945,6 +1027,7 @@ class D365State:
         """A second company, with its own journal name and number sequence (for cross-company tests)."""
         with self.lock:
             self.legal_entities.add(data_area_id.lower())
+            self._dimension_setup_changed()
             self.add_journal_name(data_area_id.lower(), journal_name, "General journal")
 
     def add_journal_name(self, data_area_id: str, name: str, description: str) -> None:
@@ -966,6 +1049,7 @@ class D365State:
     def _add_dimension(self, name: str, backing: DimensionBacking, use_values_from: str) -> None:
         with self.lock:
             self.dimensions[name] = backing
+            self._dimension_setup_changed()
             self._insert("DimensionAttributes", {"DimensionName": name, "ReportColumnName": name,
                                                  "UseValuesFrom": use_values_from})
 
@@ -1004,6 +1088,7 @@ class D365State:
                 self._ledger_format = names or None
             else:
                 self._default_format = names or None
+            self._dimension_setup_changed()
 
     @property
     def delimiter(self) -> str:
@@ -1019,6 +1104,7 @@ class D365State:
             raise ValueError(f"unknown DimensionSegmentDelimiter {enum_name!r}")
         with self.lock:
             self._delimiter_enum = enum_name
+            self._dimension_setup_changed()
             self._insert("DimensionParameters", {"Key": 0, "DimensionSegmentDelimiter": enum_name})
             # FinancialDimensionFormat is shown with the configured delimiter between the dimension names
             # ("MainAccount-CostCenter-Department"), the form integration peers split with that delimiter
@@ -1118,6 +1204,8 @@ class D365State:
         """Write one row to storage and keep the secondary indexes in step (caller holds the lock)."""
         table = self.tables[set_name]
         old = table.get(key)
+        if set_name in _DIMENSION_SETUP_SETS:
+            self._dimension_setup_changed()
         if rec is None:
             table.pop(key, None)
         else:
@@ -1130,7 +1218,7 @@ class D365State:
                     lines.pop(key, None)
             else:
                 self._lines_by_journal.setdefault(jkey, {})[key] = rec
-                self._max_line[jkey] = max(self._max_line.get(jkey, Decimal("0")), rec["LineNumber"])
+                self._max_line[jkey] = max(self._max_line.get(jkey, _ZERO), rec["LineNumber"])
         elif set_name == "LedgerJournalHeaders" and rec is None:
             self._lines_by_journal.pop(key, None)
             self._max_line.pop(key, None)
@@ -1169,11 +1257,14 @@ def _update_person(worker: dict[str, Any], values: dict[str, Any]) -> dict[str, 
 
 
 def _key_of(spec: EntitySpec, rec: dict[str, Any]) -> _Key:
-    return tuple(_nk(rec[k]) for k in spec.keys)
+    return tuple([_nk(rec[k]) for k in spec.keys])
 
 
 def _journal_key(rec: dict[str, Any]) -> _JournalKey:
-    return (_nk(rec["dataAreaId"]), _nk(rec["JournalBatchNumber"]))
+    area, number = rec["dataAreaId"], rec["JournalBatchNumber"]
+    # _nk inlined: this runs twice per journal line written
+    return (area.casefold() if isinstance(area, str) else area,
+            number.casefold() if isinstance(number, str) else number)
 
 
 class _Txn:
@@ -1188,6 +1279,7 @@ class _Txn:
         self.staged: dict[str, dict[_Key, dict[str, Any] | None]] = {}
         self.max_line: dict[_JournalKey, Decimal] = {}
         self.auto_vouchers: dict[tuple[_JournalKey, str], str] = {}
+        self.dimension_rows = False  # staged a row of _DIMENSION_SETUP_SETS: display values are checked afresh
 
     def get(self, set_name: str, key: _Key) -> dict[str, Any] | None:
         staged = self.staged.get(set_name)
@@ -1200,14 +1292,18 @@ class _Txn:
         if set_name == "LedgerJournalLines":
             jkey = key[:2]
             self.max_line[jkey] = max(self.next_line_base(jkey), rec["LineNumber"])
+        elif set_name in _DIMENSION_SETUP_SETS:
+            self.dimension_rows = True
 
     def delete(self, set_name: str, key: _Key) -> None:
         self.staged.setdefault(set_name, {})[key] = None
+        if set_name in _DIMENSION_SETUP_SETS:
+            self.dimension_rows = True
 
     def next_line_base(self, jkey: _JournalKey) -> Decimal:
         if jkey in self.max_line:
             return self.max_line[jkey]
-        return self.state._max_line.get(jkey, Decimal("0"))
+        return self.state._max_line.get(jkey, _ZERO)
 
     def journal_line_keys(self, jkey: _JournalKey) -> list[_Key]:
         keys = dict.fromkeys(self.state._journal_lines(jkey))
@@ -1277,6 +1373,23 @@ class _Entities:
     def validate_display_value(self, spec: EntitySpec, txn: _Txn, value: str, legal_entity: str,
                                ledger: bool) -> str:
         """Split a display value like F&O's import does and check every segment; returns the stored form."""
+        # A value already found valid against the same committed setup is valid again (see
+        # D365State._display_values); only successes are remembered, so errors are always worked out afresh.
+        cache = None if txn.dimension_rows else self.state._display_values
+        cache_key = (value, legal_entity, ledger)
+        if cache is not None:
+            stored = cache.get(cache_key)
+            if stored is not None:
+                return stored
+        stored = self._validate_display_value(spec, txn, value, legal_entity, ledger)
+        if cache is not None:
+            if len(cache) >= _DISPLAY_VALUE_CACHE_SIZE:
+                cache.clear()
+            cache[cache_key] = stored
+        return stored
+
+    def _validate_display_value(self, spec: EntitySpec, txn: _Txn, value: str, legal_entity: str,
+                                ledger: bool) -> str:
         fmt = self.state._ledger_format if ledger else self.state._default_format
         kind = "ledger" if ledger else "default"
         if not fmt:
@@ -1380,7 +1493,8 @@ class _Entities:
             rec["LineNumber"] = txn.next_line_base(jkey) + 1
         elif rec["LineNumber"] < 0:
             raise _write_error(spec, "Error: The line number cannot be negative.")
-        if txn.get(spec.name, _key_of(spec, rec)) is not None:
+        key = (*jkey, _nk(rec["LineNumber"]))  # = _key_of(spec, rec)
+        if txn.get(spec.name, key) is not None:
             raise _duplicate(spec, rec)
         self._validate_line(txn, spec, rec, values, area)
         if not rec["Voucher"]:
@@ -1388,7 +1502,9 @@ class _Entities:
         rec["Company"] = rec["Company"] or area
         if rec["OffsetAccountDisplayValue"]:
             rec["OffsetCompany"] = rec["OffsetCompany"] or area
-        return self._insert(txn, spec, rec)
+        # the key fields and the transaction are unchanged since the duplicate check above
+        txn.put(spec.name, key, rec)
+        return rec
 
     def _line_header(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any]) -> dict[str, Any]:
         if not rec["JournalBatchNumber"]:
@@ -1412,11 +1528,11 @@ class _Entities:
         if rec["CurrencyCode"].upper() not in KNOWN_CURRENCIES:
             raise _write_error(spec, f"Error: Currency code {rec['CurrencyCode']} does not exist.")
         debit, credit = rec["DebitAmount"], rec["CreditAmount"]
-        if debit < 0 or credit < 0:
+        if debit < _ZERO or credit < _ZERO:  # a Decimal zero: cheaper to compare with than the int 0
             raise _write_error(spec, "Error: Debit and credit amounts cannot be negative.")
-        if debit != 0 and credit != 0:
+        if debit != _ZERO and credit != _ZERO:
             raise _write_error(spec, "Error: A line can have a debit amount or a credit amount, not both.")
-        if debit == 0 and credit == 0:
+        if debit == _ZERO and credit == _ZERO:
             raise _write_error(spec, "Error: Enter a debit amount or a credit amount.")
         if (rec["Company"] and _nk(rec["Company"]) != _nk(area)) or (
                 rec["OffsetCompany"] and _nk(rec["OffsetCompany"]) != _nk(area)):
@@ -1670,11 +1786,14 @@ class _Entities:
 # --- the service ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Target:
     spec: EntitySpec
     key: dict[str, Any] | None  # typed key values from the URL, or None for the collection
     suffix: str  # what followed the entity segment, e.g. "/$count"
+
+
+_BARE_TARGETS = {name: _Target(spec, None, "") for name, spec in SPECS.items()}
 
 
 class D365Service:
@@ -1743,6 +1862,9 @@ class D365Service:
 
     def _target(self, rest: str, raw: str) -> _Target:
         """`LedgerJournalLines(dataAreaId='usmf',JournalBatchNumber='X',LineNumber=1)` -> spec + key."""
+        bare = _BARE_TARGETS.get(rest)
+        if bare is not None:  # the bare set name (every POST): no key, no suffix
+            return bare
         i = 0
         while i < len(rest) and rest[i] not in "(/":
             i += 1
@@ -1772,7 +1894,10 @@ class D365Service:
     def _operation(self, req: SimRequest, txn: _Txn | None) -> SimResponse:
         target = self._target(req.path[len("/data/"):], self.base_url + req.raw_path)
         method = req.method.upper()
-        self._count(target.spec.name)
+        if txn is None:
+            self._count(target.spec.name)
+        else:  # inside a changeset, which holds the lock already
+            self.state.request_count[target.spec.name] += 1
         if target.suffix and not (target.suffix == "/$count" and target.key is None and method == "GET"):
             raise _not_found(target.suffix.strip("/"))
         if method == "GET":
@@ -1805,8 +1930,8 @@ class D365Service:
 
     def _write(self, req: SimRequest, target: _Target, method: str, txn: _Txn) -> SimResponse:
         spec = target.spec
-        ieee754 = "ieee754compatible=true" in (req.header("content-type") or "").lower().replace(" ", "")
-        prefer = (req.header("prefer") or "").lower()
+        ieee754 = _ieee754(req.headers.get("content-type") or "")  # header names are lower-case already
+        prefer = (req.headers.get("prefer") or "").lower()
         if method == "DELETE":
             self.entities.delete(txn, spec, self._key_tuple(req, target))
             return SimResponse.empty(204, dict(ODATA_HEADERS))
@@ -1815,11 +1940,14 @@ class D365Service:
             rec = self.entities.create(txn, spec, values)
             minimal = "return=minimal" in prefer
             view = rec if minimal else self._view(spec, rec, txn)  # the key is all a minimal answer needs
-            location = f"{self.base_url}/data/{spec.name}({quote(_key_predicate(spec, view), safe=_URL_SAFE)})"
-            headers = {"Location": location, "OData-EntityId": location}
+            predicate = _key_predicate(spec, view)
+            if not _URL_SAFE_RE.fullmatch(predicate):  # quote() would change nothing in a safe predicate
+                predicate = quote(predicate, safe=_URL_SAFE)
+            location = f"{self._data_url}{spec.name}({predicate})"
             if minimal:
-                return SimResponse.empty(204, {**ODATA_HEADERS, **headers, "Preference-Applied": "return=minimal"})
-            return self._json(201, self._entity_body(spec, view), headers)
+                return SimResponse(204, b"", {**ODATA_HEADERS, "Location": location, "OData-EntityId": location,
+                                              "Preference-Applied": "return=minimal"})
+            return self._json(201, self._entity_body(spec, view), {"Location": location, "OData-EntityId": location})
         rec = self.entities.update(txn, spec, self._key_tuple(req, target), values)
         if "return=representation" in prefer:
             return self._json(200, self._entity_body(spec, self._view(spec, rec, txn)))
@@ -2044,7 +2172,7 @@ class D365Service:
                 raise _odata_error("Navigation after a Content-ID reference is not supported by the sandbox.")
             url = refs[ref]
         headers = dict(part.headers)
-        headers.setdefault("authorization", outer.header("authorization") or "")
+        headers.setdefault("authorization", outer.headers.get("authorization") or "")
         if url.startswith(self._data_url) and "?" not in url and "%" not in url:
             # The usual inner request ("POST https://host/data/LedgerJournalLines"): nothing to decode.
             path = url[len(self.base_url):]
@@ -2118,19 +2246,32 @@ class D365Service:
 _URL_SAFE = "$'(),*:=-._~/"
 
 
+# Text that quote(text, safe=_URL_SAFE) returns unchanged: ASCII letters, digits, "_.-~" and _URL_SAFE.
+_URL_SAFE_RE = re.compile(r"[A-Za-z0-9_.~$'(),*:=/-]*")
+
+
+@functools.lru_cache(maxsize=64)  # the operations of a changeset repeat one Content-Type
+def _ieee754(content_type: str) -> bool:
+    """IEEE754Compatible=true: Edm.Decimal values may travel as JSON strings."""
+    return "ieee754compatible=true" in content_type.lower().replace(" ", "")
+
+
 # --- multipart/mixed ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _BatchPart:
     method: str
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # may be shared by parts with the same request head: never mutated
     body: bytes
     content_id: str | None
 
 
-_BLANK_LINE = re.compile(r"\r?\n\r?\n")
+# The blank line ending a header block is `\r?\n\r?\n`. Searching for its core `\n\r?\n` (and taking a "\r"
+# just before it) finds the same first match, but lets the regex engine scan for the literal "\n"
+# instead of trying the optional "\r" at every position of the part.
+_BLANK_LINE_CORE = re.compile(r"\n\r?\n")
 
 
 def _boundary(content_type: str) -> str | None:
@@ -2141,8 +2282,8 @@ def _boundary(content_type: str) -> str | None:
 def _parse_headers(block: str) -> dict[str, str]:
     headers: dict[str, str] = {}
     for line in block.splitlines():
-        if ":" in line:
-            name, _, value = line.partition(":")
+        name, colon, value = line.partition(":")
+        if colon:
             headers[name.strip().lower()] = value.strip()
     return headers
 
@@ -2199,33 +2340,51 @@ def _parse_multipart(body: bytes, content_type: str) -> list[_BatchPart | list[_
 
 
 def _partition_blank(text: str) -> tuple[str, str, str]:
-    m = _BLANK_LINE.search(text)
+    """Split at the first blank line: (head, the line break(s), rest); (text, "", "") without one."""
+    m = _BLANK_LINE_CORE.search(text)
     if not m:
         return text, "", ""
-    return text[: m.start()], m.group(0), text[m.end():]
+    start, end = m.start(), m.end()
+    if start and text[start - 1] == "\r":
+        start -= 1
+    return text[:start], text[start:end], text[end:]
 
 
 def _parse_http_part(headers: dict[str, str], text: str, in_changeset: bool) -> _BatchPart:
     if not headers.get("content-type", "").lower().startswith("application/http"):
         raise _odata_error("Each batch part must have Content-Type application/http.")
     head, _, body = _partition_blank(text)
+    # The operations of a changeset usually share one request line and header block (POST to the same
+    # set, same headers): parse each distinct block once, but keep no long one a hostile client may send.
+    if len(head) <= 4096:
+        method, url, part_headers = _request_head(head)  # the headers dict is shared: read-only
+    else:
+        method, url, part_headers = _parse_request_head(head)
+    if in_changeset and method == "GET":
+        raise _odata_error("A GET request cannot be part of a change set.")
+    return _BatchPart(method, url, part_headers, body.rstrip("\r\n").encode(), headers.get("content-id"))
+
+
+def _parse_request_head(head: str) -> tuple[str, str, dict[str, str]]:
+    """`POST url HTTP/1.1` and the headers after it -> (method, url, headers)."""
     lines = head.splitlines()
     request_line = lines[0].split() if lines else []
     if len(request_line) < 2:
         raise _odata_error(f"Bad request line in a batch part: '{lines[0]}'.")
-    method, url = request_line[0].upper(), request_line[1]
-    if in_changeset and method == "GET":
-        raise _odata_error("A GET request cannot be part of a change set.")
-    return _BatchPart(method, url, _parse_headers("\n".join(lines[1:])), body.rstrip("\r\n").encode(),
-                      headers.get("content-id"))
+    return request_line[0].upper(), request_line[1], _parse_headers("\n".join(lines[1:]))
+
+
+_request_head = functools.lru_cache(maxsize=256)(_parse_request_head)
 
 
 def _render_part(content_id: str | None, response: SimResponse) -> str:
-    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+    mime = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
     if content_id:
-        lines.append(f"Content-ID: {content_id}")
-    lines.append("")
-    lines.append(f"HTTP/1.1 {response.status} {http.HTTPStatus(response.status).phrase}")
-    lines.extend(f"{k}: {v}" for k, v in response.headers.items())
-    lines.append("")
-    return "\r\n".join(lines) + "\r\n" + response.body.decode() + "\r\n"
+        mime += f"Content-ID: {content_id}\r\n"
+    headers = "".join([f"{k}: {v}\r\n" for k, v in response.headers.items()])
+    return f"{mime}\r\n{_status_line(response.status)}{headers}\r\n{response.body.decode()}\r\n"
+
+
+@functools.cache  # a handful of statuses; HTTPStatus(...).phrase is slow per part
+def _status_line(status: int) -> str:
+    return f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
