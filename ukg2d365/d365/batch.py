@@ -375,7 +375,9 @@ def _http_part(part_headers: Mapping[str, str], raw: bytes) -> InnerResponse:
         raise ProtocolError("D365 $batch inner response has no HTTP status line")
     rest = raw[first_end.end() :] if first_end else b""
     headers: dict[str, str]
-    if rest.startswith(b"\r\n") or rest.startswith(b"\n"):
+    if not rest.strip(b" \t"):  # a bare status line: no headers, no body (the CRLF went to the delimiter)
+        headers, body = {}, b""
+    elif rest.startswith(b"\r\n") or rest.startswith(b"\n"):
         headers = {}
         body = rest[2:] if rest.startswith(b"\r\n") else rest[1:]
     else:
