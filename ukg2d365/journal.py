@@ -110,7 +110,12 @@ class JournalBuilder:
         self._line_text = config.payroll.line_text
         self._mapper = mapper
         self._sums: dict[tuple[str, str, str], list[Decimal]] = {}  # (display, ukg account, main) -> [dr, cr]
-        self._detail: list[tuple[LedgerAccount, str, Decimal, Decimal]] = []
+        # Planned as the lines stream in (not summarizing) or at finish (summarizing): D365 lines take no
+        # negatives, so a negative debit is planned as a credit (a reversal) and vice versa.
+        self._lines: list[PlannedLine] = []
+        self._debit_total = Decimal(0)
+        self._credit_total = Decimal(0)
+        self._summed = False
         self._account_cache: dict[tuple[str, tuple[str, ...]], LedgerAccount] = {}
         self.debit_in = Decimal(0)
         self.credit_in = Decimal(0)
@@ -153,7 +158,25 @@ class JournalBuilder:
             sums[0] += line.debit
             sums[1] += line.credit
         else:
-            self._detail.append((account, line.account, line.debit, line.credit))
+            self._plan(account.display, line.account, line.debit, line.credit)
+
+    def _plan(self, display: str, ukg_account: str, dr: Decimal, cr: Decimal) -> None:
+        for amount, is_debit in ((dr, True), (cr, False)):
+            if amount == 0:
+                continue
+            debit_side = is_debit if amount > 0 else not is_debit
+            magnitude = -amount if amount < 0 else amount
+            if debit_side:
+                self._debit_total += magnitude
+            else:
+                self._credit_total += magnitude
+            self._lines.append(PlannedLine(
+                line_number=len(self._lines) + 1,
+                account=display,
+                debit=magnitude if debit_side else self._zero,
+                credit=self._zero if debit_side else magnitude,
+                text=self._text(ukg_account),
+            ))
 
     def _text(self, ukg_account: str) -> str:
         text = self._texts.get(ukg_account)
@@ -190,42 +213,20 @@ class JournalBuilder:
                 "wait until UKG has finished the run"
             )
 
-        entries: list[tuple[str, str, Decimal, Decimal]] = []  # display, ukg account, dr, cr
+        if self._summarize and not self._summed:
+            for (display, ukg_account, _main), (dr, cr) in sorted(self._sums.items()):
+                self._plan(display, ukg_account, dr, cr)
+            self._summed = True
         accounts: set[str] = set()
         dims: dict[str, set[str]] = {}
-        if self._summarize:
-            for (display, ukg_account, main), (dr, cr) in sorted(self._sums.items()):
-                entries.append((display, ukg_account, dr, cr))
-                accounts.add(main)
-        else:
-            for account, ukg_account, dr, cr in self._detail:
-                entries.append((account.display, ukg_account, dr, cr))
-        for account in self._account_cache.values():
+        for account in self._account_cache.values():  # every account a line was mapped to
             accounts.add(account.main_account)
             for name, value in account.dimensions:
                 if value:
                     dims.setdefault(name, set()).add(value)
 
-        lines: list[PlannedLine] = []
-        debit_total = credit_total = Decimal(0)
-        for display, ukg_account, dr, cr in entries:
-            for amount, is_debit in ((dr, True), (cr, False)):
-                if amount == 0:
-                    continue
-                # A negative debit is a credit (a reversal) and vice versa: D365 lines take no negatives.
-                debit_side = is_debit if amount > 0 else not is_debit
-                magnitude = abs(amount)
-                lines.append(PlannedLine(
-                    line_number=len(lines) + 1,
-                    account=display,
-                    debit=magnitude if debit_side else self._zero,
-                    credit=self._zero if debit_side else magnitude,
-                    text=self._text(ukg_account),
-                ))
-                if debit_side:
-                    debit_total += magnitude
-                else:
-                    credit_total += magnitude
+        lines = self._lines
+        debit_total, credit_total = self._debit_total, self._credit_total
         # Judged on the plan, not on the input sums: -100 and +100 debits sum to zero but are two real lines.
         if self.count == 0 or (not lines and not self._unmapped):
             problems.append("empty pay run: no amounts to post")
