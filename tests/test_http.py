@@ -476,3 +476,25 @@ def test_dumps_json_writes_decimals_exactly_and_refuses_floats() -> None:
         dumps_json({"a": 1.5})
     with pytest.raises(ValueError):
         dumps_json(Decimal("NaN"))
+
+
+def test_prompt_thread_switches_shortens_the_interval_and_puts_it_back() -> None:
+    import sys
+
+    from ukg2d365.http import IO_SWITCH_INTERVAL, prompt_thread_switches
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        with prompt_thread_switches():
+            assert sys.getswitchinterval() == pytest.approx(IO_SWITCH_INTERVAL, rel=0.05)
+        assert sys.getswitchinterval() == pytest.approx(0.005, rel=0.05)
+        sys.setswitchinterval(0.0001)  # already shorter (set by the embedding program): never raised
+        with prompt_thread_switches():
+            assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)
+        with pytest.raises(RuntimeError), prompt_thread_switches():
+            sys.setswitchinterval(0.0001)
+            raise RuntimeError("boom")
+        assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)
+    finally:
+        sys.setswitchinterval(before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -271,6 +272,7 @@ class WireFake(FakeD365):
         self.most_on_wire = 0
         self.batches = 0
         self.fail_call = fail_call
+        self.switch_intervals: set[float] = set()
 
     def batch(self, changesets, gate=None):
         import time
@@ -281,6 +283,7 @@ class WireFake(FakeD365):
             with self.lock:
                 self.batches += 1
                 call = self.batches
+                self.switch_intervals.add(round(sys.getswitchinterval(), 4))
                 self.on_wire += 1
                 self.most_on_wire = max(self.most_on_wire, self.on_wire)
             time.sleep(0.02)
@@ -301,8 +304,9 @@ def _many_lines_journal(tmp_path, count: int):
 
 
 def test_requests_on_the_wire_never_exceed_max_in_flight_and_reach_it(tmp_path):
-    from ukg2d365.http import ConcurrencyLimit
+    from ukg2d365.http import IO_SWITCH_INTERVAL, ConcurrencyLimit
 
+    before = sys.getswitchinterval()
     cfg, journal = _many_lines_journal(tmp_path, 59)  # 60 lines: 20 changesets of 3
     ledger = Ledger(tmp_path / "ledger.db")
     fake = WireFake()
@@ -313,6 +317,9 @@ def test_requests_on_the_wire_never_exceed_max_in_flight_and_reach_it(tmp_path):
     only_copy(fake, journal)
     assert fake.batches == 20
     assert fake.most_on_wire == 3 and limit.peak == 3
+    # worker threads hand the GIL over promptly while changesets are out, and only then
+    assert fake.switch_intervals == {round(min(before, IO_SWITCH_INTERVAL), 4)}
+    assert sys.getswitchinterval() == pytest.approx(before, rel=0.05)
 
 
 def test_after_a_refused_changeset_no_further_changeset_is_sent(tmp_path):

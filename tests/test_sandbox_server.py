@@ -369,6 +369,18 @@ def test_stop_closes_listeners_and_idle_connections(make_sandbox: Callable[..., 
     sb.stop()  # twice is fine
 
 
+def test_a_running_sandbox_hands_the_gil_over_promptly_and_stop_puts_the_interval_back(
+    make_sandbox: Callable[..., Sandbox],
+) -> None:
+    from ukg2d365.http import IO_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    sb = make_sandbox(employees=5)
+    assert sys.getswitchinterval() == pytest.approx(min(before, IO_SWITCH_INTERVAL), rel=0.05)
+    sb.stop()
+    assert sys.getswitchinterval() == pytest.approx(before, rel=0.05)
+
+
 def _swallow(fn: Any) -> None:
     try:
         fn()

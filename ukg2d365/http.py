@@ -17,9 +17,11 @@ import json
 import random
 import re
 import ssl
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -620,6 +622,27 @@ def describe_transport_error(exc: requests.exceptions.RequestException) -> str:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connection dropped"
     return f"request failed ({type(exc).__name__})"
+
+
+# How long a thread may keep the GIL while another one wants it: CPython's default is 5 ms.
+IO_SWITCH_INTERVAL = 0.0005
+
+
+@contextmanager
+def prompt_thread_switches(interval: float = IO_SWITCH_INTERVAL) -> Iterator[None]:
+    """Hand the GIL over sooner while worker threads mix network waits with CPU work.
+
+    When a response arrives while another thread builds or parses a 500-line changeset, the woken thread
+    waits for the GIL up to the switch interval, several times per request. At CPython's 5 ms default that
+    added ~20 % to a 100,000-line run's wall time on the benchmark (0.5 ms costs a few more switches).
+    Process-wide, so the previous interval is put back on the way out; it is never raised here.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, interval))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 class ConcurrencyLimit:

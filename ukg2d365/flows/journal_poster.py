@@ -36,7 +36,7 @@ from ukg2d365.errors import (
     RemoteUnavailable,
     Ukg2d365Error,
 )
-from ukg2d365.http import ConcurrencyLimit
+from ukg2d365.http import ConcurrencyLimit, prompt_thread_switches
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, PlannedLine, Posting
 
 HEADERS = "LedgerJournalHeaders"
@@ -178,7 +178,8 @@ class JournalPoster:
         # many workers let one build its next body or read its answer while the others' requests are out.
         gate = _StopAfterFailure(limit, errors)
         queued = threading.BoundedSemaphore(2 * limit.maximum)
-        with ThreadPoolExecutor(max_workers=2 * limit.maximum, thread_name_prefix="d365-batch") as pool:
+        with prompt_thread_switches(), \
+                ThreadPoolExecutor(max_workers=2 * limit.maximum, thread_name_prefix="d365-batch") as pool:
             futures = []
             for chunk in chunks:
                 queued.acquire()

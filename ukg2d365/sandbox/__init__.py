@@ -17,6 +17,7 @@ import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from ukg2d365.http import prompt_thread_switches
 from ukg2d365.sandbox import catalog
 from ukg2d365.sandbox.data import DEFAULT_EMPLOYEES, DEFAULT_SEED, GlRun, PayPeriod, RawJson, UkgDataset
 from ukg2d365.sandbox.entra import EntraService
@@ -101,6 +103,7 @@ class Sandbox:
         self.dataset = UkgDataset(employees, seed=seed, today=today)
         self.tokens = TokenRegistry(lifetime_seconds=token_lifetime)
         self.faults = FaultSet(latency_ms)
+        self._switches = ExitStack()
         self.faults.revoke_hook = self.tokens.revoke_all
         self.ca_path = self.dir / CA_NAME
         self.config_path = self.dir / CONFIG_NAME
@@ -151,6 +154,9 @@ class Sandbox:
             self.write_config()
             for srv in self._servers.values():
                 srv.start()
+            # Handler threads wait on sockets while others build answers: hand the GIL over promptly, as
+            # a server on its own machine would answer (see prompt_thread_switches). Undone by stop().
+            self._switches.enter_context(prompt_thread_switches())
         except BaseException:
             self.stop()
             raise
@@ -168,6 +174,7 @@ class Sandbox:
         if self._tls is not None:
             self._tls.cleanup()
             self._tls = None
+        self._switches.close()
 
     @property
     def urls(self) -> SandboxUrls:

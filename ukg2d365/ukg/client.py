@@ -24,7 +24,7 @@ import requests
 from ukg2d365.config import HttpConfig, UkgConfig
 from ukg2d365.credentials import UkgCredentials
 from ukg2d365.errors import AuthError, ProtocolError, RemoteError, Ukg2d365Error
-from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy, decode_json, redact
+from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy, decode_json, prompt_thread_switches, redact
 
 SYSTEM = "UKG"
 ORG_LEVELS_PATH = "/configuration/v1/org-levels"
@@ -152,7 +152,7 @@ class UkgClient:
         if len(first) < self.page_size:
             return
         depth = max(1, self.prefetch)
-        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="ukg-page") as pool:
+        with prompt_thread_switches(), ThreadPoolExecutor(max_workers=depth, thread_name_prefix="ukg-page") as pool:
             in_flight: deque[Future[tuple[list[dict[str, Any]], str]]] = deque()
             next_page = 2
             for _ in range(depth):
