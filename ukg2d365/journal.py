@@ -51,7 +51,12 @@ class PostingKey:
 
     @classmethod
     def of(cls, line: GlDistribution) -> PostingKey:
-        return cls(line.company, line.pay_group, line.period_end, line.run_id, line.employee)
+        return cls(*cls.fields_of(line))
+
+    @staticmethod
+    def fields_of(line: GlDistribution) -> tuple[str, str, date, str, str | None]:
+        """The key's fields as a plain tuple: cheap to hash once per line, before any PostingKey exists."""
+        return line.company, line.pay_group, line.period_end, line.run_id, line.employee
 
 
 def journal_description(key: PostingKey) -> str:

@@ -168,7 +168,7 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
                 plan.unattributed_errors.append(str(exc))
             continue
         # A run's lines share one posting key: decide once per distinct key, not once per line.
-        ident = (line.company, line.pay_group, line.period_end, line.run_id, line.employee)
+        ident = PostingKey.fields_of(line)
         try:
             builder = routes[ident]
         except KeyError:

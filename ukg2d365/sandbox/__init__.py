@@ -103,8 +103,8 @@ class Sandbox:
         self.dataset = UkgDataset(employees, seed=seed, today=today)
         self.tokens = TokenRegistry(lifetime_seconds=token_lifetime)
         self.faults = FaultSet(latency_ms)
-        self._switches = ExitStack()
         self.faults.revoke_hook = self.tokens.revoke_all
+        self._switches = ExitStack()  # undoes what start() changed process-wide
         self.ca_path = self.dir / CA_NAME
         self.config_path = self.dir / CONFIG_NAME
         self._urls: SandboxUrls | None = None

@@ -234,7 +234,7 @@ class GlRun(ABC):
 
     def select_block(self, block_id: str) -> GlRun:
         """The run restricted to one blockId (generated runs are a single block 1)."""
-        return self if block_id.strip() == "1" else ExplicitGlRun.empty_like(self)
+        return self if block_id.strip() == "1" else ExplicitGlRun.like(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.run_id} {len(self)} lines>"
@@ -339,7 +339,8 @@ class ExplicitGlRun(GlRun):
         return self.lines[max(0, start) : stop]
 
     @classmethod
-    def empty_like(cls, run: GlRun) -> ExplicitGlRun:
+    def like(cls, run: GlRun, lines: Sequence[dict[str, Any] | RawJson] = ()) -> ExplicitGlRun:
+        """A run with ``run``'s header values and the given lines (none by default)."""
         return cls(
             run_id=run.run_id,
             pay_group=run.pay_group,
@@ -347,7 +348,7 @@ class ExplicitGlRun(GlRun):
             period_end=run.period_end,
             gl_run_datetime=run.gl_run_datetime,
             system_id_base=run.system_id_base,
-            lines=[],
+            lines=lines,
         )
 
     def select_block(self, block_id: str) -> ExplicitGlRun:
@@ -357,15 +358,7 @@ class ExplicitGlRun(GlRun):
             for line in self.lines
             if not isinstance(line, dict) or str(line.get("blockId", 1)).strip() == block_id.strip()
         ]
-        return ExplicitGlRun(
-            run_id=self.run_id,
-            pay_group=self.pay_group,
-            period_start=self.period_start,
-            period_end=self.period_end,
-            gl_run_datetime=self.gl_run_datetime,
-            system_id_base=self.system_id_base,
-            lines=kept,
-        )
+        return ExplicitGlRun.like(self, kept)
 
 
 def _employee_amounts(key: str, p: _Participant) -> list[Decimal]:
