@@ -24,7 +24,7 @@ demo: install
 	$(PY) -m ukg2d365.sandbox.demo
 
 bench: install
-	$(PY) -m tests.benchmark
+	$(PY) -m tests.bench.benchmark
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo sandbox-run

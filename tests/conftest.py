@@ -90,7 +90,7 @@ def world(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     Modules that need a bare sandbox world define their own ``world`` fixture, which takes precedence.
     """
-    from tests.e2e import World
+    from tests.world import World
 
     w = World(sandbox, monkeypatch)
     w.create_missing_dimensions()

@@ -23,6 +23,8 @@ import typer
 from ukg2d365 import __version__
 from ukg2d365.config import Config, default_config_path, load_config
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
+from ukg2d365.flows.runtime import RecordedRun
+from ukg2d365.flows.runtime import recorded_run as runtime_recorded_run
 from ukg2d365.render import Output, Table, journal_fields, journal_table, styled
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
@@ -52,41 +54,15 @@ class State:
 
 
 
-@dataclass
-class RecordedRun:
-    """A command's run as the ledger records it: who, when, arguments, exit code and summary."""
-
-    context: Any
-    config: Config
-    summary: dict[str, Any]
-    code: int = int(ExitStatus.RECORDS_FAILED)
-
-
 @contextmanager
 def recorded_run(
     state: State, command: str, args: dict[str, Any], *, lock: bool, record_http: bool = True
 ) -> Iterator[RecordedRun]:
-    """Open the ledger, record the run, take the run lock when the command writes, and always record the end.
-
-    The body sets ``run.code``; an error sets it from the error's exit status and is re-raised.
-    """
-    from ukg2d365.flows.context import Context
-
-    config = state.config()
-    context = Context(config, ledger_path=state.ledger_path, record_http=record_http)
-    run = RecordedRun(context, config, {})
-    context.ledger.start_run(command, args)
-    try:
-        if lock:
-            context.ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+    """The runtime's recorded run, for this invocation's config and ledger."""
+    with runtime_recorded_run(state.config(), command, args, lock=lock, ledger_path=state.ledger_path,
+                              record_http=record_http) as run:
         yield run
-    except Ukg2d365Error as exc:
-        run.code = int(exc.exit_status)
-        run.summary["error"] = str(exc)
-        raise
-    finally:
-        context.ledger.finish_run(run.code, run.summary)
-        context.close()
+
 
 def _version(value: bool) -> None:
     if value:
@@ -162,9 +138,9 @@ def ping(ctx: typer.Context) -> None:
     state = _state(ctx)
 
     def body() -> int:
-        from ukg2d365.flows.context import Context
         from ukg2d365.flows.ping import exit_status
         from ukg2d365.flows.ping import ping as run_ping
+        from ukg2d365.flows.runtime import Context
 
         context = Context(state.config(), ledger_path=state.ledger_path, record_http=False)
         checks = run_ping(context)

@@ -55,9 +55,9 @@ from urllib.parse import urlsplit
 
 from ukg2d365.config import Config, WebhooksConfig
 from ukg2d365.errors import ConfigError, LockBusy, Ukg2d365Error, UsageError
-from ukg2d365.flows.context import Context
 from ukg2d365.flows.post_payroll import PayrollResult, Selection, read_and_plan, record_refusals
 from ukg2d365.flows.post_payroll import apply as apply_payroll
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.sync_employees import SINCE_OVERLAP, EmployeePlan, plan_records
 from ukg2d365.flows.sync_employees import apply as apply_employees
 from ukg2d365.ledger import Ledger, now_iso

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.setup_check import check_d365_setup
 
 

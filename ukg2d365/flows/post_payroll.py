@@ -8,9 +8,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.context import Context, current_posting
 from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
 from ukg2d365.flows.reference import ReferenceData
+from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
 from ukg2d365.mapping import Mapper

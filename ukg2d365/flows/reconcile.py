@@ -21,9 +21,9 @@ from typing import Any
 
 from ukg2d365.d365.odata import ODataClient, filter_eq
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.context import Context
 from ukg2d365.flows.journal_poster import HEADERS, LINES
 from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected
+from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import JournalBuilder, PostingKey
 from ukg2d365.ledger import POSTED, Posting
 from ukg2d365.mapping import Mapper

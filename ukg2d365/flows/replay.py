@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ukg2d365.errors import UsageError
-from ukg2d365.flows.context import Context, current_posting
 from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Posting
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 
 LEDGER_FORMAT_TYPE = "DataEntityLedgerDimensionFormat"
 DEFAULT_FORMAT_TYPE = "DataEntityDefaultDimensionFormat"

@@ -24,8 +24,8 @@ from ukg2d365.config import Config, DimensionMapping
 from ukg2d365.d365.batch import BatchOperation
 from ukg2d365.d365.odata import ODataClient, enum_literal, filter_eq, odata_literal
 from ukg2d365.errors import AmbiguousWriteError, ExitStatus, RemoteError, Ukg2d365Error
-from ukg2d365.flows.context import Context
 from ukg2d365.flows.reference import CHUNK, DIMENSION, MAIN_ACCOUNT
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.setup_check import check_d365_setup
 from ukg2d365.mapping import MAX_MAIN_ACCOUNT_LENGTH, Mapper, MappingError, check_segment
 

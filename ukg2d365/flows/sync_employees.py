@@ -37,8 +37,8 @@ from ukg2d365.config import Config
 from ukg2d365.d365.batch import BatchOperation, ChangesetResult
 from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, odata_literal
 from ukg2d365.errors import AmbiguousWriteError, RemoteError
-from ukg2d365.flows.context import Context
 from ukg2d365.flows.reference import CHUNK, ReferenceData
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.setup_check import DEFAULT_FORMAT_TYPE, WHERE_DELIMITER, WHERE_FORMAT, active_format
 from ukg2d365.flows.sync_dimensions import SetupError, org_level_number
 from ukg2d365.ledger import Ledger, content_hash, now_iso

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ukg2d365.cli import app
 from ukg2d365.config import load_config
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 from ukg2d365.sandbox import Sandbox, catalog
 
 D365_ACCOUNT = {a.ukg_account: a.d365_account for a in catalog.GL_ACCOUNTS}

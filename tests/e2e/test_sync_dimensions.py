@@ -15,8 +15,8 @@ from ukg2d365.cli_sync import register
 from ukg2d365.config import Config, parse_config
 from ukg2d365.d365.batch import ChangesetResult, InnerResponse
 from ukg2d365.errors import AmbiguousWriteError, ExitStatus
-from ukg2d365.flows.context import Context
 from ukg2d365.flows.reference import DIMENSION, MAIN_ACCOUNT
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.sync_dimensions import (
     DimensionPlan,
     DimensionValue,

@@ -14,12 +14,12 @@ import pytest
 import requests
 import responses
 
-from tests.e2e import World
 from tests.helpers import CONFIG_YAML, gl, make_config
+from tests.world import World
 from ukg2d365.config import D365Config, load_config, parse_config
 from ukg2d365.d365.auth import TokenProvider
 from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, key_predicate, odata_literal
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy
 from ukg2d365.journal import build_journals
 from ukg2d365.mapping import Mapper, MappingError

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e import World, d365_totals
 from tests.helpers import CONFIG_YAML, gl, make_config
+from tests.world import World, d365_totals
 from ukg2d365.config import parse_config
 from ukg2d365.errors import DataError
 from ukg2d365.journal import build_journals

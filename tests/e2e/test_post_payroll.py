@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.e2e import SECRETS, d365_totals, ukg_totals
+from tests.world import SECRETS, d365_totals, ukg_totals
 from ukg2d365.sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.e2e

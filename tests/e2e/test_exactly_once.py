@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e import SECRETS, World, d365_totals, ukg_totals
+from tests.world import SECRETS, World, d365_totals, ukg_totals
 from ukg2d365.sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.e2e

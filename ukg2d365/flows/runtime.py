@@ -1,4 +1,9 @@
-"""Everything a flow needs for one run, built lazily from the config: clients, ledger, retry budget."""
+"""The runtime every front end (CLI, webhook, worker) shares: one place that wires config, ledger, clients.
+
+``Context`` holds everything a flow needs for one run, built lazily from the config (clients, ledger, retry
+budget); ``recorded_run`` records the run in the ledger, takes the run lock for commands that write, and
+always records the end with its exit code.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import contextvars
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -15,7 +22,7 @@ from ukg2d365.config import Config
 from ukg2d365.credentials import resolve_d365, resolve_ukg
 from ukg2d365.d365.auth import TokenProvider
 from ukg2d365.d365.odata import ODataClient
-from ukg2d365.errors import ConfigError
+from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
 from ukg2d365.http import ConcurrencyLimit, HttpClient, RetryBudget, RetryPolicy, build_session
 from ukg2d365.ledger import Ledger
 from ukg2d365.ukg.client import UkgClient
@@ -107,3 +114,43 @@ class Context:
     def close(self) -> None:
         if "ledger" in self.__dict__:
             self.ledger.close()
+
+
+@dataclass
+class RecordedRun:
+    """A command's run as the ledger records it: who, when, arguments, exit code and summary."""
+
+    context: Context
+    config: Config
+    summary: dict[str, Any]
+    code: int = int(ExitStatus.RECORDS_FAILED)
+
+
+@contextmanager
+def recorded_run(
+    config: Config,
+    command: str,
+    args: dict[str, Any],
+    *,
+    lock: bool,
+    ledger_path: Path | None = None,
+    record_http: bool = True,
+) -> Iterator[RecordedRun]:
+    """Open the ledger, record the run, take the run lock when the command writes, and always record the end.
+
+    The body sets ``run.code``; an error sets it from the error's exit status and is re-raised.
+    """
+    context = Context(config, ledger_path=ledger_path, record_http=record_http)
+    run = RecordedRun(context, config, {})
+    context.ledger.start_run(command, args)
+    try:
+        if lock:
+            context.ledger.acquire_lock(config.ledger.lock_timeout_seconds)
+        yield run
+    except Ukg2d365Error as exc:
+        run.code = int(exc.exit_status)
+        run.summary["error"] = str(exc)
+        raise
+    finally:
+        context.ledger.finish_run(run.code, run.summary)
+        context.close()

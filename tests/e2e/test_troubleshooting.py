@@ -13,7 +13,7 @@ import certifi
 import pytest
 import yaml
 
-from tests.e2e import SECRETS, World, d365_totals, ukg_totals
+from tests.world import SECRETS, World, d365_totals, ukg_totals
 from ukg2d365.config import D365Config
 from ukg2d365.d365.auth import diagnose_entra_error
 from ukg2d365.ledger import Ledger

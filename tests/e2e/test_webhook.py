@@ -22,12 +22,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.e2e import World
 from tests.helpers import CONFIG_YAML, make_config
+from tests.world import World
 from ukg2d365.cli_webhook import register
 from ukg2d365.config import Config, WebhooksConfig, load_config
 from ukg2d365.errors import ConfigError, LockBusy
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.sync_employees import LAST_SYNC_SETTING
 from ukg2d365.ledger import Ledger
 from ukg2d365.sandbox import Sandbox, catalog

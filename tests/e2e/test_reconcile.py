@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import World
+from tests.world import World
 from ukg2d365.cli import app
 from ukg2d365.cli_reconcile import CSV_COLUMNS, register
 from ukg2d365.config import load_config
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 from ukg2d365.ledger import Ledger
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 import responses
 
-from tests.test_d365_odata import FakeApp
+from tests.unit.test_d365_odata import FakeApp
 from ukg2d365.config import D365Config
 from ukg2d365.d365.auth import TokenProvider
 from ukg2d365.d365.batch import BatchOperation

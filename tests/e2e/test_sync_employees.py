@@ -14,7 +14,7 @@ from ukg2d365.cli import app
 from ukg2d365.cli_sync import register
 from ukg2d365.config import Config, parse_config
 from ukg2d365.errors import ExitStatus
-from ukg2d365.flows.context import Context
+from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.sync_employees import (
     CREATE,
     IGNORED,

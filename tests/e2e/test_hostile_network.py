@@ -14,7 +14,7 @@ import pytest
 import requests
 import responses
 
-from tests.e2e import World, d365_totals, ukg_totals
+from tests.world import World, d365_totals, ukg_totals
 from ukg2d365.config import D365Config
 from ukg2d365.credentials import UkgCredentials
 from ukg2d365.d365.auth import TokenProvider

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m tests.benchmark [--latency-ms 50] [--out bench-results.json] [--only W1,W2,W3,NAIVE]
+    .venv/bin/python -m tests.bench.benchmark [--latency-ms 50] [--out bench-results.json] [--only W1,W2,W3,NAIVE]
 
 This is a benchmark, not a test: pytest does not collect it (no ``test_`` prefix) and it exits 0 even
 when a target is missed (it prints MISS). One sandbox runs in this process (threads) with a standing
@@ -54,7 +54,7 @@ from rich.table import Table
 
 from ukg2d365.sandbox import Sandbox, catalog
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "bench-results.json"
 EMPLOYEES = 600
 W1_LINES = EMPLOYEES * 12  # 7,200
@@ -545,7 +545,7 @@ def _git_commit() -> str | None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-ms", type=int, default=50, help="standing latency per request, every service")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file [bench-results.json]")
     parser.add_argument("--only", default=",".join(CHOICES),

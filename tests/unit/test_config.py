@@ -5,7 +5,7 @@ import pytest
 from ukg2d365.config import load_config, parse_config
 from ukg2d365.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_example_config_is_valid():
