@@ -242,6 +242,10 @@ def post_payroll(
                        "refused": len(plan.refused), "lines_read": plan.lines_read})
             problems = bool(plan.refused or plan.unattributed_errors)
             if dry_run or not plan.to_post:
+                if not dry_run:
+                    # apply records refusals in the ledger audit even when nothing is to post, so
+                    # `audit <key>` shows a CLI refusal just as it shows a webhook one
+                    apply(context, plan)
                 what = "dry run: would post" if dry_run else "nothing new to post:"
                 posted_before = len(plan.already_posted) + (len(plan.due.already_posted) if plan.due else 0)
                 state.out.summary(
