@@ -159,3 +159,24 @@ def test_run_changed_in_ukg_after_posting_is_reported_not_posted_again(world):
     assert "changed after it was posted" in result.output
     drift = [j for j in world.journals() if "DRIFT1" in j["Description"]]
     assert len(drift) == 1 and Decimal(str(drift[0]["JournalTotalDebit"])) == Decimal("10.00")
+
+
+def test_cli_refusal_is_in_the_audit_trail(world):
+    # Every journal refused: nothing is posted, yet `audit <key>` must show the refusal and why.
+    period = world.sandbox.dataset.closed_periods()[-1].period_end
+    base = {"coId": "C0MP1", "companyCode": "MFG", "payGroup": "BW", "periodEndDate": f"{period}T00:00:00",
+            "orgLevel1": "110", "orgLevel2": "PROD", "orgLevel3": "", "orgLevel4": "", "blockId": 1,
+            "totalNrOfBlocks": 1}
+    world.sandbox.dataset.add_gl_run("BADRUN2", period_end=period, lines=[
+        dict(base, runId="BADRUN2", systemId=1, generalLedgerAccount="5000", debitAmt=Decimal("100.00"),
+             creditAmt=Decimal("0")),
+        dict(base, runId="BADRUN2", systemId=2, generalLedgerAccount="2100", debitAmt=Decimal("0"),
+             creditAmt=Decimal("99.99"), orgLevel1="", orgLevel2=""),
+    ])
+    world.cli("post-payroll", "--run-id", "BADRUN2", "--yes", expect=1)
+    audit = world.cli("audit", f"C0MP1/BW/{period}/BADRUN2")
+    assert "no posting or audited record" not in audit.output
+    assert "refused" in audit.output
+    # the table wraps long reasons; the CSV export carries them whole
+    csv_out = world.cli("audit", f"C0MP1/BW/{period}/BADRUN2", "--format", "csv").output
+    assert "debits 100.00 != credits 99.99" in csv_out
