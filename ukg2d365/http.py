@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -34,7 +34,6 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from ukg2d365 import __version__
-from ukg2d365.config import HttpConfig
 from ukg2d365.errors import AmbiguousWriteError, ProtocolError, RemoteUnavailable
 
 __all__ = [
@@ -67,6 +66,16 @@ EventSink = Callable[[dict[str, Any]], None]
 # ---------------------------------------------------------------- policy and budget
 
 
+class HttpSettings(Protocol):
+    """The retry settings a policy is built from; config.HttpConfig has them, and http.py need not import it."""
+
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    max_retry_after_seconds: float
+    retry_budget_seconds: float
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 6
@@ -76,7 +85,7 @@ class RetryPolicy:
     budget_seconds: float = 900.0
 
     @classmethod
-    def from_config(cls, cfg: HttpConfig) -> RetryPolicy:
+    def from_config(cls, cfg: HttpSettings) -> RetryPolicy:
         return cls(
             max_attempts=cfg.max_attempts,
             backoff_base=cfg.backoff_base_seconds,

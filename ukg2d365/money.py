@@ -68,8 +68,3 @@ def parse_amount(value: Any, precision: int = 2) -> Decimal:
     if abs(rounded) > MAX_AMOUNT:
         raise AmountError(f"{as_written(value)} is larger than any payroll amount ({MAX_AMOUNT})")
     return rounded
-
-
-def fmt(amount: Decimal) -> str:
-    """Thousands-separated text for terminals: 1,234.50."""
-    return f"{amount:,}"

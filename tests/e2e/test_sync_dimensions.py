@@ -202,6 +202,17 @@ def test_plan_with_nothing_to_create_sends_nothing(tmp_path: Path) -> None:
     ctx.close()
 
 
+def test_apply_audits_values_already_present_and_inactive_ones(tmp_path: Path) -> None:
+    plan = plan_dimensions([org(1, "120"), org(1, "390", active=False)], {"CostCenter": {"120"}}, config())
+    ctx = fake_context(tmp_path, FakeOData())
+    apply(ctx, plan)
+    present = ctx.ledger.audit_trail("dimension:CostCenter:120")
+    skipped = ctx.ledger.audit_trail("dimension:CostCenter:390")
+    assert [e["kind"] for e in present] == ["dimension.present"]
+    assert [e["kind"] for e in skipped] == ["dimension.skipped"]
+    ctx.close()
+
+
 # ---------------------------------------------------------------------- e2e against the sandbox
 
 runner = CliRunner()

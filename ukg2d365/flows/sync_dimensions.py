@@ -295,6 +295,9 @@ def apply(ctx: Context, plan: DimensionPlan, progress: Progress | None = None) -
     """Create every planned value; the ledger gets an audit event before and after each $batch."""
     result = DimensionResult(plan)
     advance = progress or (lambda n: None)
+    for present in plan.present:
+        ctx.ledger.audit("dimension.present", {"dimension": present.dimension, "value": present.value,
+                                               "reason": "already in D365: not created"}, present.audit_key)
     for skipped in plan.skipped:
         ctx.ledger.audit("dimension.skipped", {"dimension": skipped.dimension, "code": skipped.code,
                                                "reason": skipped.reason},
