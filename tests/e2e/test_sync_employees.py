@@ -38,7 +38,7 @@ from ukg2d365.flows.sync_employees import (
     plan_employees,
 )
 from ukg2d365.ledger import Ledger
-from ukg2d365.mapping import Mapper
+from ukg2d365.mapping import DimensionFormats, Mapper
 from ukg2d365.sandbox import Sandbox
 
 register(app)
@@ -84,7 +84,8 @@ def employment(number: str = "100001", **fields: Any) -> dict[str, Any]:
 
 def target(number: str = "100001", **fields: Any):  # type: ignore[no-untyped-def]
     cfg = config()
-    return employment_target(employment(number, **fields), cfg, Mapper(cfg.mapping))
+    return employment_target(employment(number, **fields), cfg, Mapper(cfg.mapping, DimensionFormats.configured(
+        cfg.mapping, cfg.employees.default_dimensions)))
 
 
 def d365(number: str = "100001", *, display: str = "PROD-120", end: str = "2154-12-31T23:59:59Z",
