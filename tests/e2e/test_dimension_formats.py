@@ -58,7 +58,7 @@ def test_post_payroll_posts_one_journal_whose_display_values_leave_the_unfed_dim
 
 def test_sync_employees_sends_worker_default_dimensions_in_d365s_default_format(world: World) -> None:
     world.cli("sync-employees")
-    rows = list(world.d365.tables["Employments"].values())
+    rows = list(world.d365.tables["EmploymentsV2"].values())
     displays = [r["DimensionDisplayValue"] for r in rows if r.get("DimensionDisplayValue")]
     assert displays
     for display in displays:
@@ -124,6 +124,6 @@ def test_sync_employees_stops_when_d365s_default_format_changed_since_the_cache(
     assert "changed since the last run" in result.output
     assert world.d365.request_count["$batch"] == 0
     world.cli("sync-employees")  # the cache now holds D365's order
-    displays = {r["DimensionDisplayValue"] for r in world.d365.tables["Employments"].values()
+    displays = {r["DimensionDisplayValue"] for r in world.d365.tables["EmploymentsV2"].values()
                 if r.get("DimensionDisplayValue")}
     assert displays and all(d.count(catalog.DELIMITER) == 1 for d in displays)
