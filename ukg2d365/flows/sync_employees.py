@@ -39,7 +39,7 @@ from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, odata_liter
 from ukg2d365.errors import AmbiguousWriteError, RemoteError
 from ukg2d365.flows.reference import CHUNK, ReferenceData, default_format_problems
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import WHERE_DELIMITER
+from ukg2d365.flows.setup_check import delimiter_problems
 from ukg2d365.flows.sync_dimensions import SetupError, org_level_number
 from ukg2d365.ledger import Ledger, content_hash, now_iso
 from ukg2d365.mapping import DimensionFormats, Mapper, MappingError
@@ -473,12 +473,7 @@ def check_employee_setup(ctx: Context, planned: DimensionFormats) -> None:
         problems.append(f"D365's active default dimension format changed since the last run "
                         f"({' - '.join(planned.default) or '(none)'} -> {' - '.join(formats.default) or '(none)'});"
                         " nothing was sent: run sync-employees again to build DimensionDisplayValue in it")
-    params = list(ctx.d365.get_all("DimensionParameters"))
-    mapping = ctx.config.mapping
-    if params and str(params[0].get("DimensionSegmentDelimiter")) != mapping.delimiter_enum:
-        problems.append(f"D365's segment delimiter is {params[0].get('DimensionSegmentDelimiter')} but "
-                        f"mapping.delimiter is {mapping.delimiter!r} ({mapping.delimiter_enum}); fix one "
-                        f"({WHERE_DELIMITER})")
+    problems += delimiter_problems(ctx)
     if problems:
         for problem in problems:
             ctx.ledger.audit("setup.problem", {"command": "sync-employees", "problem": problem})
