@@ -111,7 +111,8 @@ def test_ping_shows_the_format_check_on_a_line_of_its_own(world: World) -> None:
     [check] = [e for e in events if e.get("event") == "check" and e["system"] == "D365 formats"]
     assert check["ok"] is True
     assert "UKG feeds MainAccount, CostCenter, Department; blank: BusinessUnit, Project, Region" in check["detail"]
-    edit_config(world, lambda c: c["employees"].update({"default_dimensions": ["CostCenter", "Department"]}))
+    guard = {"default_dimensions": ["CostCenter", "Department"]}
+    edit_config(world, lambda c: c.setdefault("employees", {}).update(guard))
     events = world.json_events("ping", expect=ExitStatus.RECORDS_FAILED)
     [check] = [e for e in events if e.get("event") == "check" and e["system"] == "D365 formats"]
     assert check["ok"] is False and "employees.default_dimensions is CostCenter - Department" in check["detail"]

@@ -408,7 +408,7 @@ def test_default_dimensions_guard_that_differs_from_d365_stops_before_any_write(
     sandbox: Sandbox, sandbox_env: dict[str, str]
 ) -> None:
     data = yaml.safe_load(sandbox.config_path.read_text())
-    data["employees"]["default_dimensions"] = ["Department", "CostCenter"]
+    data.setdefault("employees", {})["default_dimensions"] = ["Department", "CostCenter"]
     guarded = sandbox.config_path.with_name("guarded.yaml")
     guarded.write_text(yaml.safe_dump(data))
     result = runner.invoke(app, ["-c", str(guarded), "sync-employees"])
