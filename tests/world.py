@@ -81,11 +81,21 @@ class World:
                                                    "OperatingUnitType": "OMDepartment"})
 
 
-def expected_display(item: dict[str, Any]) -> str:
-    """The AccountDisplayValue of a UKG line in the sandbox D365's ledger format: unfed dimensions blank."""
-    fed = {"MainAccount": D365_ACCOUNT[item["generalLedgerAccount"]], "CostCenter": item["orgLevel1"],
-           "Department": item["orgLevel2"]}
+def display(main_account: str, cost_center: str = "", department: str = "") -> str:
+    """An AccountDisplayValue in the sandbox D365's ledger format: the dimensions UKG does not feed blank."""
+    fed = {"MainAccount": main_account, "CostCenter": cost_center, "Department": department}
     return catalog.DELIMITER.join(fed.get(name, "") for name in catalog.LEDGER_FORMAT)
+
+
+def worker_display(cost_center: str, department: str) -> str:
+    """A DimensionDisplayValue in the sandbox D365's default dimension format: unfed dimensions blank."""
+    fed = {"CostCenter": cost_center, "Department": department}
+    return catalog.DELIMITER.join(fed.get(name, "") for name in catalog.DEFAULT_DIMENSION_FORMAT)
+
+
+def expected_display(item: dict[str, Any]) -> str:
+    """The AccountDisplayValue of a UKG line in the sandbox D365's ledger format."""
+    return display(D365_ACCOUNT[item["generalLedgerAccount"]], item["orgLevel1"], item["orgLevel2"])
 
 
 def ukg_totals(run: Any) -> dict[tuple[str, str], Decimal]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.world import worker_display
 from ukg2d365.cli import app
 from ukg2d365.cli_sync import register
 from ukg2d365.config import Config, parse_config
@@ -40,7 +41,7 @@ from ukg2d365.flows.sync_employees import (
 )
 from ukg2d365.ledger import Ledger
 from ukg2d365.mapping import DimensionFormats, Mapper
-from ukg2d365.sandbox import Sandbox, catalog
+from ukg2d365.sandbox import Sandbox
 
 register(app)
 
@@ -280,12 +281,6 @@ runner = CliRunner()
 
 def invoke(sandbox: Sandbox, *args: str) -> Any:
     return runner.invoke(app, ["-c", str(sandbox.config_path), *args])
-
-
-def worker_display(cost_center: str, department: str) -> str:
-    """DimensionDisplayValue in the sandbox D365's default dimension format: unfed dimensions blank."""
-    fed = {"CostCenter": cost_center, "Department": department}
-    return catalog.DELIMITER.join(fed.get(name, "") for name in catalog.DEFAULT_DIMENSION_FORMAT)
 
 
 def employments(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
