@@ -81,11 +81,28 @@ class World:
                                                    "OperatingUnitType": "OMDepartment"})
 
 
+def display(main_account: str, cost_center: str = "", department: str = "") -> str:
+    """An AccountDisplayValue in the sandbox D365's ledger format: the dimensions UKG does not feed blank."""
+    fed = {"MainAccount": main_account, "CostCenter": cost_center, "Department": department}
+    return catalog.DELIMITER.join(fed.get(name, "") for name in catalog.LEDGER_FORMAT)
+
+
+def worker_display(cost_center: str, department: str) -> str:
+    """A DimensionDisplayValue in the sandbox D365's default dimension format: unfed dimensions blank."""
+    fed = {"CostCenter": cost_center, "Department": department}
+    return catalog.DELIMITER.join(fed.get(name, "") for name in catalog.DEFAULT_DIMENSION_FORMAT)
+
+
+def expected_display(item: dict[str, Any]) -> str:
+    """The AccountDisplayValue of a UKG line in the sandbox D365's ledger format."""
+    return display(D365_ACCOUNT[item["generalLedgerAccount"]], item["orgLevel1"], item["orgLevel2"])
+
+
 def ukg_totals(run: Any) -> dict[tuple[str, str], Decimal]:
     """UKG's amounts per D365 account display value and side, straight from the simulator's data."""
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for item in run.items(0, len(run)):
-        display = "-".join([D365_ACCOUNT[item["generalLedgerAccount"]], item["orgLevel1"], item["orgLevel2"]])
+        display = expected_display(item)
         totals[(display, "debit")] += Decimal(str(item["debitAmt"]))
         totals[(display, "credit")] += Decimal(str(item["creditAmt"]))
     return {k: v for k, v in totals.items() if v}

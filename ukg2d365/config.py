@@ -153,8 +153,14 @@ class PayrollConfig(_Section):
         return v
 
 
+MAX_DIMENSION_VALUE_LENGTH = 30  # D365 dimension values are at most 30 characters
+
+
 class DimensionMapping(_Section):
-    source: Literal["orgLevel1", "orgLevel2", "orgLevel3", "orgLevel4"]
+    """Where one D365 dimension's value comes from: a UKG org level (``source``) or a constant (``value``)."""
+
+    source: Literal["orgLevel1", "orgLevel2", "orgLevel3", "orgLevel4"] | None = None
+    value: str | None = Field(default=None, description="the same D365 value on every line (a constant)")
     values: dict[str, str] = Field(default_factory=dict, description="UKG code -> D365 value recode")
     create_in: Literal["FinancialDimensionValues", "OperatingUnits"] = "FinancialDimensionValues"
     operating_unit_type: str | None = None
@@ -164,9 +170,40 @@ class DimensionMapping(_Section):
     def _strings_only(cls, v: Any) -> Any:
         return _require_string_map(v)
 
+    @field_validator("value", mode="before")
+    @classmethod
+    def _constant_is_text(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str):
+            raise ValueError(f"{v!r} must be a quoted string (write value: '{v}': YAML reads bare numbers as "
+                             "numbers and drops leading zeros)")
+        if isinstance(v, str):
+            if not v:
+                raise ValueError("is empty; leave the dimension out of mapping.dimensions to keep it blank")
+            if v != v.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+                raise ValueError(f"{v!r} has leading or trailing spaces or control characters")
+            if len(v) > MAX_DIMENSION_VALUE_LENGTH:
+                raise ValueError(f"{v!r} is longer than D365's {MAX_DIMENSION_VALUE_LENGTH} characters")
+        return v
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DimensionMapping:
+        if (self.source is None) == (self.value is None):
+            raise ValueError("give either source (a UKG org level: orgLevel1..orgLevel4) or value (a constant "
+                             "D365 value, e.g. value: '001'), not both and not neither")
+        if self.value is not None and self.values:
+            raise ValueError("values (a recode of UKG codes) does not apply to a constant value")
+        return self
+
+    @property
+    def constant(self) -> bool:
+        return self.value is not None
+
 
 class MappingConfig(_Section):
-    ledger_format: list[str] = Field(min_length=1)
+    # Optional guard: D365's active ledger dimension format is the truth (it is global and cumulative, see
+    # MicrosoftDocs/dynamics-365-unified-operations-public articles/fin-ops-core/dev-itpro/financial/
+    # financial-dimension-configuration-integration.md); when set, the run refuses unless it equals D365's.
+    ledger_format: list[str] | None = None
     delimiter: str = "-"
     main_accounts: dict[str, str] = Field(default_factory=dict)
     unmapped_accounts: Literal["error", "passthrough"] = "error"
@@ -187,18 +224,19 @@ class MappingConfig(_Section):
     @model_validator(mode="after")
     def _format_matches_dimensions(self) -> MappingConfig:
         fmt = self.ledger_format
-        if fmt[0] != "MainAccount":
-            raise ValueError("ledger_format must start with MainAccount (D365's ledger dimension format does)")
-        if len(set(fmt)) != len(fmt):
-            raise ValueError("ledger_format lists a dimension twice")
-        missing = [d for d in fmt[1:] if d not in self.dimensions]
-        if missing:
-            raise ValueError(f"ledger_format names {', '.join(missing)} but mapping.dimensions has no entry for it")
+        if fmt is not None:
+            if not fmt or fmt[0] != "MainAccount":
+                raise ValueError("ledger_format must start with MainAccount (D365's ledger dimension format does)")
+            if len(set(fmt)) != len(fmt):
+                raise ValueError("ledger_format lists a dimension twice")
         if not self.main_accounts and self.unmapped_accounts == "error":
             raise ValueError(
                 "main_accounts is empty: map at least one UKG account, or set unmapped_accounts: passthrough"
             )
         for name, dim in self.dimensions.items():
+            if dim.value is not None and self.delimiter in dim.value:
+                raise ValueError(f"dimensions.{name}: value {dim.value!r} contains the segment delimiter "
+                                 f"{self.delimiter!r}; it would shift every segment")
             if dim.create_in == "OperatingUnits" and dim.operating_unit_type is None:
                 guess = {"department": "OMDepartment", "costcenter": "OMCostCenter"}.get(name.lower())
                 if guess is None:
@@ -213,7 +251,19 @@ class MappingConfig(_Section):
 
 class EmployeesConfig(_Section):
     personnel_number: str = "employeeNumber"
-    default_dimensions: list[str] = Field(default_factory=list)
+    # Optional guard, like mapping.ledger_format: when set it must equal D365's active default dimension
+    # format (workers' DimensionDisplayValue is built in D365's order whatever it says); [] sends no
+    # default dimensions at all.
+    default_dimensions: list[str] | None = None
+
+    @field_validator("default_dimensions")
+    @classmethod
+    def _no_twice(cls, v: list[str] | None) -> list[str] | None:
+        if v and len(set(v)) != len(v):
+            raise ValueError("lists a dimension twice")
+        if v and "MainAccount" in v:
+            raise ValueError("names MainAccount, which D365's default dimension format never holds")
+        return v
 
 
 class LedgerConfig(_Section):
@@ -242,15 +292,6 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
 
     source_path: Path | None = Field(default=None, exclude=True)
-
-    @model_validator(mode="after")
-    def _employees_dims(self) -> Config:
-        unknown = [d for d in self.employees.default_dimensions if d not in self.mapping.dimensions]
-        if unknown:
-            raise ValueError(
-                f"employees.default_dimensions names {', '.join(unknown)} but mapping.dimensions has no entry for it"
-            )
-        return self
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the file, resolved against the config file's folder."""

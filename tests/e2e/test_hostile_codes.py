@@ -219,8 +219,9 @@ def test_hostile_codes_are_created_by_sync_found_again_and_posted(world: World) 
     world.cli("post-payroll", "--run-id", "CODES1", "--yes")
     [journal] = [j for j in world.journals() if " CODES1 " in j["Description"]]
     accounts = {ln["AccountDisplayValue"]: Decimal(str(ln["DebitAmount"])) for ln in journal["lines"]}
-    assert accounts["601500-O'Neil Ave-R&D #1"] == Decimal("10.00")
-    assert accounts["601500-Zürich/2-PROD"] == Decimal("20.00")
+    # the sandbox's ledger format: MainAccount-BusinessUnit-CostCenter-Project-Department-Region
+    assert accounts["601500--O'Neil Ave--R&D #1-"] == Decimal("10.00")
+    assert accounts["601500--Zürich/2--PROD-"] == Decimal("20.00")
 
 
 @pytest.mark.e2e

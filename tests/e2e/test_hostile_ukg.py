@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.helpers import CONFIG_YAML, gl, make_config
-from tests.world import World, d365_totals
+from tests.world import World, d365_totals, display
 from ukg2d365.config import parse_config
 from ukg2d365.errors import DataError
 from ukg2d365.journal import build_journals
@@ -225,10 +225,10 @@ def test_bad_runs_are_refused_each_by_name_while_the_rest_of_due_posts(world: Wo
     for bad in refused:
         assert journal_of(world, bad) == []
     [good] = journal_of(world, "GOODEXP")
-    assert d365_totals(good) == {("601500-110-PROD", "debit"): Decimal("100.00"),
-                                 ("601510-110-PROD", "debit"): Decimal("25.00"),
-                                 ("211000--", "credit"): Decimal("100.00"),
-                                 ("211100--", "credit"): Decimal("25.00")}
+    assert d365_totals(good) == {(display("601500", "110", "PROD"), "debit"): Decimal("100.00"),
+                                 (display("601510", "110", "PROD"), "debit"): Decimal("25.00"),
+                                 (display("211000"), "credit"): Decimal("100.00"),
+                                 (display("211100"), "credit"): Decimal("25.00")}
     blob = "\n".join(world.outputs)
     assert "Traceback" not in blob
 
@@ -291,8 +291,8 @@ def test_run_whose_ukg_data_changed_after_a_failed_attempt_is_replanned_and_neve
     world.sandbox.faults.clear()
     world.cli("post-payroll", "--run-id", "DRIFT1", "--yes")
     [journal] = journal_of(world, "DRIFT1")
-    new = {(f"601500-{cc}-PROD", "debit"): Decimal("200.00") + i for i, cc in enumerate(ccs)}
-    new[("211000--", "credit")] = Decimal("806.00")
+    new = {(display("601500", cc, "PROD"), "debit"): Decimal("200.00") + i for i, cc in enumerate(ccs)}
+    new[(display("211000"), "credit")] = Decimal("806.00")
     assert d365_totals(journal) == new  # only the new amounts: nothing of the first attempt survived
     assert Decimal(str(journal["JournalTotalDebit"])) == Decimal("806.00")
     trail = world.json_events("audit", f"C0MP1/BW/{period}/DRIFT1", "--format", "json")[0]

@@ -295,13 +295,16 @@ def test_dry_run_shows_the_plan_and_creates_nothing(sandbox: Sandbox, sandbox_en
 
 
 @pytest.mark.e2e
-def test_ledger_format_mismatch_is_detected_before_any_write(sandbox: Sandbox, sandbox_env: dict[str, str]) -> None:
-    sandbox.d365.state.set_ledger_format(["MainAccount", "Department", "CostCenter"])
+def test_a_mapped_dimension_missing_from_d365s_format_is_detected_before_any_write(
+    sandbox: Sandbox, sandbox_env: dict[str, str]
+) -> None:
+    # D365's order is followed whatever it is; a mapped dimension it lacks would be dropped from every line.
+    sandbox.d365.state.set_ledger_format(["MainAccount", "CostCenter", "BusinessUnit"])
     before = d365_values(sandbox)
     result = invoke(sandbox, "sync-dimensions")
     assert result.exit_code == ExitStatus.USAGE, result.output
     text = " ".join(result.output.split())
-    assert "MainAccount - Department - CostCenter" in text and "MainAccount - CostCenter - Department" in text
+    assert "mapping.dimensions names Department" in text and "MainAccount - CostCenter - BusinessUnit" in text
     assert "Financial dimension configuration for integrating applications" in text
     assert d365_values(sandbox) == before
     assert sandbox.d365.state.request_count["$batch"] == 0

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from tests.world import worker_display
 from ukg2d365.cli import app
 from ukg2d365.cli_sync import register
 from ukg2d365.config import Config, parse_config
@@ -38,7 +40,7 @@ from ukg2d365.flows.sync_employees import (
     plan_employees,
 )
 from ukg2d365.ledger import Ledger
-from ukg2d365.mapping import Mapper
+from ukg2d365.mapping import DimensionFormats, Mapper
 from ukg2d365.sandbox import Sandbox
 
 register(app)
@@ -84,7 +86,8 @@ def employment(number: str = "100001", **fields: Any) -> dict[str, Any]:
 
 def target(number: str = "100001", **fields: Any):  # type: ignore[no-untyped-def]
     cfg = config()
-    return employment_target(employment(number, **fields), cfg, Mapper(cfg.mapping))
+    return employment_target(employment(number, **fields), cfg, Mapper(cfg.mapping, DimensionFormats.configured(
+        cfg.mapping, cfg.employees.default_dimensions)))
 
 
 def d365(number: str = "100001", *, display: str = "PROD-120", end: str = "2154-12-31T23:59:59Z",
@@ -303,7 +306,7 @@ def test_first_sync_creates_every_current_employee_and_a_rerun_sends_nothing(
     assert set(in_d365) == expected
     sample = dataset.employees[0]
     row = in_d365[sample.employee_number]
-    assert row["DimensionDisplayValue"] == f"{sample.cost_center}-{sample.department}"
+    assert row["DimensionDisplayValue"] == worker_display(sample.cost_center, sample.department)
     assert row["EmploymentStartDate"] == f"{sample.hire_date.isoformat()}T00:00:00Z"
     worker = next(w for w in sandbox.d365.state.tables["Workers"].values()
                   if w["PersonnelNumber"] == sample.employee_number)
@@ -337,10 +340,10 @@ def test_hire_termination_and_transfer_reach_d365_in_one_run_and_a_second_run_wr
     assert sent == {(hired.employee_number, CREATE), (leaver.employee_number, TERMINATE),
                     (mover.employee_number, UPDATE)}
     rows = employments(sandbox)
-    assert rows[hired.employee_number]["DimensionDisplayValue"] == "320-SALES"
+    assert rows[hired.employee_number]["DimensionDisplayValue"] == worker_display("320", "SALES")
     assert rows[leaver.employee_number]["EmploymentEndDate"] == \
         f"{(dataset.today - dt.timedelta(days=1)).isoformat()}T00:00:00Z"
-    assert rows[mover.employee_number]["DimensionDisplayValue"] == f"{new_cc}-PROD"
+    assert rows[mover.employee_number]["DimensionDisplayValue"] == worker_display(new_cc, "PROD")
 
     batches = sandbox.d365.state.request_count["$batch"]
     second = invoke(sandbox, "--json", "sync-employees")
@@ -358,7 +361,7 @@ def test_employee_in_an_unknown_cost_center_is_reported_and_the_others_proceed(
     prepared(sandbox)
     dataset = sandbox.dataset
     stray, mover = dataset.employees[6], dataset.employees[7]
-    stray_before = f"{stray.cost_center}-{stray.department}"
+    stray_before = worker_display(stray.cost_center, stray.department)
     dataset.transfer(stray.employee_number, "999", "PROD")  # 999 exists neither in UKG org levels nor D365
     new_cc = next(cc for cc in ("220", "320") if cc != mover.cost_center)
     dataset.transfer(mover.employee_number, new_cc, "QA")
@@ -367,7 +370,7 @@ def test_employee_in_an_unknown_cost_center_is_reported_and_the_others_proceed(
     text = " ".join(result.output.split())
     assert stray.employee_number in text and "no D365 value for CostCenter '999'" in text
     rows = employments(sandbox)
-    assert rows[mover.employee_number]["DimensionDisplayValue"] == f"{new_cc}-QA"
+    assert rows[mover.employee_number]["DimensionDisplayValue"] == worker_display(new_cc, "QA")
     assert rows[stray.employee_number]["DimensionDisplayValue"] == stray_before
 
     # once the value exists in D365 the employee goes through on the next run (it was not forgotten)
@@ -375,7 +378,7 @@ def test_employee_in_an_unknown_cost_center_is_reported_and_the_others_proceed(
         "FinancialDimension": "CostCenter", "LegalEntityId": "", "DimensionValue": "999", "Description": "New"})
     retry = invoke(sandbox, "sync-employees")
     assert retry.exit_code == 0, retry.output
-    assert employments(sandbox)[stray.employee_number]["DimensionDisplayValue"] == "999-PROD"
+    assert employments(sandbox)[stray.employee_number]["DimensionDisplayValue"] == worker_display("999", "PROD")
 
 
 @pytest.mark.e2e
@@ -396,12 +399,15 @@ def test_dry_run_sends_nothing_and_remembers_nothing(sandbox: Sandbox, sandbox_e
 
 
 @pytest.mark.e2e
-def test_default_dimension_format_mismatch_stops_before_any_write(
+def test_default_dimensions_guard_that_differs_from_d365_stops_before_any_write(
     sandbox: Sandbox, sandbox_env: dict[str, str]
 ) -> None:
-    sandbox.d365.state.set_default_dimension_format(["Department", "CostCenter"])
-    result = invoke(sandbox, "sync-employees")
+    data = yaml.safe_load(sandbox.config_path.read_text())
+    data.setdefault("employees", {})["default_dimensions"] = ["Department", "CostCenter"]
+    guarded = sandbox.config_path.with_name("guarded.yaml")
+    guarded.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["-c", str(guarded), "sync-employees"])
     assert result.exit_code == ExitStatus.USAGE, result.output
     text = " ".join(result.output.split())
-    assert "Department - CostCenter" in text and "CostCenter - Department" in text
+    assert "Department - CostCenter" in text and "BusinessUnit - CostCenter - Department - Project" in text
     assert sandbox.d365.state.request_count["$batch"] == 0

@@ -23,7 +23,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.helpers import CONFIG_YAML, make_config
-from tests.world import World
+from tests.world import World, worker_display
 from ukg2d365.cli_webhook import register
 from ukg2d365.config import Config, WebhooksConfig, load_config
 from ukg2d365.errors import ConfigError, LockBusy
@@ -531,8 +531,8 @@ def test_signed_employee_event_makes_the_hired_worker_appear_in_d365_and_no_one_
 
     [worker] = d365.get_all("EmployeesV2", filter=f"PersonnelNumber eq '{hired.employee_number}'")
     assert (worker["FirstName"], worker["LastName"]) == ("Grace", "Hopper")
-    assert worker["DimensionDisplayValue"] == (f"{catalog.D365_EXISTING_COST_CENTERS[0]}-"
-                                               f"{catalog.D365_EXISTING_DEPARTMENTS[0]}")
+    assert worker["DimensionDisplayValue"] == worker_display(catalog.D365_EXISTING_COST_CENTERS[0],
+                                                             catalog.D365_EXISTING_DEPARTMENTS[0])
     after = list(d365.get_all("EmployeesV2", select=["PersonnelNumber"]))
     assert len(after) == len(before) + 1  # only the employee the event named
     ledger = Ledger(ledger_path)

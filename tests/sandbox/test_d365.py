@@ -72,7 +72,12 @@ def tokens() -> TokenRegistry:
 
 @pytest.fixture
 def state() -> D365State:
-    return D365State.seeded()
+    # These tests write short display values ("601500-110-PROD"): a three-segment format keeps them readable.
+    # The default formats (with dimensions UKG does not feed) are covered by test_dimension_contract.py.
+    state = D365State.seeded()
+    state.set_ledger_format(["MainAccount", "CostCenter", "Department"])
+    state.set_default_dimension_format(["CostCenter", "Department"])
+    return state
 
 
 @pytest.fixture

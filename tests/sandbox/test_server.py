@@ -325,7 +325,7 @@ def test_written_config_loads_and_points_at_the_sandbox(sandbox: Sandbox) -> Non
     assert cfg.mapping.dimensions["Department"].create_in == "OperatingUnits"
     assert cfg.mapping.dimensions["Department"].operating_unit_type == "OMDepartment"
     assert cfg.mapping.dimensions["CostCenter"].source == "orgLevel1"
-    assert cfg.employees.default_dimensions == ["CostCenter", "Department"]
+    assert cfg.employees.default_dimensions is None and cfg.mapping.ledger_format is None  # D365 decides
     assert cfg.ledger_path == sandbox.dir / "ukg2d365.db"
     assert cfg.ukg.pay_groups == ["BW"] and cfg.d365.legal_entity == catalog.LEGAL_ENTITY
 

@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 
 from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
+from ukg2d365.flows.reference import ReferenceData, default_format_problems, format_summary, ledger_format_problems
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import check_d365_setup
+from ukg2d365.flows.setup_check import delimiter_problems
 
 
 @dataclass
@@ -46,16 +47,28 @@ def ping(ctx: Context) -> list[Check]:
         return checks
     try:
         d365 = ctx.d365.ping()
-        problems = check_d365_setup(ctx)
+        problems = delimiter_problems(ctx)
         if problems:
             checks.append(Check("D365", d365.host, False, d365.latency_ms, "; ".join(problems),
                                 ExitStatus.RECORDS_FAILED))
         else:
             checks.append(Check("D365", d365.host, True, d365.latency_ms,
-                                "authenticated; ledger dimension format and delimiter match the config"))
+                                "authenticated; segment delimiter matches the config"))
+        checks.append(format_check(ctx, d365.host))
     except (AuthError, RemoteUnavailable, Ukg2d365Error) as exc:
         checks.append(_failed("D365", d365_host, exc))
     return checks
+
+
+def format_check(ctx: Context, host: str) -> Check:
+    """A line of its own: D365's integration formats, what UKG feeds and what stays blank, the guards."""
+    started = time.monotonic()
+    formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=True)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    problems = ledger_format_problems(formats, ctx.config.mapping) + default_format_problems(formats, ctx.config)
+    if problems:
+        return Check("D365 formats", host, False, latency_ms, "; ".join(problems), ExitStatus.RECORDS_FAILED)
+    return Check("D365 formats", host, True, latency_ms, format_summary(formats, ctx.config.mapping))
 
 
 def exit_status(checks: list[Check]) -> ExitStatus:

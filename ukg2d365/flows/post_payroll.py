@@ -9,8 +9,9 @@ from typing import Any
 
 from ukg2d365.errors import DataError, UsageError
 from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
-from ukg2d365.flows.reference import ReferenceData
+from ukg2d365.flows.reference import ReferenceData, ledger_format_problems
 from ukg2d365.flows.runtime import Context, current_posting
+from ukg2d365.flows.sync_dimensions import SetupError
 from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
 from ukg2d365.mapping import Mapper
@@ -133,6 +134,21 @@ def _selected(line_key: PostingKey, selection: Selection, due: DuePeriods | None
     return True
 
 
+def ledger_mapper(ctx: Context, command: str, *, fresh: bool = True) -> Mapper:
+    """A mapper in D365's active ledger dimension format; SetupError (audited) when lines cannot be built.
+
+    Read fresh by default: a customer may change the global format for another integration, and a line
+    built in yesterday's order would put values into the wrong dimensions.
+    """
+    formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=fresh)
+    problems = ledger_format_problems(formats, ctx.config.mapping)
+    if problems:
+        for problem in problems:
+            ctx.ledger.audit("setup.problem", {"command": command, "problem": problem})
+        raise SetupError("; ".join(problems))
+    return Mapper(ctx.config.mapping, formats)
+
+
 def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = None) -> PayrollPlan:
     """Stream the selected GL runs from UKG and plan one journal per pay run (nothing is written)."""
     selection.validate()
@@ -148,7 +164,7 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
         if not due.targets:
             return plan
 
-    mapper = Mapper(config.mapping)
+    mapper = ledger_mapper(ctx, "post-payroll")
     builders: dict[PostingKey, JournalBuilder] = {}
     routes: dict[tuple[Any, ...], JournalBuilder | None] = {}  # key fields -> its builder, None if not selected
     errors_by_run: dict[str, list[str]] = {}

@@ -22,11 +22,10 @@ from typing import Any
 from ukg2d365.d365.odata import ODataClient, filter_eq
 from ukg2d365.errors import DataError, UsageError
 from ukg2d365.flows.journal_poster import HEADERS, LINES
-from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected
+from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected, ledger_mapper
 from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import JournalBuilder, PostingKey
 from ukg2d365.ledger import POSTED, Posting
-from ukg2d365.mapping import Mapper
 from ukg2d365.money import AmountError, parse_amount, quantum
 from ukg2d365.ukg.records import parse_gl_line
 
@@ -327,7 +326,7 @@ def _read_ukg(
 ) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
     """Plan the selected runs' UKG lines exactly as post-payroll would, and keep only the totals per account."""
     config = ctx.config
-    mapper = Mapper(config.mapping)
+    mapper = ledger_mapper(ctx, "reconcile", fresh=False)  # the cached format: reconcile only reads
     precision = config.d365.currency_precision
     builders: dict[PostingKey, JournalBuilder] = {}
     errors_by_run: dict[str, list[str]] = {}

@@ -164,8 +164,11 @@ def plan_dimensions(
     for name, dim in config.mapping.dimensions.items():
         existing = {v.casefold() for v in d365_values_by_dim.get(name, ())}
         wanted: dict[str, DimensionValue] = {}  # casefolded value -> merged entry
-        number = org_level_number(dim.source)
-        for raw in levels:
+        if dim.value is not None:
+            # A constant is one value every line carries: it must exist in D365 like any other.
+            wanted[dim.value.casefold()] = _value(name, dim, dim.value, dim.value, "(constant)", True)
+        number = org_level_number(dim.source) if dim.source is not None else 0
+        for raw in levels if number else ():
             if _level_of(raw) != number:
                 continue
             code = raw.get("code")

@@ -37,12 +37,12 @@ from ukg2d365.config import Config
 from ukg2d365.d365.batch import BatchOperation, ChangesetResult
 from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, odata_literal
 from ukg2d365.errors import AmbiguousWriteError, RemoteError
-from ukg2d365.flows.reference import CHUNK, ReferenceData
+from ukg2d365.flows.reference import CHUNK, ReferenceData, default_format_problems
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import DEFAULT_FORMAT_TYPE, WHERE_DELIMITER, WHERE_FORMAT, active_format
+from ukg2d365.flows.setup_check import delimiter_problems
 from ukg2d365.flows.sync_dimensions import SetupError, org_level_number
 from ukg2d365.ledger import Ledger, content_hash, now_iso
-from ukg2d365.mapping import Mapper, MappingError
+from ukg2d365.mapping import DimensionFormats, Mapper, MappingError
 from ukg2d365.ukg.records import parse_date
 
 EMPLOYEES = "EmployeesV2"
@@ -128,7 +128,7 @@ class EmployeeTarget:
     employee_id: str
     start_date: date
     end_date: date | None
-    dimensions: tuple[tuple[str, str], ...]  # (dimension, D365 value) in employees.default_dimensions order
+    dimensions: tuple[tuple[str, str], ...]  # (dimension, D365 value) of the fed ones, in D365's default format order
     display: str  # DimensionDisplayValue; '' when no default dimensions are configured
 
     @property
@@ -215,15 +215,17 @@ def employment_target(raw: Mapping[str, Any], config: Config, mapper: Mapper) ->
     if terminated is None and _text(raw.get("employeeStatusCode")).upper() == "T":
         raise RecordProblem(who, "employeeStatusCode is T (terminated) but dateOfTermination is empty")
     values: dict[str, str] = {}
-    for name in config.employees.default_dimensions:
-        source = config.mapping.dimensions[name].source
-        code = _text(raw.get(f"orgLevel{org_level_number(source)}Code"))
+    # D365's default dimension format decides the segments; [] in employees.default_dimensions opts out.
+    order = () if config.employees.default_dimensions == [] else mapper.formats.fed(config.mapping, ledger=False)
+    for name in order:
+        dim = config.mapping.dimensions[name]
+        code = "" if dim.source is None else _text(raw.get(f"orgLevel{org_level_number(dim.source)}Code"))
         try:
             values[name] = mapper.dimension_value(name, code)
         except MappingError as exc:
-            raise RecordProblem(who, f"{source} {code!r} has no valid {name} value: {exc.reason}") from None
-    order = list(config.employees.default_dimensions)
-    display = mapper.default_dimension_display(values, order) if order else ""
+            origin = f"{dim.source} {code!r}" if dim.source else f"the constant {dim.value!r}"
+            raise RecordProblem(who, f"{origin} has no valid {name} value: {exc.reason}") from None
+    display = mapper.default_dimension_display(values) if order else ""
     return EmployeeTarget(personnel_number, company_id, employee_id, hired, terminated,
                           tuple((n, values[n]) for n in order), display)
 
@@ -316,9 +318,14 @@ class Targets:
     records_read: int = 0
 
 
-def map_employments(raws: Iterable[Mapping[str, Any]], config: Config) -> Targets:
-    """Map every employment record; duplicates of one personnel number are all refused. No I/O."""
-    mapper = Mapper(config.mapping)
+def map_employments(raws: Iterable[Mapping[str, Any]], config: Config,
+                    formats: DimensionFormats | None = None) -> Targets:
+    """Map every employment record; duplicates of one personnel number are all refused. No I/O.
+
+    ``formats`` are D365's (None: the config's own, see DimensionFormats.configured).
+    """
+    mapper = Mapper(config.mapping, formats or DimensionFormats.configured(config.mapping,
+                                                                           config.employees.default_dimensions))
     companies = set(config.ukg.company_ids)
     result = Targets()
     by_number: dict[str, list[EmployeeTarget]] = {}
@@ -454,24 +461,19 @@ def plan_employees(
 # ---------------------------------------------------------------------- read
 
 
-def check_employee_setup(ctx: Context) -> None:
-    """D365's default dimension format must list employees.default_dimensions in order; same delimiter."""
-    order = list(ctx.config.employees.default_dimensions)
-    if not order:
-        return
-    problems: list[str] = []
-    have = active_format(list(ctx.d365.get_all("DimensionIntegrationFormats")), DEFAULT_FORMAT_TYPE)
-    if have is None:
-        problems.append(f"no active default dimension format in D365; activate {' - '.join(order)} in {WHERE_FORMAT}")
-    elif have != order:
-        problems.append(f"D365's active default dimension format is {' - '.join(have)} but "
-                        f"employees.default_dimensions is {' - '.join(order)}; change one of them ({WHERE_FORMAT})")
-    params = list(ctx.d365.get_all("DimensionParameters"))
-    mapping = ctx.config.mapping
-    if params and str(params[0].get("DimensionSegmentDelimiter")) != mapping.delimiter_enum:
-        problems.append(f"D365's segment delimiter is {params[0].get('DimensionSegmentDelimiter')} but "
-                        f"mapping.delimiter is {mapping.delimiter!r} ({mapping.delimiter_enum}); fix one "
-                        f"({WHERE_DELIMITER})")
+def check_employee_setup(ctx: Context, planned: DimensionFormats) -> None:
+    """D365's default dimension format (and employees.default_dimensions, when set, equal to it); same delimiter.
+
+    ``planned`` is the format the targets were built in (the cache's): when D365's differs the cache now
+    holds D365's, and the run stops before any write so that a rerun compares in D365's order.
+    """
+    formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=True)
+    problems = default_format_problems(formats, ctx.config)
+    if formats.default != planned.default and ctx.config.employees.default_dimensions != []:
+        problems.append(f"D365's active default dimension format changed since the last run "
+                        f"({' - '.join(planned.default) or '(none)'} -> {' - '.join(formats.default) or '(none)'});"
+                        " nothing was sent: run sync-employees again to build DimensionDisplayValue in it")
+    problems += delimiter_problems(ctx)
     if problems:
         for problem in problems:
             ctx.ledger.audit("setup.problem", {"command": "sync-employees", "problem": problem})
@@ -536,7 +538,9 @@ def plan_records(
     legal_entity = config.d365.legal_entity
     today = today or datetime.now(timezone.utc).date()
     table = EmployeeSyncTable(ctx.ledger)
-    targets = map_employments(records, config)
+    reference = ReferenceData(ctx.d365, ctx.ledger, config)
+    formats = reference.dimension_formats(fresh=False)  # D365 is asked only when the cache has none
+    targets = map_employments(records, config, formats)
     synced = table.lookup(t.personnel_number for t in targets.targets)
     changed, _ = changed_targets(targets.targets, synced, legal_entity)
     existing: dict[str, list[D365Employment]] = {}
@@ -544,9 +548,8 @@ def plan_records(
     names: dict[tuple[str, str], PersonName] = {}
     if changed:
         # The setup check guards writes; a run with nothing changed has none to guard and stays read-free.
-        check_employee_setup(ctx)
-        reference = ReferenceData(ctx.d365, ctx.ledger, config)
-        for name in config.employees.default_dimensions:
+        check_employee_setup(ctx, formats)
+        for name in {dim for t in changed for dim, _ in t.dimensions}:
             values = {value for t in changed for dim, value in t.dimensions if dim == name and value}
             missing_values[name] = reference.missing_dimension_values(name, values)
         existing = read_d365_employments(ctx.d365, sorted({t.personnel_number for t in changed}), legal_entity)

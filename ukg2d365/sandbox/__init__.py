@@ -233,7 +233,6 @@ class Sandbox:
                 "ca_bundle": CA_NAME,
             },
             "mapping": {
-                "ledger_format": list(catalog.LEDGER_FORMAT),
                 "delimiter": catalog.DELIMITER,
                 "main_accounts": {a.ukg_account: a.d365_account for a in catalog.GL_ACCOUNTS},
                 "dimensions": {
@@ -245,7 +244,8 @@ class Sandbox:
                     },
                 },
             },
-            "employees": {"default_dimensions": list(catalog.DEFAULT_DIMENSION_FORMAT)},
+            # No ledger_format / default_dimensions guards: display values follow the sandbox D365's own
+            # formats, which hold dimensions UKG does not feed (left blank), as a customer's usually do.
             "ledger": {"path": "ukg2d365.db"},
         }
 

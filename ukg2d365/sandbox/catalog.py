@@ -27,8 +27,12 @@ UKG_CO_ID = "C0MP1"
 UKG_COMPANY_CODE = "MFG"
 PAY_GROUP = "BW"  # bi-weekly
 
-LEDGER_FORMAT = ["MainAccount", "CostCenter", "Department"]
-DEFAULT_DIMENSION_FORMAT = ["CostCenter", "Department"]
+# D365's formats are global and cumulative: they hold dimensions of other integrations too. As in the live
+# value "51040302--81--JD-", five dimensions follow the main account and UKG feeds two of them
+# (CostCenter, Department); BusinessUnit, Project and Region stay blank.
+LEDGER_FORMAT = ["MainAccount", "BusinessUnit", "CostCenter", "Project", "Department", "Region"]
+DEFAULT_DIMENSION_FORMAT = ["BusinessUnit", "CostCenter", "Department", "Project"]
+UNFED_DIMENSIONS = ("BusinessUnit", "Project", "Region")  # custom-list dimensions UKG has no org level for
 DELIMITER = "-"  # DimensionParameters.DimensionSegmentDelimiter = Hyphen
 
 

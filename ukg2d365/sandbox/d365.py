@@ -960,7 +960,8 @@ class D365State:
     @classmethod
     def seeded(cls, legal_entity: str = catalog.LEGAL_ENTITY, clock: Callable[[], float] = time.time) -> D365State:
         """The sandbox company: mapped main accounts, CostCenter (custom list) and Department (departments)
-        dimensions, some of their values, an active ledger and default dimension format, and GenJrn."""
+        dimensions, some of their values, dimensions UKG does not feed, active ledger and default dimension
+        formats holding all of them, and GenJrn."""
         state = cls(legal_entity, clock)
         for i, acct in enumerate(catalog.GL_ACCOUNTS):
             state.add_main_account(acct.d365_account, acct.name, acct.main_account_type, rec_id=22565421000 + i)
@@ -970,6 +971,8 @@ class D365State:
                                               "UseValuesFrom": "Main accounts"})
         state.add_custom_dimension("CostCenter")
         state.add_operating_unit_dimension("Department", "OMDepartment", "Departments")
+        for name in catalog.UNFED_DIMENSIONS:
+            state.add_custom_dimension(name)
         descriptions = {cc.code: cc.description for cc in catalog.COST_CENTERS}
         for code in catalog.D365_EXISTING_COST_CENTERS:
             state._insert("FinancialDimensionValues", {
