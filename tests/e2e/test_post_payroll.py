@@ -99,16 +99,7 @@ def test_d365_down_past_the_budget_exits_4_and_replay_finishes_once(world):
 
 
 def test_unbalanced_run_is_refused_and_nothing_is_sent(world):
-    period = world.sandbox.dataset.closed_periods()[-1].period_end
-    base = {"coId": "C0MP1", "companyCode": "MFG", "payGroup": "BW", "periodEndDate": f"{period}T00:00:00",
-            "orgLevel1": "110", "orgLevel2": "PROD", "orgLevel3": "", "orgLevel4": "", "blockId": 1,
-            "totalNrOfBlocks": 1}
-    world.sandbox.dataset.add_gl_run("BADRUN1", period_end=period, lines=[
-        dict(base, runId="BADRUN1", systemId=1, generalLedgerAccount="5000", debitAmt=Decimal("100.00"),
-             creditAmt=Decimal("0")),
-        dict(base, runId="BADRUN1", systemId=2, generalLedgerAccount="2100", debitAmt=Decimal("0"),
-             creditAmt=Decimal("99.99"), orgLevel1="", orgLevel2=""),
-    ])
+    _add_unbalanced_run(world, "BADRUN1")
     result = world.cli("post-payroll", "--run-id", "BADRUN1", "--yes", expect=1)
     assert "debits 100.00 != credits 99.99" in result.output
     assert world.journals() == []
@@ -163,16 +154,7 @@ def test_run_changed_in_ukg_after_posting_is_reported_not_posted_again(world):
 
 def test_cli_refusal_is_in_the_audit_trail(world):
     # Every journal refused: nothing is posted, yet `audit <key>` must show the refusal and why.
-    period = world.sandbox.dataset.closed_periods()[-1].period_end
-    base = {"coId": "C0MP1", "companyCode": "MFG", "payGroup": "BW", "periodEndDate": f"{period}T00:00:00",
-            "orgLevel1": "110", "orgLevel2": "PROD", "orgLevel3": "", "orgLevel4": "", "blockId": 1,
-            "totalNrOfBlocks": 1}
-    world.sandbox.dataset.add_gl_run("BADRUN2", period_end=period, lines=[
-        dict(base, runId="BADRUN2", systemId=1, generalLedgerAccount="5000", debitAmt=Decimal("100.00"),
-             creditAmt=Decimal("0")),
-        dict(base, runId="BADRUN2", systemId=2, generalLedgerAccount="2100", debitAmt=Decimal("0"),
-             creditAmt=Decimal("99.99"), orgLevel1="", orgLevel2=""),
-    ])
+    period = _add_unbalanced_run(world, "BADRUN2")
     world.cli("post-payroll", "--run-id", "BADRUN2", "--yes", expect=1)
     audit = world.cli("audit", f"C0MP1/BW/{period}/BADRUN2")
     assert "no posting or audited record" not in audit.output
@@ -180,3 +162,18 @@ def test_cli_refusal_is_in_the_audit_trail(world):
     # the table wraps long reasons; the CSV export carries them whole
     csv_out = world.cli("audit", f"C0MP1/BW/{period}/BADRUN2", "--format", "csv").output
     assert "debits 100.00 != credits 99.99" in csv_out
+
+
+def _add_unbalanced_run(world, run_id: str):
+    """A closed-period GL run whose debits (100.00) exceed its credits (99.99) by one cent; returns its period end."""
+    period = world.sandbox.dataset.closed_periods()[-1].period_end
+    base = {"coId": "C0MP1", "companyCode": "MFG", "payGroup": "BW", "periodEndDate": f"{period}T00:00:00",
+            "orgLevel1": "110", "orgLevel2": "PROD", "orgLevel3": "", "orgLevel4": "", "blockId": 1,
+            "totalNrOfBlocks": 1}
+    world.sandbox.dataset.add_gl_run(run_id, period_end=period, lines=[
+        dict(base, runId=run_id, systemId=1, generalLedgerAccount="5000", debitAmt=Decimal("100.00"),
+             creditAmt=Decimal("0")),
+        dict(base, runId=run_id, systemId=2, generalLedgerAccount="2100", debitAmt=Decimal("0"),
+             creditAmt=Decimal("99.99"), orgLevel1="", orgLevel2=""),
+    ])
+    return period
