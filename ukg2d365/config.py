@@ -99,6 +99,12 @@ class D365Config(_Section):
     max_in_flight: int = Field(default=4, ge=1, le=32)
     timeout_seconds: float = Field(default=120, gt=0, le=900)
     ca_bundle: str | None = None
+    # d365: D365 numbers the lines itself ("isn't required for an insert", MicrosoftDocs/dynamics-365-unified-
+    # operations-public articles/fin-ops-core/dev-itpro/data-entities/entity-general-journal-ledgerjournalline.md);
+    # client: this tool sends LineNumber 1..n, for environments that accept it.
+    line_numbers: Literal["d365", "client"] = "d365"
+    # A request that timed out here may still run in D365 later: wait this long before looking at what landed.
+    settle_seconds: float = Field(default=30, ge=0, le=900)
 
     @field_validator("base_url", "authority_host")
     @classmethod

@@ -5,12 +5,26 @@ Neither UKG nor D365 has an idempotency key, so this module provides one:
 1. the plan is in the ledger before anything is sent (``planned``);
 2. the posting is marked ``sending`` *before* the header request leaves, so a crash at any later point
    leaves a trace that forces recovery instead of a blind resend;
-3. lines carry explicit ``LineNumber`` values and go in atomic ``$batch`` changesets, so after an
-   ambiguous failure D365 can be asked exactly which lines it has;
-4. recovery looks the journal up by the marker in its Description, compares its lines with the plan,
-   sends only what is missing, or deletes a half-written *unposted* journal that does not match the
-   plan and writes it again; a second copy is never created;
-5. ``posted`` is recorded only after the journal's totals were read back from D365 and matched.
+3. lines go in atomic ``$batch`` changesets. D365 numbers them itself by default (``LineNumber`` "isn't
+   required for an insert": MicrosoftDocs/dynamics-365-unified-operations-public,
+   articles/fin-ops-core/dev-itpro/data-entities/entity-general-journal-ledgerjournalline.md), so what
+   D365 holds is told apart from the plan by *content* (display value, debit, credit, date, text), counted
+   as a multiset; ``d365.line_numbers: client`` sends explicit numbers as well;
+4. after an ambiguous write (timeout, dropped answer) the poster waits ``d365.settle_seconds``, since a
+   request that timed out here may still run in D365, then looks the journal up by the marker in its
+   Description, deletes what is surplus while it is unposted, and sends exactly what is missing;
+5. every posting ends with a verify-and-repair pass: the journal(s) carrying the marker are read again,
+   empty duplicate headers and surplus lines are deleted while unposted, the lines are compared with the
+   plan once more, and every voucher must balance; only then is ``posted`` recorded.
+
+Vouchers follow the journal name's ``NewVoucher`` (JournalNames, ntrtd/d365-agent
+asset/client/src/NewVoucher.ts): with ``OneVoucher`` D365 gives every line one voucher; with
+``BalanceSheet`` ("In connection with balance") it starts a new voucher each time the lines imported so
+far balance, evaluated line by line as they arrive (MicrosoftDocs/dynamics-365-unified-operations-public
+articles/fin-ops-core/dev-itpro/data-entities/tips-tricks-import-general-journal-entity.md), so the
+changesets go one at a time, in plan order; with ``Manually`` this tool names the voucher itself (the
+posting's marker: one balanced voucher per journal). Every voucher must balance on one date to post
+(articles/finance/general-ledger/posting-fail-imbalance.md), which the final pass checks line by line.
 
 The state machine itself is documented in :mod:`ukg2d365.ledger`.
 """
@@ -19,15 +33,17 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from ukg2d365.config import D365Config
 from ukg2d365.d365.batch import BatchOperation
-from ukg2d365.d365.odata import ODataClient, filter_eq
+from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq
 from ukg2d365.errors import (
     AmbiguousWriteError,
     AuthError,
@@ -41,9 +57,16 @@ from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, PlannedLine, Postin
 
 HEADERS = "LedgerJournalHeaders"
 LINES = "LedgerJournalLines"
+JOURNAL_NAMES = "JournalNames"
 MAX_RECOVERIES = 3
+REPAIR_ROUNDS = 3
+LINE_FIELDS = ["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text", "Voucher"]
+NEW_VOUCHER_SETTINGS = ("OneVoucher", "BalanceSheet", "Manually")
+# A plain POST may answer only this where $batch carries the whole Infolog (issue: "Whole error messages").
+GENERIC_ERROR = "An error has occurred."
 
 Progress = Callable[[int], None]  # called with the number of lines just confirmed
+LineKey = tuple[str, Decimal, Decimal, str, str]
 
 
 @dataclass
@@ -54,10 +77,148 @@ class PostOutcome:
     lines_sent: int
     recovered: bool = False
     error: str | None = None
+    adopted: bool = False  # D365 already held the whole journal: recorded without writing
 
 
 class JournalMismatch(Ukg2d365Error):
     """D365 holds something for this posting that recovery must not touch (a posted journal that differs)."""
+
+
+class VoucherImbalance(Ukg2d365Error):
+    """Every line landed, but some voucher of the journal does not balance: finance could not post it."""
+
+
+@dataclass(frozen=True)
+class JournalNameSetup:
+    """The journal name's voucher rules, as JournalNames holds them."""
+
+    name: str
+    new_voucher: str  # OneVoucher | BalanceSheet | Manually
+    voucher_series: str | None
+
+    @property
+    def sequential(self) -> bool:
+        """BalanceSheet vouchers depend on the order lines arrive in: one changeset at a time."""
+        return self.new_voucher == "BalanceSheet"
+
+    @property
+    def explicit_voucher(self) -> bool:
+        return self.new_voucher == "Manually"
+
+
+def read_journal_name(odata: ODataClient, legal_entity: str, journal_name: str) -> JournalNameSetup:
+    """The configured journal name and its NewVoucher setting; refused, named, when D365 has no such name."""
+    row = odata.get(JOURNAL_NAMES, {"dataAreaId": legal_entity, "Name": journal_name})
+    if row is None:
+        raise RemoteError(
+            f"journal name {journal_name} does not exist in D365 company {legal_entity}",
+            hint="create it under General ledger > Journal setup > Journal names, or set d365.journal_name",
+        )
+    setting = str(row.get("NewVoucher") or "")
+    if setting not in NEW_VOUCHER_SETTINGS:
+        raise RemoteError(
+            f"journal name {journal_name}: New voucher is {setting or 'empty'!s}, expected one of "
+            f"{', '.join(NEW_VOUCHER_SETTINGS)}"
+        )
+    series = row.get("VoucherSeriesCode")
+    return JournalNameSetup(journal_name, setting, str(series) if series else None)
+
+
+def line_key(account: Any, debit: Any, credit: Any, trans_date: Any, text: Any) -> LineKey:
+    """What makes two journal lines the same line, whoever numbered them.
+
+    D365 answers the date as a date-time (``2026-06-26T12:00:00Z`` in NangoHQ/integration-templates
+    integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/list-ledger-journal-lines.test.json)
+    and the amounts as numbers of any scale, so those are normalized; dimension values are compared without
+    case, as D365 matches them.
+    """
+    return (
+        str(account or "").casefold(),
+        _dec(debit) or Decimal(0),
+        _dec(credit) or Decimal(0),
+        str(trans_date or "")[:10],
+        str(text or "").rstrip(),
+    )
+
+
+@dataclass
+class LineMatch:
+    """D365's lines against the plan, as multisets of content."""
+
+    missing: list[PlannedLine]
+    surplus: list[dict[str, Any]]  # D365 rows the plan does not account for
+    matched: int
+    occupied: set[int] = field(default_factory=set)  # line numbers D365 holds that stay
+
+
+def match_lines(
+    lines: list[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool
+) -> LineMatch:
+    """Pair D365 rows with planned lines by content; the rest is missing (plan) or surplus (D365).
+
+    Rows are taken in D365's line order, so when a line landed twice the later copy (a late write) is the
+    surplus one. With client line numbers a row is first paired with the planned line of its own number.
+    """
+    ordered = sorted(rows, key=lambda r: _dec(r.get("LineNumber")) or Decimal(0))
+    free: dict[LineKey, list[PlannedLine]] = defaultdict(list)
+    for ln in lines:
+        free[line_key(ln.account, ln.debit, ln.credit, trans_date, ln.text)].append(ln)
+    taken: set[int] = set()  # ids of planned lines already paired
+    unpaired: list[tuple[dict[str, Any], LineKey]] = []
+    occupied: set[int] = set()
+    by_num = {ln.line_number: ln for ln in lines} if by_number else {}
+    for row in ordered:
+        key = line_key(row.get("AccountDisplayValue"), row.get("DebitAmount"), row.get("CreditAmount"),
+                       row.get("TransDate"), row.get("Text"))
+        number = _int(row.get("LineNumber"))
+        same = by_num.get(number) if number is not None else None
+        if same is not None and id(same) not in taken and \
+                line_key(same.account, same.debit, same.credit, trans_date, same.text) == key:
+            taken.add(id(same))
+            occupied.add(number)  # type: ignore[arg-type]
+            continue
+        unpaired.append((row, key))
+    surplus: list[dict[str, Any]] = []
+    for row, key in unpaired:
+        candidate = next((ln for ln in free.get(key, []) if id(ln) not in taken), None)
+        if candidate is None:
+            surplus.append(row)
+            continue
+        taken.add(id(candidate))
+        number = _int(row.get("LineNumber"))
+        if number is not None:
+            occupied.add(number)
+    missing = [ln for ln in lines if id(ln) not in taken]
+    return LineMatch(missing, surplus, len(lines) - len(missing), occupied)
+
+
+def voucher_differences(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """Debit minus credit per (voucher, date) where it is not zero: the vouchers finance could not post."""
+    balance: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        voucher = (str(row.get("Voucher") or ""), str(row.get("TransDate") or "")[:10])
+        balance[voucher] += (_dec(row.get("DebitAmount")) or Decimal(0)) - (_dec(row.get("CreditAmount")) or 0)
+    return {v: d for v, d in balance.items() if d != 0}
+
+
+@dataclass
+class _Survey:
+    """What D365 holds for a posting after duplicates and surplus lines were cleaned up."""
+
+    journal_batch_number: str | None
+    missing: list[PlannedLine]
+    rows: list[dict[str, Any]]
+    occupied: set[int]
+    posted: bool = False
+    repaired: bool = False  # something was deleted: read again before trusting rows
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """What the lines of one send carry besides the plan: moved client numbers, an explicit voucher."""
+
+    numbers: dict[int, int]
+    voucher: str | None
 
 
 class JournalPoster:
@@ -68,14 +229,26 @@ class JournalPoster:
         cfg: D365Config,
         progress: Progress | None = None,
         limit: ConcurrencyLimit | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        journal_name: JournalNameSetup | None = None,
     ) -> None:
         self._limit = limit
         self._odata = odata
         self._ledger = ledger
         self._cfg = cfg
         self._progress = progress or (lambda n: None)
+        self._sleep = sleep
+        self._journal_name = journal_name
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def journal_name(self) -> JournalNameSetup:
+        """Read once per poster (that is, once per run) before the first line is sent."""
+        if self._journal_name is None:
+            self._journal_name = read_journal_name(self._odata, self._cfg.legal_entity, self._cfg.journal_name)
+        return self._journal_name
 
     def post(self, posting: Posting, lines: list[PlannedLine]) -> PostOutcome:
         key = posting.key
@@ -83,31 +256,37 @@ class JournalPoster:
         sent = 0
         jbn = posting.journal_batch_number
         needs_lookup = posting.status in (SENDING, FAILED) or jbn is not None
+        # A run that died while sending may have left requests on their way: let them land before looking.
+        settle = posting.status == SENDING
         try:
+            self.journal_name  # noqa: B018 - fails the posting before any write when the name is unusable
             for _round in range(MAX_RECOVERIES + 1):
                 try:
+                    occupied: set[int] = set()
                     if needs_lookup:
                         recovered = True
-                        jbn, present = self._recover(posting, lines, jbn)
-                        if jbn is not None and present is None:  # found posted and matching
-                            self._ledger.set_status(key, POSTED, journal_batch_number=jbn)
-                            return PostOutcome(key, POSTED, jbn, sent, recovered)
+                        if settle:
+                            self._settle(key)
+                        survey = self._survey(posting, lines, jbn)
+                        if survey.posted:
+                            self._ledger.set_status(key, POSTED, journal_batch_number=survey.journal_batch_number)
+                            return PostOutcome(key, POSTED, survey.journal_batch_number, sent, recovered)
+                        jbn, missing, occupied = survey.journal_batch_number, survey.missing, survey.occupied
+                        if jbn is not None and len(missing) < len(lines):
+                            self._progress(len(lines) - len(missing))
                     else:
-                        present = set()
+                        missing = lines
                     if jbn is None:
                         jbn = self._create_header(posting)
-                        present = set()
-                    missing = [ln for ln in lines if ln.line_number not in (present or set())]
-                    if present:
-                        self._progress(len(present))
-                    sent += self._send_lines(key, jbn, missing)
-                    self._verify(posting, jbn, lines)
+                        missing, occupied = lines, set()
+                    sent += self._send_lines(key, jbn, missing, occupied)
+                    self._verify_and_repair(posting, jbn, lines)
                     self._ledger.set_status(key, POSTED, journal_batch_number=jbn)
                     return PostOutcome(key, POSTED, jbn, sent, recovered)
                 except AmbiguousWriteError as exc:
-                    # The write may have landed: never resend blindly, look first.
+                    # The write may have landed, or may still land: never resend blindly, wait, then look.
                     self._ledger.audit("ambiguous", {"error": str(exc)}, key)
-                    needs_lookup = True
+                    needs_lookup = settle = True
                     continue
             raise RemoteUnavailable(f"posting {key}: D365 kept dropping connections; giving up after "
                                     f"{MAX_RECOVERIES} recoveries")
@@ -120,7 +299,21 @@ class JournalPoster:
             self._ledger.set_status(key, FAILED, error=str(exc), count_attempt=True)
             return PostOutcome(key, FAILED, jbn, sent, recovered, error=str(exc))
 
+    def adopt(self, posting: Posting, journal_batch_number: str) -> PostOutcome:
+        """Record a journal D365 already holds in full (found by marker before planning): zero writes."""
+        self._ledger.set_status(posting.key, POSTED, journal_batch_number=journal_batch_number)
+        self._ledger.audit("adopted", {"journal_batch_number": journal_batch_number,
+                                       "reason": "D365 already holds this pay run's journal, matching the plan"},
+                           posting.key)
+        return PostOutcome(posting.key, POSTED, journal_batch_number, 0, recovered=True, adopted=True)
+
     # ------------------------------------------------------------------ steps
+
+    def _settle(self, key: str) -> None:
+        seconds = self._cfg.settle_seconds
+        if seconds > 0:
+            self._ledger.audit("settle", {"seconds": seconds, "why": "a write may still land in D365"}, key)
+            self._sleep(seconds)
 
     def _create_header(self, posting: Posting) -> str:
         body = {
@@ -133,7 +326,16 @@ class JournalPoster:
         self._ledger.audit("request", {"op": "create header", "entity": HEADERS, "marker": posting.marker},
                            posting.key)
         try:
-            created = self._odata.create(HEADERS, body)
+            try:
+                created = self._odata.create(HEADERS, body)
+            except RemoteError as exc:
+                if not _only_generic(exc):
+                    raise
+                # The plain POST said only "An error has occurred." and was refused (nothing created); the
+                # same request inside $batch answers the whole Infolog, and creates the header if it can.
+                self._ledger.audit("answer", {"op": "create header", "ok": False, "error": str(exc),
+                                              "next": "the same request inside $batch"}, posting.key)
+                created = self._create_header_in_batch(posting, body)
         except ProtocolError as exc:
             raise AmbiguousWriteError(f"unreadable answer to the journal header request: {exc}") from None
         jbn = created.get("JournalBatchNumber") if isinstance(created, dict) else None
@@ -143,11 +345,22 @@ class JournalPoster:
         self._ledger.audit("answer", {"op": "create header", "journal_batch_number": jbn}, posting.key)
         return str(jbn)
 
-    def line_body(self, jbn: str, trans_date: str, line: PlannedLine) -> dict[str, Any]:
-        return {
+    def _create_header_in_batch(self, posting: Posting, body: dict[str, Any]) -> dict[str, Any]:
+        op = BatchOperation("POST", HEADERS, body, "1", prefer="return=representation")
+        results = self._odata.batch([[op]])
+        result = results[0] if results else None
+        if result is None or not result.ok:
+            message = result.error_message if result is not None else "D365 answered no changeset"
+            raise RemoteError(f"D365 refused the journal header for {posting.key}: {message}")
+        answer = result.responses[0].body if result.responses else None
+        return answer if isinstance(answer, dict) else {}
+
+    def line_body(
+        self, jbn: str, trans_date: str, line: PlannedLine, number: int | None = None, voucher: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "dataAreaId": self._cfg.legal_entity,
             "JournalBatchNumber": jbn,
-            "LineNumber": Decimal(line.line_number),
             "TransDate": f"{trans_date}T12:00:00Z",
             "AccountType": "Ledger",
             "AccountDisplayValue": line.account,
@@ -156,21 +369,32 @@ class JournalPoster:
             "CurrencyCode": self._cfg.currency,
             "Text": line.text,
         }
+        if self._cfg.line_numbers == "client":
+            body["LineNumber"] = Decimal(number if number is not None else line.line_number)
+        if voucher is not None:
+            body["Voucher"] = voucher
+        return body
 
-    def _send_lines(self, key: str, jbn: str, lines: list[PlannedLine]) -> int:
+    def _send_lines(self, key: str, jbn: str, lines: list[PlannedLine], occupied: set[int] | None = None) -> int:
         """Send lines in changesets of batch_size, up to the concurrency limit in flight at once.
 
-        Line numbers are explicit and each changeset is atomic, so changesets may land in any order and a
-        failure in one never leaves a partial changeset behind: recovery can always tell what is there.
+        Each changeset is atomic, so a failure never leaves part of one behind and recovery can count what
+        is there. Under ``BalanceSheet`` vouchers the changesets go one at a time, in plan order.
         """
+        if not lines:
+            return 0
         posting = self._ledger.get_posting(key)
         assert posting is not None
+        numbers = client_numbers(lines, occupied or set()) if self._cfg.line_numbers == "client" else {}
+        # New voucher = Manually: D365 takes the voucher as given. The marker makes the journal one voucher
+        # on one date, which balances because the journal does.
+        wire = _Wire(numbers, posting.marker if self.journal_name.explicit_voucher else None)
         size = self._cfg.batch_size
         chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
         limit = self._limit
-        if limit is None or limit.maximum == 1 or len(chunks) <= 1:
+        if limit is None or limit.maximum == 1 or len(chunks) <= 1 or self.journal_name.sequential:
             for chunk in chunks:
-                self._send_chunk(key, jbn, posting.trans_date, chunk)
+                self._send_chunk(key, jbn, posting.trans_date, chunk, wire)
             return len(lines)
         errors: list[BaseException] = []
         sent = 0
@@ -188,7 +412,7 @@ class JournalPoster:
                     break
                 context = contextvars.copy_context()
                 futures.append(pool.submit(context.run, self._send_chunk_queued, key, jbn, posting.trans_date,
-                                           chunk, gate, queued))
+                                           chunk, wire, gate, queued))
             for future in futures:
                 sent += future.result()
         if errors:
@@ -196,11 +420,11 @@ class JournalPoster:
         return sent
 
     def _send_chunk_queued(
-        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], gate: _StopAfterFailure,
-        queued: threading.BoundedSemaphore,
+        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], wire: _Wire,
+        gate: _StopAfterFailure, queued: threading.BoundedSemaphore,
     ) -> int:
         try:
-            self._send_chunk(key, jbn, trans_date, chunk, gate)
+            self._send_chunk(key, jbn, trans_date, chunk, wire, gate)
             return len(chunk)
         except _NotSent:
             return 0
@@ -211,10 +435,13 @@ class JournalPoster:
             queued.release()
 
     def _send_chunk(
-        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], gate: _StopAfterFailure | None = None
+        self, key: str, jbn: str, trans_date: str, chunk: list[PlannedLine], wire: _Wire,
+        gate: _StopAfterFailure | None = None,
     ) -> None:
         ops = [
-            BatchOperation("POST", LINES, self.line_body(jbn, trans_date, ln), str(i + 1), prefer="return=minimal")
+            BatchOperation("POST", LINES,
+                           self.line_body(jbn, trans_date, ln, wire.numbers.get(ln.line_number), wire.voucher),
+                           str(i + 1), prefer="return=minimal")
             for i, ln in enumerate(chunk)
         ]
         first, last = chunk[0].line_number, chunk[-1].line_number
@@ -238,23 +465,34 @@ class JournalPoster:
         self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": True}, key)
         self._progress(len(chunk))
 
-    def _verify(self, posting: Posting, jbn: str, lines: list[PlannedLine]) -> None:
-        header = self._odata.get(HEADERS, {"dataAreaId": self._cfg.legal_entity, "JournalBatchNumber": jbn})
-        if header is None:
-            raise RemoteError(f"journal {jbn} for {posting.key} vanished from D365 while it was being written")
-        debit = _dec(header.get("JournalTotalDebit"))
-        credit = _dec(header.get("JournalTotalCredit"))
-        want_dr = sum((ln.debit for ln in lines), Decimal(0))
-        want_cr = sum((ln.credit for ln in lines), Decimal(0))
-        self._ledger.audit("verify", {"journal_batch_number": jbn, "debit": str(debit), "credit": str(credit),
-                                      "expected_debit": str(want_dr), "expected_credit": str(want_cr)}, posting.key)
-        if debit is None or credit is None:
-            # Some environments do not compute totals on the entity: count the lines instead.
-            self._recover_lines(posting, jbn, lines, verify_only=True)
+    def _verify_and_repair(self, posting: Posting, jbn: str, lines: list[PlannedLine]) -> None:
+        """Read back what D365 holds under the marker; repair while unposted; every voucher must balance."""
+        for _round in range(REPAIR_ROUNDS):
+            survey = self._survey(posting, lines, jbn)
+            if survey.journal_batch_number is None:
+                raise RemoteError(f"journal {jbn} for {posting.key} vanished from D365 while it was being written")
+            if survey.posted:
+                return  # posted in D365 meanwhile, and it matches: its vouchers balanced or it could not post
+            if survey.repaired or survey.missing:
+                self._send_lines(posting.key, jbn, survey.missing, survey.occupied)
+                continue
+            self._check_vouchers(posting, jbn, survey.rows)
             return
-        if debit != want_dr or credit != want_cr:
-            raise AmbiguousWriteError(
-                f"journal {jbn} totals {debit:,}/{credit:,} differ from the plan {want_dr:,}/{want_cr:,}"
+        raise AmbiguousWriteError(f"journal {jbn} kept changing while it was verified")
+
+    def _check_vouchers(self, posting: Posting, jbn: str, rows: list[dict[str, Any]]) -> None:
+        differences = voucher_differences(rows)
+        vouchers = sorted({str(r.get("Voucher") or "") for r in rows})
+        self._ledger.audit("verify", {"journal_batch_number": jbn, "lines": len(rows), "vouchers": len(vouchers),
+                                      "unbalanced": {f"{v}@{d}": str(x) for (v, d), x in differences.items()}},
+                           posting.key)
+        if differences:
+            listed = ", ".join(f"{v or '(no voucher)'} on {d}: {x:+,}" for (v, d), x in sorted(differences.items()))
+            raise VoucherImbalance(
+                f"journal {jbn}: every line landed but {len(differences)} voucher(s) do not balance ({listed}); "
+                f"journal name {self.journal_name.name} assigns vouchers {self.journal_name.new_voucher}",
+                hint=f"fix the vouchers in D365 or delete unposted journal {jbn}, then run "
+                     f"`ukg2d365 replay {posting.key}`",
             )
 
     # ------------------------------------------------------------------ recovery
@@ -263,82 +501,117 @@ class JournalPoster:
         flt = f"{filter_eq('dataAreaId', self._cfg.legal_entity)} and Description eq '*{marker}*'"
         return list(self._odata.get_all(HEADERS, filter=flt, cross_company=True))
 
-    def _recover(
-        self, posting: Posting, lines: list[PlannedLine], jbn: str | None
-    ) -> tuple[str | None, set[int] | None]:
-        """Ask D365 what it holds. Returns (journal number or None, line numbers present).
+    def journal_lines(self, jbn: str, *, top: int | None = None) -> list[dict[str, Any]]:
+        flt = f"{filter_eq('dataAreaId', self._cfg.legal_entity)} and {filter_eq('JournalBatchNumber', jbn)}"
+        return list(self._odata.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS, top=top))
 
-        ``present is None`` means D365 already holds the whole journal, posted and matching.
-        """
+    def _survey(self, posting: Posting, lines: list[PlannedLine], jbn: str | None) -> _Survey:
+        """Ask D365 what it holds under the marker; delete empty duplicates and surplus lines while unposted."""
         key = posting.key
-        header = None
-        if jbn is not None:
-            header = self._odata.get(HEADERS, {"dataAreaId": self._cfg.legal_entity, "JournalBatchNumber": jbn})
-            if header is not None and posting.marker not in str(header.get("Description", "")):
-                header = None  # the number was reused for something else: do not touch it
-        if header is None:
-            found = self.find_journals(posting.marker)
-            if len(found) > 1:
-                numbers = ", ".join(str(h.get("JournalBatchNumber")) for h in found)
-                raise JournalMismatch(
-                    f"{len(found)} journals in D365 carry marker {posting.marker} ({numbers}); delete the extra "
-                    "unposted ones in D365, then run `ukg2d365 replay " + key + "`"
-                )
-            header = found[0] if found else None
-        self._ledger.audit("recover", {"marker": posting.marker, "found": header is not None,
-                                       "journal_batch_number": header and header.get("JournalBatchNumber")}, key)
-        if header is None:
+        found = self.find_journals(posting.marker)
+        chosen = self._choose(posting, found, jbn)
+        self._ledger.audit("recover", {"marker": posting.marker, "found": len(found),
+                                       "journal_batch_number": chosen and chosen.get("JournalBatchNumber")}, key)
+        if chosen is None:
             if jbn is not None:
                 self._ledger.forget_journal(key)
-            return None, set()
-        jbn = str(header["JournalBatchNumber"])
-        self._ledger.set_status(key, SENDING, journal_batch_number=jbn)
-        if str(header.get("IsPosted", "No")) == "Yes":
-            present = self._recover_lines(posting, jbn, lines, verify_only=True)
-            return jbn, None
-        present = self._recover_lines(posting, jbn, lines, verify_only=False)
-        return (jbn, present) if present is not None else (None, set())
-
-    def _recover_lines(
-        self, posting: Posting, jbn: str, lines: list[PlannedLine], *, verify_only: bool
-    ) -> set[int] | None:
-        """Compare D365's lines with the plan. Returns the matching line numbers present.
-
-        When D365 holds a line the plan does not (or a different one), an unposted journal is deleted so it
-        can be written again from scratch (returns None); a posted one is reported, never touched.
-        """
-        flt = f"{filter_eq('dataAreaId', self._cfg.legal_entity)} and {filter_eq('JournalBatchNumber', jbn)}"
-        by_number = {ln.line_number: ln for ln in lines}
-        present: set[int] = set()
-        mismatches: list[str] = []
-        for row in self._odata.get_all(
-            LINES, filter=flt, cross_company=True,
-            select=["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount"],
-        ):
-            number = int(Decimal(str(row.get("LineNumber"))))
-            planned = by_number.get(number)
-            if planned is None or not _same_line(planned, row):
-                mismatches.append(str(number))
-            else:
-                present.add(number)
-        complete = not mismatches and len(present) == len(lines)
-        self._ledger.audit("recover lines", {"journal_batch_number": jbn, "present": len(present),
-                                             "planned": len(lines), "mismatched": mismatches[:20]}, posting.key)
-        if verify_only:
-            if not complete:
+            return _Survey(None, list(lines), [], set())
+        number = str(chosen["JournalBatchNumber"])
+        if number != jbn:
+            self._ledger.set_status(key, SENDING, journal_batch_number=number)
+        rows = self.journal_lines(number)
+        match = match_lines(lines, posting.trans_date, rows, by_number=self._cfg.line_numbers == "client")
+        posted = _is_posted(chosen)
+        self._ledger.audit("recover lines", {"journal_batch_number": number, "present": match.matched,
+                                             "planned": len(lines), "missing": len(match.missing),
+                                             "surplus": len(match.surplus)}, key)
+        if posted:
+            if match.missing or match.surplus:
                 raise JournalMismatch(
-                    f"journal {jbn} in D365 does not match the plan for {posting.key} "
-                    f"({len(present)} of {len(lines)} lines match, {len(mismatches)} differ)"
-                    + ("; it is already posted in D365, so correct it there" if mismatches else "")
+                    f"journal {number} in D365 does not match the plan for {key} ({match.matched} of "
+                    f"{len(lines)} lines match, {len(match.surplus)} differ); it is already posted in D365, "
+                    "so correct it there",
+                    hint=f"compare with `ukg2d365 reconcile --run-id {posting.run_id}`",
                 )
-            return present
-        if mismatches:
-            self._ledger.audit("request", {"op": "delete unposted journal", "journal_batch_number": jbn,
-                                           "reason": f"{len(mismatches)} lines differ from the plan"}, posting.key)
-            self._odata.delete(HEADERS, {"dataAreaId": self._cfg.legal_entity, "JournalBatchNumber": jbn})
-            self._ledger.forget_journal(posting.key)
+            return _Survey(number, [], rows, match.occupied, posted=True)
+        if match.surplus:
+            self._delete_lines(key, number, match.surplus)
+        return _Survey(number, match.missing, rows, match.occupied, repaired=bool(match.surplus))
+
+    def _choose(self, posting: Posting, found: list[dict[str, Any]], jbn: str | None) -> dict[str, Any] | None:
+        """The one journal that is this posting's; empty unposted duplicates (a late header) are deleted."""
+        if not found:
             return None
-        return present
+        numbers = ", ".join(sorted(str(h.get("JournalBatchNumber")) for h in found))
+        posted = [h for h in found if _is_posted(h)]
+        if len(posted) > 1:
+            raise JournalMismatch(
+                f"{len(posted)} posted journals in D365 carry marker {posting.marker} ({numbers}): the pay run "
+                "is booked more than once",
+                hint=f"reverse the extra one in D365; see `ukg2d365 reconcile --run-id {posting.run_id}`",
+            )
+        chosen = posted[0] if posted else next((h for h in found if str(h.get("JournalBatchNumber")) == jbn), None)
+        others = [h for h in found if h is not chosen]
+        non_empty = [h for h in others if self.journal_lines(str(h["JournalBatchNumber"]), top=1)]
+        if chosen is None:
+            # No number recorded (a crash before the header's answer): the one holding lines is ours.
+            if len(non_empty) > 1:
+                raise JournalMismatch(
+                    f"{len(found)} journals in D365 carry marker {posting.marker} ({numbers}); delete the extra "
+                    f"unposted ones in D365, then run `ukg2d365 replay {posting.key}`")
+            chosen = non_empty[0] if non_empty else min(others, key=lambda h: str(h.get("JournalBatchNumber")))
+            others = [h for h in others if h is not chosen]
+            non_empty = [h for h in non_empty if h is not chosen]
+        if non_empty:
+            raise JournalMismatch(
+                f"{len(found)} journals in D365 carry marker {posting.marker} ({numbers}); delete the extra "
+                f"unposted ones in D365, then run `ukg2d365 replay {posting.key}`")
+        for header in others:
+            self._delete_empty_header(posting.key, str(header["JournalBatchNumber"]))
+        return chosen
+
+    def _delete_empty_header(self, key: str, number: str) -> None:
+        self._ledger.audit("request", {"op": "delete empty duplicate journal", "journal_batch_number": number},
+                           key)
+        try:
+            self._odata.delete(HEADERS, {"dataAreaId": self._cfg.legal_entity, "JournalBatchNumber": number})
+        except ProtocolError as exc:
+            raise AmbiguousWriteError(f"unreadable answer to deleting journal {number}: {exc}") from None
+
+    def _delete_lines(self, key: str, jbn: str, rows: list[dict[str, Any]]) -> None:
+        self._ledger.audit("request", {"op": "delete surplus lines", "journal_batch_number": jbn,
+                                       "line_numbers": [str(r.get("LineNumber")) for r in rows[:50]],
+                                       "count": len(rows)}, key)
+        size = self._cfg.batch_size
+        for start in range(0, len(rows), size):
+            ops = [
+                BatchOperation("DELETE", entity_path(LINES, {"dataAreaId": self._cfg.legal_entity,
+                                                             "JournalBatchNumber": jbn,
+                                                             "LineNumber": _key_number(r)}), None,
+                               str(i + 1))
+                for i, r in enumerate(rows[start : start + size])
+            ]
+            try:
+                results = self._odata.batch([ops])
+            except ProtocolError as exc:
+                raise AmbiguousWriteError(f"unreadable answer to deleting surplus lines of {jbn}: {exc}") from None
+            result = results[0] if results else None
+            if result is None or not result.ok:
+                message = result.error_message if result is not None else "D365 answered no changeset"
+                raise RemoteError(f"D365 refused to delete surplus lines of journal {jbn}: {message}")
+
+
+def client_numbers(lines: list[PlannedLine], occupied: set[int]) -> dict[int, int]:
+    """Planned number -> number to send, moving a line whose planned number D365 already uses for another."""
+    if not occupied:
+        return {}
+    top = max(occupied | {ln.line_number for ln in lines})
+    moved: dict[int, int] = {}
+    for ln in lines:
+        if ln.line_number in occupied:
+            top += 1
+            moved[ln.line_number] = top
+    return moved
 
 
 class _NotSent(Exception):
@@ -380,9 +653,22 @@ def _dec(value: Any) -> Decimal | None:
         return None
 
 
-def _same_line(planned: PlannedLine, row: dict[str, Any]) -> bool:
-    return (
-        str(row.get("AccountDisplayValue")) == planned.account
-        and _dec(row.get("DebitAmount")) == planned.debit
-        and _dec(row.get("CreditAmount")) == planned.credit
-    )
+def _int(value: Any) -> int | None:
+    number = _dec(value)
+    return int(number) if number is not None and number == number.to_integral_value() else None
+
+
+def _key_number(row: dict[str, Any]) -> Any:
+    """The row's LineNumber as a key literal: ``3``, not ``3.0000000000000000``."""
+    number = _int(row.get("LineNumber"))
+    return number if number is not None else _dec(row.get("LineNumber"))
+
+
+def _is_posted(header: dict[str, Any]) -> bool:
+    return str(header.get("IsPosted", "No")) == "Yes"
+
+
+def _only_generic(exc: RemoteError) -> bool:
+    """A plain write refused with nothing but the generic sentence (a 4xx, or a write's 500, which F&O rolls back)."""
+    status = exc.status or 0
+    return 400 <= status <= 500 and str(exc).rstrip().endswith(GENERIC_ERROR)
