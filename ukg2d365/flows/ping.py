@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
+from ukg2d365.flows.journal_poster import read_journal_name
 from ukg2d365.flows.reference import ReferenceData, default_format_problems, format_summary, ledger_format_problems
 from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.setup_check import delimiter_problems
@@ -57,6 +58,8 @@ def ping(ctx: Context) -> list[Check]:
         checks.append(format_check(ctx, d365.host))
     except (AuthError, RemoteUnavailable, Ukg2d365Error) as exc:
         checks.append(_failed("D365", d365_host, exc))
+        return checks
+    checks.append(_journal_name_check(ctx, d365_host))
     return checks
 
 
@@ -69,6 +72,27 @@ def format_check(ctx: Context, host: str) -> Check:
     if problems:
         return Check("D365 formats", host, False, latency_ms, "; ".join(problems), ExitStatus.RECORDS_FAILED)
     return Check("D365 formats", host, True, latency_ms, format_summary(formats, ctx.config.mapping))
+
+
+VOUCHER_MEANING = {
+    "OneVoucher": "every line of a journal in one voucher",
+    "BalanceSheet": "a new voucher each time the lines balance; lines are sent one changeset at a time, in order",
+    "Manually": "vouchers named by ukg2d365 (one per journal: its marker)",
+}
+
+
+def _journal_name_check(ctx: Context, host: str) -> Check:
+    """Its own line: the journal name exists and its New voucher setting is one the poster handles."""
+    cfg = ctx.config.d365
+    started = time.monotonic()
+    try:
+        setup = read_journal_name(ctx.d365, cfg.legal_entity, cfg.journal_name)
+    except Ukg2d365Error as exc:
+        return _failed("Journal name", host, exc)
+    series = f", voucher series {setup.voucher_series}" if setup.voucher_series else ""
+    return Check("Journal name", host, True, int((time.monotonic() - started) * 1000),
+                 f"{setup.name} in {cfg.legal_entity}: New voucher {setup.new_voucher} "
+                 f"({VOUCHER_MEANING[setup.new_voucher]}){series}")
 
 
 def exit_status(checks: list[Check]) -> ExitStatus:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from ukg2d365.d365.odata import filter_eq
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.journal_poster import HEADERS, LINE_FIELDS, LINES, JournalPoster, PostOutcome, match_lines
 from ukg2d365.flows.reference import ReferenceData, ledger_format_problems
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.flows.sync_dimensions import SetupError
@@ -52,10 +53,18 @@ class PayrollPlan:
     runs_without_gl: list[tuple[str, date]] = field(default_factory=list)
     resumed: set[str] = field(default_factory=set)  # keys found sending/failed: recovery first
     changed_since_posting: list[JournalPlan] = field(default_factory=list)  # UKG differs from what was posted
+    # Found in D365 by marker although the ledger has no record of posting it (a lost or new ledger):
+    in_d365: dict[str, str] = field(default_factory=dict)  # key -> journal number holding the whole plan
+    partly_in_d365: dict[str, str] = field(default_factory=dict)  # key -> unposted journal holding part of it
 
     @property
     def nothing_to_do(self) -> bool:
         return not self.to_post and not self.refused and not self.unattributed_errors
+
+    @property
+    def to_write(self) -> list[JournalPlan]:
+        """What apply will send to D365 (the rest of to_post is already there in full)."""
+        return [j for j in self.to_post if j.key.text not in self.in_d365]
 
 
 @dataclass
@@ -262,6 +271,75 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
             if existing is not None and existing.status in (SENDING, FAILED):
                 plan.resumed.add(journal.key.text)
             plan.to_post.append(journal)
+    _look_up_in_d365(ctx, plan)
+
+
+MARKERS_PER_QUERY = 25  # keeps the URL well under the 2,048 characters proxies commonly allow
+
+
+def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
+    """D365 is the truth: before any journal is created, ask it (by marker, cross-company) what it holds.
+
+    The ledger may be new, restored or moved; a pay run D365 already holds must not be booked again. A
+    journal matching the plan is adopted (recorded as posted, zero writes); an unposted one holding part of
+    the plan is completed by the poster's recovery; anything else is refused, named.
+    """
+    fresh = [j for j in plan.to_post if j.key.text not in plan.resumed]
+    if not fresh:
+        return
+    cfg = ctx.config.d365
+    by_marker: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(fresh), MARKERS_PER_QUERY):
+        chunk = fresh[start : start + MARKERS_PER_QUERY]
+        markers = " or ".join(f"Description eq '*{j.key.marker}*'" for j in chunk)
+        flt = f"{filter_eq('dataAreaId', cfg.legal_entity)} and ({markers})"
+        for header in ctx.d365.get_all(HEADERS, filter=flt, cross_company=True,
+                                       select=["dataAreaId", "JournalBatchNumber", "Description", "IsPosted"]):
+            for journal in chunk:
+                if journal.key.marker in str(header.get("Description", "")):
+                    by_marker.setdefault(journal.key.marker, []).append(header)
+    refused = []
+    for journal in fresh:
+        headers = by_marker.get(journal.key.marker)
+        if not headers:
+            continue
+        verdict = _compare_with_d365(ctx, journal, headers)
+        if verdict is None:
+            refused.append(journal)
+            continue
+        number, complete = verdict
+        (plan.in_d365 if complete else plan.partly_in_d365)[journal.key.text] = number
+    for journal in refused:
+        plan.to_post.remove(journal)
+        plan.refused.append(journal)
+
+
+def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[str, Any]]) -> tuple[str, bool] | None:
+    """(journal number, holds the whole plan) when D365's journal can be taken over; else refuse, named."""
+    cfg = ctx.config.d365
+    numbers = ", ".join(sorted(str(h.get("JournalBatchNumber")) for h in headers))
+    reconcile = f"run `ukg2d365 reconcile --run-id {journal.key.run_id}` to compare"
+    if len(headers) > 1:
+        journal.problems.append(f"already in D365 as {len(headers)} journals ({numbers}) carrying marker "
+                                f"{journal.key.marker}; {reconcile}")
+        return None
+    header = headers[0]
+    number = str(header["JournalBatchNumber"])
+    flt = f"{filter_eq('dataAreaId', cfg.legal_entity)} and {filter_eq('JournalBatchNumber', number)}"
+    rows = list(ctx.d365.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS))
+    match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
+                        by_number=cfg.line_numbers == "client")
+    if not match.missing and not match.surplus:
+        return number, True
+    posted = str(header.get("IsPosted", "No")) == "Yes"
+    if not posted and not match.surplus:
+        return number, False  # a run that died mid-send with its ledger: the poster completes it
+    journal.problems.append(
+        f"already in D365 as {number} ({'posted' if posted else 'unposted'}), which differs from UKG: "
+        f"{match.matched} of {len(journal.lines)} lines match, {len(match.surplus)} line(s) in D365 are not in "
+        f"the plan; {reconcile}"
+    )
+    return None
 
 
 # ---------------------------------------------------------------------- apply
@@ -324,6 +402,14 @@ def apply(
                                       "debit": str(journal.debit_total), "credit": str(journal.credit_total)}, key)
             posting = ctx.ledger.get_posting(key)
             assert posting is not None
+            if key in plan.in_d365:
+                result.outcomes.append(poster.adopt(posting, plan.in_d365[key]))
+                continue
+            if key in plan.partly_in_d365:
+                # Recovery first: the poster completes D365's journal instead of creating another.
+                ctx.ledger.set_status(key, SENDING, journal_batch_number=plan.partly_in_d365[key])
+                posting = ctx.ledger.get_posting(key)
+                assert posting is not None
             result.outcomes.append(poster.post(posting, journal.lines))
         finally:
             current_posting.reset(token)

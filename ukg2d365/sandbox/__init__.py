@@ -231,6 +231,8 @@ class Sandbox:
                 "journal_name": catalog.JOURNAL_NAME,
                 "currency": catalog.CURRENCY,
                 "ca_bundle": CA_NAME,
+                # the sandbox runs a timed-out request within moments, not minutes as a busy AOS may
+                "settle_seconds": 0.5,
             },
             "mapping": {
                 "delimiter": catalog.DELIMITER,
