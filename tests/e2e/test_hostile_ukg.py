@@ -296,7 +296,7 @@ def test_run_whose_ukg_data_changed_after_a_failed_attempt_is_replanned_and_neve
     assert d365_totals(journal) == new  # only the new amounts: nothing of the first attempt survived
     assert Decimal(str(journal["JournalTotalDebit"])) == Decimal("806.00")
     trail = world.json_events("audit", f"C0MP1/BW/{period}/DRIFT1", "--format", "json")[0]
-    assert any(e["kind"] == "request" and "delete unposted journal" in str(e.get("detail", e))
+    assert any(e["kind"] == "request" and "delete surplus lines" in str(e.get("detail", e))
                for e in trail["events"])
     # A rerun posts nothing more; a later change in UKG is left to `reconcile`, never posted on top.
     gl_run.lines[:] = amounts(Decimal("300.00"))
