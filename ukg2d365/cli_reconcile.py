@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the flow (and its HTTP stack) is imported only when the com
 
 FORMATS = ("table", "csv", "json")
 CSV_COLUMNS = (
-    "row", "company", "pay_group", "period_end", "run_id", "employee", "marker", "journals", "ledger_status",
+    "row", "company", "pay_group", "period_end", "run_id", "marker", "journals", "ledger_status",
     "verdict", "account", "ukg_debit", "ukg_credit", "d365_debit", "d365_credit", "ledger_debit", "ledger_credit",
     "difference_debit", "difference_credit", "notes",
 )
@@ -108,7 +108,7 @@ def reconcile(
 
 def _run_label(run: RunReconciliation) -> str:
     k = run.key
-    return f"{k.pay_group} {k.period_end} {k.run_id}" + (f" employee {k.employee}" if k.employee else "")
+    return f"{k.pay_group} {k.period_end} {k.run_id}"
 
 
 def _summary_text(report: ReconcileReport) -> str:
@@ -217,7 +217,7 @@ def _write_csv(report: ReconcileReport) -> None:
         k = run.key
         common = {
             "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end.isoformat(),
-            "run_id": k.run_id, "employee": k.employee or "", "marker": run.marker,
+            "run_id": k.run_id, "marker": run.marker,
             "journals": " ".join(j.journal_batch_number for j in run.journals),
             "ledger_status": run.ledger_status or "",
         }
@@ -255,7 +255,7 @@ def _show_json(out: Output, report: ReconcileReport) -> None:
         k = run.key
         out.event(
             "reconcile", key=k.text, company=k.company, pay_group=k.pay_group, period_end=k.period_end,
-            run_id=k.run_id, employee=k.employee, marker=run.marker, verdict=run.verdict, match=run.matches,
+            run_id=k.run_id, marker=run.marker, verdict=run.verdict, match=run.matches,
             journals=[{"journal_batch_number": j.journal_batch_number, "posted": j.posted, "lines": j.lines}
                       for j in run.journals],
             ledger_status=run.ledger_status,

@@ -28,20 +28,19 @@ LINE_TEXT_MAX = 60
 
 @dataclass(frozen=True, order=True)
 class PostingKey:
-    """The identity of a pay run's posting: company, pay group, period end, UKG run id (+ employee)."""
+    """The identity of a pay run's posting: company, pay group, period end, UKG run id.
+
+    GL v2 distributions carry no employee number (ukg-api's GL line has none), so a posting is per pay run.
+    """
 
     company: str
     pay_group: str
     period_end: date
     run_id: str
-    employee: str | None = None
 
     @property
     def text(self) -> str:
-        parts = [self.company, self.pay_group, self.period_end.isoformat(), self.run_id]
-        if self.employee:
-            parts.append(self.employee)
-        return "/".join(parts)
+        return "/".join([self.company, self.pay_group, self.period_end.isoformat(), self.run_id])
 
     @property
     def marker(self) -> str:
@@ -54,9 +53,9 @@ class PostingKey:
         return cls(*cls.fields_of(line))
 
     @staticmethod
-    def fields_of(line: GlDistribution) -> tuple[str, str, date, str, str | None]:
+    def fields_of(line: GlDistribution) -> tuple[str, str, date, str]:
         """The key's fields as a plain tuple: cheap to hash once per line, before any PostingKey exists."""
-        return line.company, line.pay_group, line.period_end, line.run_id, line.employee
+        return line.company, line.pay_group, line.period_end, line.run_id
 
 
 def journal_description(key: PostingKey) -> str:
@@ -212,7 +211,8 @@ class JournalBuilder:
                 f"(difference {self.debit_in - self.credit_in:,})"
             )
         totals = self._total_blocks
-        if len(totals) > 1 or (totals and self._blocks != set(range(1, max(totals) + 1))):
+        # What blockId counts from is undocumented (0 or 1): complete means totalNrOfBlocks distinct ids.
+        if len(totals) > 1 or (totals and len(self._blocks) != max(totals)):
             problems.append(
                 f"incomplete GL run: blocks {sorted(self._blocks)} of {max(totals)} were returned; "
                 "wait until UKG has finished the run"

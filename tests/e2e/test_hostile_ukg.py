@@ -130,7 +130,7 @@ def test_same_system_id_in_two_blocks_is_not_a_duplicate() -> None:
 
 
 def test_run_of_zero_amounts_is_refused_as_empty() -> None:
-    [journal] = build_journals(lines(gl("5000", None, None, cc="110", system_id=1),
+    [journal] = build_journals(lines(gl("5000", Decimal("0"), None, cc="110", system_id=1),
                                      gl("2100", Decimal("0"), Decimal("0.00"), system_id=2)), make_config())
     assert not journal.postable
     assert "empty pay run: no amounts to post" in journal.problems

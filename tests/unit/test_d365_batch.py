@@ -157,7 +157,7 @@ def test_parse_batch_response_detects_a_failed_changeset_with_its_innererror_mes
     assert second.status == 500
     assert second.error_message == (
         "Write failed for table row of type 'LedgerJournalLineEntity'. "
-        "Infolog: Error: Account 601500-BOGUS does not exist."
+        "Infolog: Error: Account 601500-BOGUS does not exist. | at line two"
     )
 
 
@@ -243,10 +243,47 @@ def test_error_message_prefers_innererror_then_error_then_status() -> None:
     assert odata_error_message(None, 502, "Bad Gateway") == "HTTP 502 Bad Gateway"
 
 
-def test_error_message_is_one_line_of_at_most_300_characters() -> None:
-    long = "Write failed: " + "x" * 1000 + "\nsecond line"
-    message = odata_error_message({"error": {"innererror": {"message": long}}}, 500)
-    assert "\n" not in message and len(message) <= 300 and message.endswith("...")
+def test_error_message_keeps_every_infolog_line_on_one_line_and_caps_a_runaway_body() -> None:
+    infolog = "Write failed.\r\nInfolog: Error: Account 1 does not exist.\nError: Voucher GJ-1 is not balanced."
+    message = odata_error_message({"error": {"message": "An error has occurred.", "innererror": {"message": infolog,
+                                   "stacktrace": "at X.Y()"}}}, 500)
+    assert message == ("Write failed. | Infolog: Error: Account 1 does not exist. | "
+                       "Error: Voucher GJ-1 is not balanced.")
+    long = "Write failed: " + "x" * 5000
+    capped = odata_error_message({"error": {"innererror": {"message": long}}}, 500)
+    assert len(capped) == 2000 and capped.endswith("...")
+
+
+def test_error_message_keeps_target_details_and_nested_internal_exceptions() -> None:
+    body = {"error": {
+        "code": "BadRequest", "message": "The request is invalid.", "target": "LedgerJournalLines",
+        "details": [{"code": "", "message": "DebitAmount must not be negative", "target": "DebitAmount"},
+                    {"code": "", "message": "CurrencyCode is required"}],
+        "innererror": {"message": "Write failed.", "internalexception": {"message": "Field check failed."}},
+    }}
+    assert odata_error_message(body, 400) == (
+        "The request is invalid. | Write failed. | Field check failed. | target LedgerJournalLines | "
+        "DebitAmount must not be negative (target DebitAmount) | CurrencyCode is required"
+    )
+
+
+def test_failed_changeset_of_several_operations_names_the_refused_content_id() -> None:
+    body = (
+        "--b\r\nContent-Type: application/http\r\nContent-ID: 7\r\n\r\n"
+        'HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{"error":{"message":"Bad field"}}\r\n'
+        "--b--\r\n"
+    )
+    (parsed,) = parse_batch_response("multipart/mixed; boundary=b", body.encode())
+    assert parsed.error_message == "Bad field"  # the size of the request's changeset is not known here
+    several = ChangesetResult(parsed.responses, operations=5)
+    assert several.failed_content_id == "7"
+    assert several.error_message == "operation Content-ID 7 of 5: Bad field"
+
+
+def test_unprocessed_changeset_is_not_ok_and_says_it_is_safe_to_resend() -> None:
+    result = ChangesetResult.unprocessed()
+    assert not result.ok and not result.processed and result.status is None
+    assert result.error_message is not None and "safe to send again" in result.error_message
 
 
 def test_empty_changeset_result_is_not_ok() -> None:

@@ -250,7 +250,9 @@ def test_write_error_surfaces_the_innererror_infolog_line(client: ODataClient) -
     with pytest.raises(RemoteError) as info:
         client.create("LedgerJournalLines", {"a": 1})
     message = str(info.value)
-    assert "Account 999999 does not exist." in message and "Stack line" not in message
+    # every Infolog line is kept, on one line; the generic outer message is left out
+    assert message.endswith("Infolog: Error: Account 999999 does not exist. | Stack line")
+    assert "An error has occurred." not in message and "\n" not in message
     assert info.value.status == 500
     assert len(responses.calls) == 1  # a write's 500 is not retried
 
@@ -330,12 +332,46 @@ def test_batch_reports_an_inner_failure_with_its_innererror_message(client: ODat
 
 
 @responses.activate
-def test_batch_with_fewer_results_than_changesets_is_a_protocol_error(client: ODataClient) -> None:
+def test_batch_answer_stopped_at_a_failure_resends_only_the_unprocessed_rest(client: ODataClient) -> None:
+    # BATCH_RESPONSE answers changeset 1 (created) and 2 (refused) and stops: 3 was not processed.
     responses.post(
         f"{DATA}/$batch", status=200, body=BATCH_RESPONSE, content_type="multipart/mixed; boundary=batchresponse_9"
     )
-    with pytest.raises(ProtocolError):
-        client.batch([[_line("1")], [_line("2")], [_line("3")]])
+    rest = (
+        "--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
+        "--c\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n"
+        "--c--\r\n--b--\r\n"
+    )
+    responses.post(f"{DATA}/$batch", status=200, body=rest, content_type="multipart/mixed; boundary=b")
+    results = client.batch([[_line("1")], [_line("2")], [_line("3")]])
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error_message == "Voucher GJ-1 is not balanced."
+    first, second = (call.request for call in responses.calls)
+    assert first.headers["Prefer"] == "odata.continue-on-error"
+    assert first.body.count(b"POST ") == 3
+    assert second.body.count(b"POST ") == 1 and b'"DebitAmount":3}' in second.body
+    assert "Prefer" not in second.headers  # one changeset has nothing after it to go on to
+
+
+@responses.activate
+def test_batch_answer_cut_short_after_a_success_is_a_protocol_error(client: ODataClient) -> None:
+    ok_only = BATCH_RESPONSE.split("--batchresponse_9\r\nContent-Type: application/http")[0] + "--batchresponse_9--\r\n"
+    responses.post(f"{DATA}/$batch", status=200, body=ok_only, content_type="multipart/mixed; boundary=batchresponse_9")
+    with pytest.raises(ProtocolError, match="cut short"):
+        client.batch([[_line("1")], [_line("2")]])
+
+
+@responses.activate
+def test_relative_next_link_resolves_against_the_service_root(client: ODataClient) -> None:
+    responses.get(f"{DATA}/MainAccounts", json=page([{"id": 1}], "MainAccounts?$skiptoken=2"),
+                  match=[responses.matchers.query_param_matcher({})])
+    responses.get(f"{DATA}/MainAccounts", json=page([{"id": 2}], "/data/MainAccounts?$skiptoken=3"),
+                  match=[responses.matchers.query_param_matcher({"$skiptoken": "2"})])
+    responses.get(f"{DATA}/MainAccounts", json=page([{"id": 3}]),
+                  match=[responses.matchers.query_param_matcher({"$skiptoken": "3"})])
+    assert [e["id"] for e in client.get_all("MainAccounts")] == [1, 2, 3]
+    assert [c.request.url for c in responses.calls][1:] == [f"{DATA}/MainAccounts?$skiptoken=2",
+                                                          f"{DATA}/MainAccounts?$skiptoken=3"]
 
 
 @responses.activate

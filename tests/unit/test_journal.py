@@ -90,6 +90,36 @@ def test_incomplete_block_set_is_refused():
     assert any("incomplete GL run" in p for p in j.problems)
 
 
+def test_run_is_complete_with_total_distinct_block_ids_whatever_they_start_at():
+    zero_based = build_journals(lines(gl("5000", 1, cc="110", blockId=0, totalNrOfBlocks=2, system_id=1),
+                                      gl("2100", 0, 1, blockId=1, totalNrOfBlocks=2, system_id=2)), make_config())[0]
+    assert not any("incomplete GL run" in p for p in zero_based.problems)
+    too_many = build_journals(lines(gl("5000", 1, cc="110", blockId=0, totalNrOfBlocks=1, system_id=1),
+                                    gl("2100", 0, 1, blockId=1, totalNrOfBlocks=1, system_id=2)), make_config())[0]
+    assert any("incomplete GL run" in p for p in too_many.problems)
+
+
+def test_a_null_side_next_to_an_amount_is_zero():
+    (line,) = lines(gl("5000", None, Decimal("12.50")))
+    assert line.debit == Decimal("0.00") and line.credit == Decimal("12.50")
+    (missing,) = lines({k: v for k, v in gl("5000", Decimal("3.00")).items() if k != "creditAmt"})
+    assert missing.credit == Decimal("0.00")
+
+
+@pytest.mark.parametrize("item", [gl("5000", None, None, system_id=41),
+                                  {k: v for k, v in gl("5000", system_id=41).items()
+                                   if k not in ("debitAmt", "creditAmt")}])
+def test_a_line_with_both_sides_null_or_missing_is_refused_by_name(item):
+    with pytest.raises(DataError, match=r"GL run R1 line 41: debitAmt and creditAmt are both null or missing"):
+        parse_gl_line(item, 1)
+
+
+def test_gl_lines_carry_no_employee_so_an_employee_number_never_splits_a_posting():
+    a, b = lines(gl("5000", 1, cc="110", system_id=1, employeeNumber="E1"),
+                 gl("2100", 0, 1, system_id=2, employeeNumber="E2"))
+    assert PostingKey.of(a) == PostingKey.of(b) and "E1" not in PostingKey.of(a).text
+
+
 def test_marker_is_stable_short_and_in_description():
     key = PostingKey("C0MP1", "BW", parse_gl_line(gl("5000"), 1).period_end, "GL20261113BW01")
     assert key.marker == PostingKey("C0MP1", "BW", key.period_end, "GL20261113BW01").marker

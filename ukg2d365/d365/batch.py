@@ -4,6 +4,12 @@ Every operation goes in a changeset, because a changeset is atomic in F&O: all o
 The whole ``$batch`` answers HTTP 200 even when a changeset failed, so the caller must look at every
 :class:`ChangesetResult`. A failed changeset is answered with a single error response (not one per
 operation), which is why a result holds a list of responses that may be shorter than its changeset.
+
+A server may also stop at the first failed changeset and answer only the changesets up to it, unless the
+request prefers ``odata.continue-on-error`` (OData/WebApi ``src/Microsoft.AspNet.OData/Batch/
+DefaultODataBatchHandler.cs``, ``ExecuteRequestMessagesAsync``: ``break`` when a response failed and
+``ContinueOnError`` is false). The changesets after that answer were not processed: a
+:class:`ChangesetResult` with ``processed=False`` says so, and they are safe to send again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from ukg2d365.http import dumps_json
 
 __all__ = [
     "MAX_BATCH_OPERATIONS",
+    "NOT_PROCESSED",
     "BatchOperation",
     "ChangesetResult",
     "InnerResponse",
@@ -31,7 +38,12 @@ __all__ = [
 
 MAX_BATCH_OPERATIONS = 5000  # F&O's documented limit per $batch
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE", "MERGE"})
-ERROR_MESSAGE_LIMIT = 300
+# A whole OData error (every Infolog line, its details) fits easily; a runaway body (an HTML stack trace
+# in a message) must not flood the terminal and the audit log.
+ERROR_MESSAGE_LIMIT = 2000
+GENERIC_MESSAGES = frozenset({"an error has occurred."})  # F&O's outer message when the Infolog says why
+NOT_PROCESSED = ("not processed: D365 stopped the $batch at an earlier failed changeset "
+                 "(nothing of this one was written; safe to send again)")
 CRLF = "\r\n"
 JSON_CONTENT_TYPE = "application/json;odata.metadata=minimal"
 
@@ -72,10 +84,17 @@ class InnerResponse:
 @dataclass(frozen=True)
 class ChangesetResult:
     responses: list[InnerResponse] = field(default_factory=list)
+    # False: the answer stopped before this changeset, so the server did not process it (resendable).
+    processed: bool = True
+    operations: int = 0  # how many operations the request's changeset held; 0 when not known
+
+    @classmethod
+    def unprocessed(cls, operations: int = 0) -> ChangesetResult:
+        return cls([], processed=False, operations=operations)
 
     @property
     def ok(self) -> bool:
-        return bool(self.responses) and all(r.ok for r in self.responses)
+        return self.processed and bool(self.responses) and all(r.ok for r in self.responses)
 
     @property
     def failed(self) -> InnerResponse | None:
@@ -90,10 +109,23 @@ class ChangesetResult:
         return self.responses[0].status if self.responses else None
 
     @property
+    def failed_content_id(self) -> str | None:
+        """The Content-ID of the operation D365 refused, when its answer names one."""
+        failed = self.failed
+        return failed.content_id if failed is not None else None
+
+    @property
     def error_message(self) -> str | None:
+        if not self.processed:
+            return NOT_PROCESSED
         failed = self.failed
         if failed is not None:
-            return failed.error_message
+            message = failed.error_message or ""
+            # In a changeset of several operations, say which one D365 refused: all of it was rolled back,
+            # but only that operation needs mending.
+            if self.operations > 1 and failed.content_id:
+                return f"operation Content-ID {failed.content_id} of {self.operations}: {message}"
+            return message
         return None if self.responses else "empty changeset response"
 
     def by_content_id(self) -> dict[str, InnerResponse]:
@@ -104,30 +136,59 @@ class ChangesetResult:
 
 
 def odata_error_message(body: Any, status: int, reason: str = "") -> str:
-    """innererror.message (the Infolog line), else error.message, else the HTTP status."""
-    message = ""
-    if isinstance(body, Mapping):
-        error = body.get("error")
-        if isinstance(error, Mapping):
-            inner = error.get("innererror")
-            if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
-                message = inner["message"]
-            if not message.strip() and isinstance(error.get("message"), str):
-                message = error["message"]
-    message = _first_line(message)
-    if message:
-        return message
-    return f"HTTP {status} {reason}".strip()
+    """The whole OData error on one line: ``error.message``, every Infolog line, ``target`` and ``details``.
+
+    F&O puts the Infolog in ``error.innererror.message`` (one or several lines, sometimes nested in
+    ``internalexception``) and often answers the outer message "An error has occurred.", which is then
+    left out. OData v4 JSON errors may carry ``target`` and ``details`` (each with its own ``message`` and
+    ``target``), kept here as well (OData JSON Format 4.0, "Error Response"). The stack trace is not kept.
+    """
+    lines: list[str] = []
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(error, Mapping):
+        outer = _lines(error.get("message"))
+        inner = _infolog_lines(error.get("innererror"))
+        if not (inner and " ".join(outer).casefold() in GENERIC_MESSAGES):
+            lines.extend(outer)
+        lines.extend(line for line in inner if line not in lines)
+        target = error.get("target")
+        if isinstance(target, str) and target.strip():
+            lines.append(f"target {target.strip()}")
+        details = error.get("details")
+        if isinstance(details, list):
+            for detail in details:
+                text = _detail(detail)
+                if text and text not in lines:
+                    lines.append(text)
+    message = " | ".join(lines)
+    if not message:
+        return f"HTTP {status} {reason}".strip()
+    if len(message) > ERROR_MESSAGE_LIMIT:
+        message = message[: ERROR_MESSAGE_LIMIT - 3].rstrip() + "..."
+    return message
 
 
-def _first_line(text: str) -> str:
-    stripped = text.strip()
-    if not stripped:
+def _lines(text: Any) -> list[str]:
+    """The non-blank lines of a message, blanks inside each line collapsed."""
+    if not isinstance(text, str):
+        return []
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
+def _infolog_lines(inner: Any, depth: int = 0) -> list[str]:
+    if not isinstance(inner, Mapping) or depth > 5:
+        return []
+    return _lines(inner.get("message")) + _infolog_lines(inner.get("internalexception"), depth + 1)
+
+
+def _detail(detail: Any) -> str:
+    if not isinstance(detail, Mapping):
         return ""
-    line = " ".join(stripped.splitlines()[0].split())
-    if len(line) > ERROR_MESSAGE_LIMIT:
-        line = line[: ERROR_MESSAGE_LIMIT - 3].rstrip() + "..."
-    return line
+    message = " ".join(_lines(detail.get("message")))
+    target = detail.get("target")
+    if isinstance(target, str) and target.strip():
+        return f"{message} (target {target.strip()})" if message else f"target {target.strip()}"
+    return message
 
 
 # ---------------------------------------------------------------- building

@@ -1,8 +1,9 @@
 """D365 F&O OData client: paged reads, keyed CRUD, ``$batch``, and errors a user can act on.
 
 Retries, host pinning and TLS are the HttpClient's job; this module adds what is specific to F&O:
-the ``/data/`` root, key predicates, ``cross-company``, nextLinks rewritten onto the configured host,
-one token refresh after a 401, and the Infolog line hidden in ``error.innererror.message``.
+the ``/data/`` root, key predicates, ``cross-company``, nextLinks resolved against the service root and
+pinned to the configured host, one token refresh after a 401, ``$batch`` answers that stop early, and the
+whole error (every Infolog line of ``error.innererror``, ``target``, ``details``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -54,6 +55,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters left readable in the query string; everything else (space, &, #, +, %) is escaped.
 _QUERY_SAFE = "'(),:*/$@"
 _KEY_SAFE = "()=,'"
+# OData v4.0 spelling of the preference (v4.01 also accepts "continue-on-error"); OData/WebApi reads it.
+CONTINUE_ON_ERROR = "odata.continue-on-error"
 REGISTRATION_HINT = (
     "D365 refused the token: is the app registered under "
     "System administration > Setup > Microsoft Entra ID applications?"
@@ -206,7 +209,7 @@ class ODataClient:
                 return
             if not isinstance(next_link, str):
                 raise ProtocolError(f"D365 GET {entity_set}: @odata.nextLink is not a URL")
-            url = self.http.rewrite_to_base(next_link)
+            url = self._next_url(next_link)
             if url in seen:
                 raise ProtocolError(f"D365 GET {entity_set}: @odata.nextLink repeats a page (server loop)")
             seen.add(url)
@@ -262,31 +265,46 @@ class ODataClient:
     ) -> list[ChangesetResult]:
         """POST /data/$batch, one atomic changeset per group; one result per changeset, in order.
 
-        The overall answer is 200 even when changesets failed: check every result's ``ok``. ``gate`` (a
-        :class:`~ukg2d365.http.ConcurrencyLimit`, say) is held only while the request is on the wire, so
-        building the body and reading the answer never count against the requests in flight.
+        The overall answer is 200 even when changesets failed: check every result's ``ok``. A batch of
+        several changesets asks D365 to go on after a failed one; a server that stops anyway answers only
+        the changesets up to the failure, and the rest (not processed, so safe) is sent again in a new
+        ``$batch`` until every changeset has an answer. ``gate`` (a :class:`~ukg2d365.http.ConcurrencyLimit`,
+        say) is held only while the request is on the wire, so building the body and reading the answer
+        never count against the requests in flight.
         """
         results: list[ChangesetResult | None] = [None] * len(changesets)
         pending = list(range(len(changesets)))
-        for attempt in range(1, self.http.policy.max_attempts + 1):
+        attempt = 1
+        while pending:
             answered = self._batch_once([changesets[i] for i in pending], gate)
-            throttled = []
+            throttled: list[int] = []
+            unprocessed: list[int] = []
             for index, result in zip(pending, answered, strict=True):
-                results[index] = result
+                results[index] = replace(result, operations=len(changesets[index]))
+                if not result.processed:
+                    unprocessed.append(index)
                 # A changeset answered 429/503 inside the batch was not processed: send it again later.
-                if not result.ok and result.status in (429, 503):
+                elif not result.ok and result.status in (429, 503):
                     throttled.append(index)
-            if not throttled or attempt == self.http.policy.max_attempts:
-                break
-            first = results[throttled[0]]
-            retry_after = first.failed.headers.get("retry-after") if first is not None and first.failed else None
-            self.http.pause(retry_after, attempt, f"{len(throttled)} changeset(s) throttled inside $batch")
-            pending = throttled
+            resend = unprocessed
+            if throttled and attempt < self.http.policy.max_attempts:
+                first = results[throttled[0]]
+                retry_after = first.failed.headers.get("retry-after") if first is not None and first.failed else None
+                self.http.pause(retry_after, attempt, f"{len(throttled)} changeset(s) throttled inside $batch")
+                attempt += 1
+                resend = sorted(throttled + unprocessed)
+            if len(unprocessed) == len(pending):
+                break  # no progress (cannot happen: _batch_once answers at least one): keep them unprocessed
+            pending = resend
         return [r for r in results if r is not None]
 
     def _batch_once(self, changesets: Sequence[Sequence[BatchOperation]], gate: Gate | None) -> list[ChangesetResult]:
         content_type, body = build_batch(self.http.base_url, changesets)
         headers = {"Content-Type": content_type, "Accept": "multipart/mixed"}
+        if len(changesets) > 1:
+            # Without it a server may stop at the first failed changeset (OData v4.0 Part 1, 8.2.8.3
+            # "Preference odata.continue-on-error"); one changeset has nothing after it to go on to.
+            headers["Prefer"] = CONTINUE_ON_ERROR
         if gate is None:
             response = self._send("POST", DATA_ROOT + "$batch", "$batch", data=body, headers=headers)
         else:
@@ -299,11 +317,18 @@ class ODataClient:
                 gate.release(ok=not throttled)
         self._raise_for_status(response, "POST", "$batch")
         results = parse_batch_response(response.headers.get("Content-Type", ""), response.content)
-        if len(results) != len(changesets):
+        if len(results) > len(changesets):
             raise ProtocolError(
                 f"D365 $batch answered {len(results)} changeset result(s) for {len(changesets)} changeset(s)"
             )
-        return results
+        # A shorter answer ends at a failure (the server did not go on): what follows was not processed. It
+        # is not "nothing was written": the changesets answered before it were.
+        if len(results) < len(changesets) and results[-1].ok:
+            raise ProtocolError(
+                f"D365 $batch answered {len(results)} of {len(changesets)} changeset(s) and the last answered "
+                "one succeeded: the answer is cut short, not stopped at a failure"
+            )
+        return results + [ChangesetResult.unprocessed() for _ in changesets[len(results):]]
 
     # -- ping
 
@@ -315,6 +340,19 @@ class ODataClient:
         return D365Ping(self.http.host, int((time.monotonic() - started) * 1000), PING_ENTITY_SET)
 
     # -- internals
+
+    def _next_url(self, next_link: str) -> str:
+        """Where a nextLink points: relative links against the service root, every link on base_url's host.
+
+        OData resolves a relative URL in a payload against the service root the context URL names
+        (``<base_url>/data/$metadata#...``), so ``Set?$skiptoken=1`` means ``/data/Set?...``, not ``/Set``.
+        An absolute link is rewritten onto base_url (proxies write internal ports) or refused when it names
+        another host, so the token never leaves the configured one.
+        """
+        parts = urlsplit(next_link)
+        if parts.scheme or parts.netloc:
+            return self.http.rewrite_to_base(next_link)
+        return urljoin(self.http.base_url.rstrip("/") + DATA_ROOT, next_link)
 
     def _entity_url(self, entity_set: str, key: Mapping[str, Any], cross_company: bool | None) -> str:
         # A keyed request for another company than the app user's default one answers 404 unless

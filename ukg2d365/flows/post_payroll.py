@@ -354,7 +354,7 @@ def posting_record(journal: JournalPlan) -> Posting:
         pay_group=key.pay_group,
         period_end=key.period_end.isoformat(),
         run_id=key.run_id,
-        employee=key.employee,
+        employee=None,  # column kept for ledgers written before GL v2 (no employee on a GL line)
         marker=key.marker,
         description=journal.description,
         status="planned",

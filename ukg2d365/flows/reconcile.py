@@ -313,8 +313,7 @@ def reconcile(ctx: Context, selection: ReconcileSelection, *, today: date | None
 
 
 def _posting_key(posting: Posting) -> PostingKey:
-    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id,
-                      posting.employee)
+    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id)
 
 
 def _read_ukg(

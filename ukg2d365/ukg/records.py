@@ -28,7 +28,6 @@ class GlDistribution(NamedTuple):
     block_id: int
     total_blocks: int
     system_id: str
-    employee: str | None = None
 
     def org_level(self, source: str) -> str:
         """Value of 'orgLevel1'..'orgLevel4'."""
@@ -119,6 +118,10 @@ def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution
             period_end = parse_date(period_raw)
             if len(_DATES) < 1000:
                 _DATES[period_raw] = period_end
+        # debitAmt/creditAmt are documented as numbers: a null side next to an amount is zero, but a line
+        # with neither carries nothing to book and would vanish silently.
+        if raw.get("debitAmt") is None and raw.get("creditAmt") is None:
+            raise ValueError("debitAmt and creditAmt are both null or missing")
         return GlDistribution(
             run_id=run,
             company=company,
@@ -132,7 +135,6 @@ def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution
             block_id=_int(raw, "blockId", 1),
             total_blocks=_int(raw, "totalNrOfBlocks", 1),
             system_id=str(system_id) if system_id is not None else f"#{position}",
-            employee=_text(raw, "employeeNumber", required=False) or None,
         )
     except ValueError as exc:
         line = system_id if system_id is not None else f"#{position}"
