@@ -179,6 +179,13 @@ def _show_payroll_plan(out: Output, plan: Any, dry_run: bool, detailed: bool) ->
             out.warn(f"pay group {pay_group} period {end} is closed but UKG has no GL run for it yet")
     verb = "would post" if dry_run else "to post"
     for journal in plan.to_post:
+        number = plan.in_d365.get(journal.key.text)
+        if number is not None:  # a lost or new ledger: D365 holds it already, nothing is sent
+            out.event("plan", status="already in D365", journal_batch_number=number, **journal_fields(journal))
+            out.say(f"pay group {journal.key.pay_group}, period ending {journal.key.period_end}, UKG run "
+                    f"{journal.key.run_id} [{journal.key.marker}]: already in D365 as {number}, matching UKG; "
+                    f"{'would be recorded' if dry_run else 'recorded'} as posted, nothing sent")
+            continue
         resumed = journal.key.text in plan.resumed
         out.event("plan", status="resume" if resumed else verb, **journal_fields(journal))
         title = (f"{'Resume' if resumed else 'Journal'}: pay group {journal.key.pay_group}, period ending "
@@ -238,8 +245,9 @@ def post_payroll(
             read_seconds = round(time.monotonic() - started, 3)
             will_ask = not yes and sys.stdin.isatty() and not state.out.json_mode
             _show_payroll_plan(state.out, plan, dry_run, detailed=dry_run or will_ask)
-            summary.update({"to_post": len(plan.to_post), "already_posted": len(plan.already_posted),
-                       "refused": len(plan.refused), "lines_read": plan.lines_read})
+            summary.update({"to_post": len(plan.to_write), "in_d365": len(plan.in_d365),
+                            "already_posted": len(plan.already_posted), "refused": len(plan.refused),
+                            "lines_read": plan.lines_read})
             problems = bool(plan.refused or plan.unattributed_errors)
             if dry_run or not plan.to_post:
                 if not dry_run:
@@ -248,19 +256,20 @@ def post_payroll(
                     apply(context, plan)
                 what = "dry run: would post" if dry_run else "nothing new to post:"
                 posted_before = len(plan.already_posted) + (len(plan.due.already_posted) if plan.due else 0)
+                in_d365 = f"{len(plan.in_d365)} already in D365; " if plan.in_d365 else ""
                 state.out.summary(
-                    f"{what} {len(plan.to_post)} journal(s); {posted_before} already posted; "
+                    f"{what} {len(plan.to_write)} journal(s); {in_d365}{posted_before} already posted; "
                     f"{len(plan.refused)} refused; {plan.lines_read} UKG lines read", **summary)
                 run.code = int(ExitStatus.RECORDS_FAILED if problems else ExitStatus.OK)
                 return run.code
-            if will_ask:
-                lines = sum(len(j.lines) for j in plan.to_post)
-                if not typer.confirm(f"Post {len(plan.to_post)} journal(s), {lines} lines, to D365 "
+            if will_ask and plan.to_write:
+                lines = sum(len(j.lines) for j in plan.to_write)
+                if not typer.confirm(f"Post {len(plan.to_write)} journal(s), {lines} lines, to D365 "
                                      f"{config.d365.base_url} ({config.d365.legal_entity})?", default=False):
                     state.out.summary("nothing posted (not confirmed)")
                     run.code = int(ExitStatus.OK)
                     return run.code
-            total = sum(len(j.lines) for j in plan.to_post)
+            total = sum(len(j.lines) for j in plan.to_write)
             started = time.monotonic()
             with state.out.progress("Posting journal lines", total) as advance:
                 result = apply(context, plan, advance)
@@ -269,20 +278,26 @@ def post_payroll(
                 state.out.event("posting", key=outcome.key, status=outcome.status,
                                 journal_batch_number=outcome.journal_batch_number, lines_sent=outcome.lines_sent,
                                 recovered=outcome.recovered, error=outcome.error)
-                if outcome.status == "posted":
+                if outcome.adopted:
+                    state.out.say(f"{outcome.key} -> journal {outcome.journal_batch_number} (already in D365, "
+                                  "matching UKG; recorded as posted, nothing sent)", lead=("found", "green"))
+                elif outcome.status == "posted":
                     state.out.say(f"{outcome.key} -> journal {outcome.journal_batch_number} "
                                   f"({outcome.lines_sent} lines sent{', recovered' if outcome.recovered else ''})",
                                   lead=("posted", "green"))
                 else:
                     state.out.warn(f"{outcome.key}: {outcome.error}")
-            posted = sum(1 for o in result.outcomes if o.status == "posted")
+            found = sum(1 for o in result.outcomes if o.adopted)
+            posted = sum(1 for o in result.outcomes if o.status == "posted") - found
             summary.update(posted=posted, failed=len(result.failed), d365_requests=context.requests.get("D365", 0),
                            ukg_requests=context.requests.get("UKG", 0), lines=total,
                            d365_concurrency=max(1, context.d365_limit.peak),
                            ukg_concurrency=config.ukg.prefetch_pages if plan.lines_read > config.ukg.page_size else 1,
                            d365_throttled=context.d365_limit.throttles)
+            summary.update(found_in_d365=found)
             state.out.summary(
-                f"posted {posted} journal(s); {len(result.failed)} failed; {len(plan.already_posted)} already "
+                f"posted {posted} journal(s); " + (f"{found} found in D365 and recorded; " if found else "")
+                + f"{len(result.failed)} failed; {len(plan.already_posted)} already "
                 f"posted; {len(plan.refused)} refused", **summary)
             run.code = int(ExitStatus.OK if result.ok else ExitStatus.RECORDS_FAILED)
             return run.code
