@@ -174,6 +174,11 @@ def _show_payroll_plan(out: Output, plan: Any, dry_run: bool, detailed: bool) ->
             out.say("Open pay periods (left alone): " + ", ".join(f"{g} {d}" for g, d in sorted(due.open)))
         for pay_group, end in sorted(due.already_posted):
             out.event("period", pay_group=pay_group, period_end=end, status="already posted")
+        for pay_group, end in sorted(due.stale):
+            out.event("period", pay_group=pay_group, period_end=end, status="closed, older than the window, unposted")
+            out.warn(f"pay group {pay_group} period {end} is closed but was never posted, and is older than "
+                     f"payroll.lookback_days, so --due leaves it: post it with `ukg2d365 post-payroll "
+                     f"--pay-group {pay_group} --period-end {end}`")
         for pay_group, end in plan.runs_without_gl:
             out.event("period", pay_group=pay_group, period_end=end, status="closed, no GL run yet")
             out.warn(f"pay group {pay_group} period {end} is closed but UKG has no GL run for it yet")

@@ -57,3 +57,27 @@ def test_json_mode_logs_warnings_on_stderr_as_json(world):
     assert any(rec["level"] == "warning" and "UNBAL1" in rec["message"] for rec in logs)
     for line in result.stdout.splitlines():
         json.loads(line)  # stdout stays pure JSON lines
+
+
+def test_due_warns_about_a_closed_unposted_period_older_than_the_window_naming_the_command(world):
+    """Period 3 of the newest four was never posted and fell out of the window; --due says so."""
+    closed = sorted(world.sandbox.dataset.closed_periods(), key=lambda p: p.period_end)
+    oldest, skipped, newest = closed[-4], closed[-3], closed[-1]
+    runs = {r.period_end: r.run_id for r in world.sandbox.dataset.gl_runs}
+    world.cli("post-payroll", "--run-id", runs[oldest.period_end], "--yes")  # the ledger's history starts here
+    lookback = (date.today() - newest.pay_date).days
+    world.config_path.write_text(world.config_path.read_text() + f"payroll:\n  lookback_days: {lookback}\n")
+
+    result = world.cli("post-payroll", "--due", "--yes")
+    text = " ".join(result.output.split())
+    assert (f"pay group BW period {skipped.period_end} is closed but was never posted, and is older than "
+            "payroll.lookback_days") in text
+    assert f"ukg2d365 post-payroll --pay-group BW --period-end {skipped.period_end}" in text
+    assert f"period {oldest.period_end} is closed but was never posted" not in text  # it was posted
+    events = world.json_events("post-payroll", "--due", "--dry-run")
+    stale = {e["period_end"] for e in events if e["event"] == "period" and "older than the window" in e["status"]}
+    assert stale == {str(p.period_end) for p in closed[-3:-1]}
+    world.cli("post-payroll", "--pay-group", "BW", "--period-end", str(skipped.period_end), "--yes")
+    after = world.json_events("post-payroll", "--due", "--dry-run")
+    assert str(skipped.period_end) not in {e["period_end"] for e in after if e["event"] == "period"
+                                           and "older than the window" in e["status"]}

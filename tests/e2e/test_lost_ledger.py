@@ -1,4 +1,4 @@
-"""D365 is the truth when the ledger is lost (issue 15.1): a new, moved or restored ledger never books twice.
+"""D365 is the truth when the ledger is lost: a new, moved or restored ledger never books twice.
 
 The pay run's journal is found by its marker before anything is created: one that matches UKG is adopted
 with zero writes, one that differs is refused, named, with the reconcile command to run.

@@ -40,6 +40,9 @@ class DuePeriods:
     targets: set[tuple[str, date]] = field(default_factory=set)
     already_posted: list[tuple[str, date]] = field(default_factory=list)
     open: list[tuple[str, date]] = field(default_factory=list)
+    # Closed, paid before payroll.lookback_days and not posted by this ledger, though newer than its first
+    # posting of the pay group: --due leaves them alone, but never in silence.
+    stale: list[tuple[str, date]] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +91,10 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
     """Closed pay periods paid within the lookback window and not yet fully posted in the ledger."""
     lookback = today - timedelta(days=ctx.config.payroll.lookback_days)
     result = DuePeriods()
+    first_posted: dict[str, date] = {}  # a fresh ledger knows no history to miss: nothing is stale then
+    for posting in ctx.ledger.find_postings():
+        end = date.fromisoformat(posting.period_end)
+        first_posted[posting.pay_group] = min(end, first_posted.get(posting.pay_group, end))
     for pay_group in pay_groups:
         for period in ctx.ukg.pay_periods(pay_group):
             if str(period.get("payGroup", pay_group)) != pay_group:
@@ -101,6 +108,9 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
                 if end <= today + timedelta(days=31):
                     result.open.append((pay_group, end))
                 continue
+            if paid < lookback and pay_group in first_posted and end > first_posted[pay_group] and \
+                    not _period_fully_posted(ctx, pay_group, end):
+                result.stale.append((pay_group, end))
             if paid < lookback or paid > today:
                 continue
             if _period_fully_posted(ctx, pay_group, end):
@@ -220,9 +230,48 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
     if due is not None:
         found = {(j.key.pay_group, j.key.period_end) for j in journals}
         plan.runs_without_gl = sorted(due.targets - found)
+    elif not journals and not errors_by_run and not plan.unattributed_errors:
+        plan.unattributed_errors.append(_nothing_matched(ctx, selection, [PostingKey(*k) for k in routes]))
 
     _classify(ctx, plan, journals)
     return plan
+
+
+def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey]) -> str:
+    """Why an explicit selection found no GL run: a case slip, another company, an open period, a typo.
+
+    "would post 0 journal(s)" with exit 0 reads as success to cron and to a person alike, so an empty
+    selection is a refusal (exit 1) that says what UKG does hold.
+    """
+    asked = " ".join(f"{flag} {value}" for flag, value in (
+        ("--run-id", selection.run_id), ("--pay-group", selection.pay_group),
+        ("--period-end", selection.period_end.isoformat() if selection.period_end else None)) if value)
+    message = f"no GL run in UKG matches {asked}"
+    hints = []
+    for flag, wanted, values in (("--pay-group", selection.pay_group, {k.pay_group for k in seen}),
+                                 ("--run-id", selection.run_id, {k.run_id for k in seen})):
+        if wanted and wanted not in values:
+            near = sorted(v for v in values if v.casefold() == wanted.casefold())
+            if near:
+                hints.append(f"did you mean {flag} {near[0]}?")
+    companies = set(ctx.config.ukg.company_ids)
+    elsewhere = sorted({k.company for k in seen if k.company not in companies and _selected(
+        k, selection, None, set()) and (not selection.run_id or k.run_id == selection.run_id)}) if companies else []
+    if elsewhere:
+        hints.append(f"UKG has it for company {', '.join(elsewhere)}, which ukg.company_ids leaves out")
+    if selection.period_end and not hints:
+        groups = [selection.pay_group] if selection.pay_group else list(ctx.config.ukg.pay_groups)
+        for group in groups:
+            for period in ctx.ukg.pay_periods(group):
+                if str(period.get("periodEndDate", ""))[:10] == selection.period_end.isoformat() and \
+                        period.get("isPeriodClosed") is not True:
+                    hints.append(f"pay group {group} period {selection.period_end} is still open in UKG: its GL "
+                                 "run is posted once UKG closes the period")
+    if not hints and selection.pay_group and seen:
+        periods = sorted({k.period_end for k in seen if k.pay_group == selection.pay_group})[-3:]
+        if periods:
+            hints.append("latest periods with a GL run: " + ", ".join(d.isoformat() for d in periods))
+    return message + ("; " + "; ".join(hints) if hints else "")
 
 
 def _gl_items(ctx: Context, selection: Selection) -> Iterator[Any]:
