@@ -43,7 +43,7 @@ def parse_or_refuse(content_type: str, body: bytes) -> list[ChangesetResult] | N
         return None
     assert results and all(isinstance(r, ChangesetResult) for r in results)
     for result in results:
-        result.ok, result.status, result.failed, result.error_message, result.by_content_id()  # noqa: B018
+        result.ok, result.status, result.failed, result.error_message  # noqa: B018
         for inner in result.responses:
             assert 100 <= inner.status <= 999
             if inner.error_message is not None:
