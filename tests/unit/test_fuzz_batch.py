@@ -1,4 +1,4 @@
-"""Fuzzing the $batch response parser (issue 8): whatever D365 or a proxy sends back, the parser answers a
+"""Fuzzing the $batch response parser: whatever D365 or a proxy sends back, the parser answers a
 list of changeset results or a ProtocolError, never another exception, and a well-formed answer is read
 exactly.
 """

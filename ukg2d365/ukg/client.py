@@ -31,8 +31,8 @@ EMPLOYMENT_DETAILS_PATH = "/personnel/v1/employment-details"
 DEMOGRAPHIC_DETAILS_PATH = "/personnel/v1/employee-demographic-details"
 PAY_PERIODS_PATH = "/payroll/v1/paygroup-payperiods"
 
-# The web service each path family needs ("View" role), from the operation texts of UKG's spec. The GL
-# endpoint's own permission is undocumented; it lives under /payroll, so Payroll Integration is the guess.
+# The web service ("View" role) each path family needs, named in the hint when UKG refuses a key. The GL
+# endpoint's own permission is not published; it lives under /payroll, so Payroll Integration is the guess.
 _PERMISSIONS = (
     ("/configuration/", "Company Configuration Integration"),
     ("/payroll/", "Payroll Integration"),
