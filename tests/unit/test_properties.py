@@ -1,4 +1,4 @@
-"""Property-based tests of the money paths (issue 8): mapping and summarizing never create or lose a cent, a plan
+"""Property-based tests of the money paths: mapping and summarizing never create or lose a cent, a plan
 balances exactly when its input does, and amounts survive parsing and serializing exactly.
 """
 

@@ -109,12 +109,6 @@ class ChangesetResult:
         return self.responses[0].status if self.responses else None
 
     @property
-    def failed_content_id(self) -> str | None:
-        """The Content-ID of the operation D365 refused, when its answer names one."""
-        failed = self.failed
-        return failed.content_id if failed is not None else None
-
-    @property
     def error_message(self) -> str | None:
         if not self.processed:
             return NOT_PROCESSED
@@ -127,9 +121,6 @@ class ChangesetResult:
                 return f"operation Content-ID {failed.content_id} of {self.operations}: {message}"
             return message
         return None if self.responses else "empty changeset response"
-
-    def by_content_id(self) -> dict[str, InnerResponse]:
-        return {r.content_id: r for r in self.responses if r.content_id is not None}
 
 
 # ---------------------------------------------------------------- errors

@@ -13,7 +13,7 @@ import hashlib
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -21,10 +21,9 @@ from typing import Any
 
 import requests
 
-from ukg2d365.config import HttpConfig, UkgConfig
 from ukg2d365.credentials import UkgCredentials
 from ukg2d365.errors import AuthError, ProtocolError, RemoteError, Ukg2d365Error
-from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy, decode_json, prompt_thread_switches, redact
+from ukg2d365.http import HttpClient, decode_json, prompt_thread_switches, redact
 
 SYSTEM = "UKG"
 ORG_LEVELS_PATH = "/configuration/v1/org-levels"
@@ -32,8 +31,8 @@ EMPLOYMENT_DETAILS_PATH = "/personnel/v1/employment-details"
 DEMOGRAPHIC_DETAILS_PATH = "/personnel/v1/employee-demographic-details"
 PAY_PERIODS_PATH = "/payroll/v1/paygroup-payperiods"
 
-# The web service each path family needs ("View" role), from the operation texts of UKG's spec. The GL
-# endpoint's own permission is undocumented; it lives under /payroll, so Payroll Integration is the guess.
+# The web service ("View" role) each path family needs, named in the hint when UKG refuses a key. The GL
+# endpoint's own permission is not published; it lives under /payroll, so Payroll Integration is the guess.
 _PERMISSIONS = (
     ("/configuration/", "Company Configuration Integration"),
     ("/payroll/", "Payroll Integration"),
@@ -68,31 +67,6 @@ class UkgClient:
 
     def __repr__(self) -> str:
         return f"UkgClient(host={self.host!r}, gl_path={self.gl_path!r}, page_size={self.page_size})"
-
-    @classmethod
-    def from_config(
-        cls,
-        cfg: UkgConfig,
-        http_cfg: HttpConfig,
-        creds: UkgCredentials,
-        budget: RetryBudget,
-        *,
-        ca_bundle: str | None = None,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> UkgClient:
-        """A client wired from the config file; ``ca_bundle`` is the resolved ``ukg.ca_bundle`` path."""
-        http = HttpClient(
-            system=SYSTEM,
-            base_url=cfg.base_url,
-            timeout=cfg.timeout_seconds,
-            ca_bundle=ca_bundle,
-            policy=RetryPolicy.from_config(http_cfg),
-            budget=budget,
-            session=session,
-            sleep=sleep,
-        )
-        return cls(http, creds, page_size=cfg.page_size, gl_path=cfg.gl_path)
 
     @property
     def host(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -46,17 +46,6 @@ def parse_date(value: Any) -> date:
         return date.fromisoformat(value[:10])
     except ValueError:
         raise ValueError(f"{value!r} is not a date") from None
-
-
-def parse_datetime(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a date-time")
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date-time") from None
 
 
 def _text(raw: dict[str, Any], field: str, *, required: bool) -> str:
