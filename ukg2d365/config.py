@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -114,6 +115,8 @@ class D365Config(_Section):
     @field_validator("time_zone")
     @classmethod
     def _iana(cls, v: str) -> str:
+        if v == "UTC":
+            return v
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
@@ -132,8 +135,9 @@ class D365Config(_Section):
         return v.upper()
 
     @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.time_zone)
+    def zone(self) -> tzinfo:
+        # UTC needs no time zone database (Windows has none unless the tzdata package is installed).
+        return timezone.utc if self.time_zone == "UTC" else ZoneInfo(self.time_zone)
 
     @property
     def data_area_id(self) -> str:
