@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -105,6 +107,22 @@ class D365Config(_Section):
     line_numbers: Literal["d365", "client"] = "d365"
     # A request that timed out here may still run in D365 later: wait this long before looking at what landed.
     settle_seconds: float = Field(default=30, ge=0, le=900)
+    # Employment start and end are Edm.DateTimeOffset on EmploymentsV2 (ntrtd/d365-agent
+    # asset/client/src/EmploymentsV2.ts), instants in UTC: a UKG hire or termination date becomes local
+    # midnight, or 23:59:59, of this IANA zone. Left at UTC, a Chicago hire would start at 18:00 the day before.
+    time_zone: str = Field(default="UTC", description="IANA name, e.g. America/Chicago")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _iana(cls, v: str) -> str:
+        if v == "UTC":
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA time zone name (e.g. America/Chicago, Europe/Berlin, UTC)") \
+                from None
+        return v
 
     @field_validator("base_url", "authority_host")
     @classmethod
@@ -115,6 +133,19 @@ class D365Config(_Section):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper()
+
+    @property
+    def zone(self) -> tzinfo:
+        # UTC needs no time zone database (Windows has none unless the tzdata package is installed).
+        return timezone.utc if self.time_zone == "UTC" else ZoneInfo(self.time_zone)
+
+    @property
+    def data_area_id(self) -> str:
+        """The company id as D365 writes dataAreaId, lower case (the recorded answers of a live F&O in
+        NangoHQ/integration-templates integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/
+        list-legal-entities.test.json), for bodies, keys and filters; ``legal_entity`` keeps the configured
+        spelling for what a person reads."""
+        return self.legal_entity.lower()
 
     @property
     def scope(self) -> str:

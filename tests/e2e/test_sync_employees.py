@@ -233,7 +233,8 @@ def test_cost_center_transfer_patches_the_employment_default_dimension() -> None
 
 def test_termination_patches_the_employment_end_date() -> None:
     action = plan_one(target(dateOfTermination="2026-11-20", employeeStatusCode="T"), [d365()])
-    assert action.kind == TERMINATE and action.body == {"EmploymentEndDate": "2026-11-20T00:00:00Z"}
+    # d365.time_zone is UTC here: the end of 2026-11-20 is its last second in UTC
+    assert action.kind == TERMINATE and action.body == {"EmploymentEndDate": "2026-11-20T23:59:59Z"}
 
 
 def test_employee_d365_already_matches_is_remembered_without_a_write() -> None:
@@ -342,7 +343,7 @@ def test_hire_termination_and_transfer_reach_d365_in_one_run_and_a_second_run_wr
     rows = employments(sandbox)
     assert rows[hired.employee_number]["DimensionDisplayValue"] == worker_display("320", "SALES")
     assert rows[leaver.employee_number]["EmploymentEndDate"] == \
-        f"{(dataset.today - dt.timedelta(days=1)).isoformat()}T00:00:00Z"
+        f"{(dataset.today - dt.timedelta(days=1)).isoformat()}T23:59:59Z"
     assert rows[mover.employee_number]["DimensionDisplayValue"] == worker_display(new_cc, "PROD")
 
     batches = sandbox.d365.state.request_count["$batch"]

@@ -107,8 +107,11 @@ class JournalNameSetup:
 
 
 def read_journal_name(odata: ODataClient, legal_entity: str, journal_name: str) -> JournalNameSetup:
-    """The configured journal name and its NewVoucher setting; refused, named, when D365 has no such name."""
-    row = odata.get(JOURNAL_NAMES, {"dataAreaId": legal_entity, "Name": journal_name})
+    """The configured journal name and its NewVoucher setting; refused, named, when D365 has no such name.
+
+    ``legal_entity`` as configured (messages name it so); the key carries it lower case, as D365 does.
+    """
+    row = odata.get(JOURNAL_NAMES, {"dataAreaId": legal_entity.lower(), "Name": journal_name})
     if row is None:
         raise RemoteError(
             f"journal name {journal_name} does not exist in D365 company {legal_entity}",
@@ -317,7 +320,7 @@ class JournalPoster:
 
     def _create_header(self, posting: Posting) -> str:
         body = {
-            "dataAreaId": self._cfg.legal_entity,
+            "dataAreaId": self._cfg.data_area_id,
             "JournalName": self._cfg.journal_name,
             "Description": posting.description,
         }
@@ -359,7 +362,7 @@ class JournalPoster:
         self, jbn: str, trans_date: str, line: PlannedLine, number: int | None = None, voucher: str | None = None
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "dataAreaId": self._cfg.legal_entity,
+            "dataAreaId": self._cfg.data_area_id,
             "JournalBatchNumber": jbn,
             "TransDate": f"{trans_date}T12:00:00Z",
             "AccountType": "Ledger",
@@ -498,11 +501,11 @@ class JournalPoster:
     # ------------------------------------------------------------------ recovery
 
     def find_journals(self, marker: str) -> list[dict[str, Any]]:
-        flt = f"{filter_eq('dataAreaId', self._cfg.legal_entity)} and Description eq '*{marker}*'"
+        flt = f"{filter_eq('dataAreaId', self._cfg.data_area_id)} and Description eq '*{marker}*'"
         return list(self._odata.get_all(HEADERS, filter=flt, cross_company=True))
 
     def journal_lines(self, jbn: str, *, top: int | None = None) -> list[dict[str, Any]]:
-        flt = f"{filter_eq('dataAreaId', self._cfg.legal_entity)} and {filter_eq('JournalBatchNumber', jbn)}"
+        flt = f"{filter_eq('dataAreaId', self._cfg.data_area_id)} and {filter_eq('JournalBatchNumber', jbn)}"
         return list(self._odata.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS, top=top))
 
     def _survey(self, posting: Posting, lines: list[PlannedLine], jbn: str | None) -> _Survey:
@@ -574,7 +577,7 @@ class JournalPoster:
         self._ledger.audit("request", {"op": "delete empty duplicate journal", "journal_batch_number": number},
                            key)
         try:
-            self._odata.delete(HEADERS, {"dataAreaId": self._cfg.legal_entity, "JournalBatchNumber": number})
+            self._odata.delete(HEADERS, {"dataAreaId": self._cfg.data_area_id, "JournalBatchNumber": number})
         except ProtocolError as exc:
             raise AmbiguousWriteError(f"unreadable answer to deleting journal {number}: {exc}") from None
 
@@ -585,7 +588,7 @@ class JournalPoster:
         size = self._cfg.batch_size
         for start in range(0, len(rows), size):
             ops = [
-                BatchOperation("DELETE", entity_path(LINES, {"dataAreaId": self._cfg.legal_entity,
+                BatchOperation("DELETE", entity_path(LINES, {"dataAreaId": self._cfg.data_area_id,
                                                              "JournalBatchNumber": jbn,
                                                              "LineNumber": _key_number(r)}), None,
                                str(i + 1))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
+from ukg2d365.d365.dates import time_zone_mismatch
+from ukg2d365.d365.odata import filter_eq
 from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
 from ukg2d365.flows.journal_poster import read_journal_name
 from ukg2d365.flows.reference import ReferenceData, default_format_problems, format_summary, ledger_format_problems
@@ -60,6 +63,7 @@ def ping(ctx: Context) -> list[Check]:
         checks.append(_failed("D365", d365_host, exc))
         return checks
     checks.append(_journal_name_check(ctx, d365_host))
+    checks.append(time_zone_check(ctx, d365_host))
     return checks
 
 
@@ -93,6 +97,30 @@ def _journal_name_check(ctx: Context, host: str) -> Check:
     return Check("Journal name", host, True, int((time.monotonic() - started) * 1000),
                  f"{setup.name} in {cfg.legal_entity}: New voucher {setup.new_voucher} "
                  f"({VOUCHER_MEANING[setup.new_voucher]}){series}")
+
+
+LEGAL_ENTITIES = "LegalEntities"
+
+
+def time_zone_check(ctx: Context, host: str) -> Check:
+    """Its own line: the legal entity's TimeZone (F&O's enum) next to d365.time_zone (IANA), compared by offset."""
+    cfg = ctx.config.d365
+    started = time.monotonic()
+    try:
+        rows = list(ctx.d365.get_all(LEGAL_ENTITIES, filter=filter_eq("LegalEntityId", cfg.data_area_id),
+                                     select=["LegalEntityId", "TimeZone"], top=1))
+    except Ukg2d365Error as exc:
+        return _failed("Time zone", host, exc)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    if not rows:
+        return Check("Time zone", host, False, latency_ms, f"legal entity {cfg.legal_entity} is not in D365's "
+                     f"{LEGAL_ENTITIES}: check d365.legal_entity", ExitStatus.RECORDS_FAILED)
+    member = str(rows[0].get("TimeZone") or "")
+    detail = f"d365.time_zone {cfg.time_zone}; legal entity {cfg.legal_entity}: TimeZone {member or '(not set)'}"
+    problem = time_zone_mismatch(member, cfg.zone, datetime.now(cfg.zone).year)
+    if problem:
+        return Check("Time zone", host, False, latency_ms, f"{detail}; {problem}", ExitStatus.RECORDS_FAILED)
+    return Check("Time zone", host, True, latency_ms, detail)
 
 
 def exit_status(checks: list[Check]) -> ExitStatus:

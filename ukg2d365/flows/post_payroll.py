@@ -341,7 +341,7 @@ def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
     for start in range(0, len(fresh), MARKERS_PER_QUERY):
         chunk = fresh[start : start + MARKERS_PER_QUERY]
         markers = " or ".join(f"Description eq '*{j.key.marker}*'" for j in chunk)
-        flt = f"{filter_eq('dataAreaId', cfg.legal_entity)} and ({markers})"
+        flt = f"{filter_eq('dataAreaId', cfg.data_area_id)} and ({markers})"
         for header in ctx.d365.get_all(HEADERS, filter=flt, cross_company=True,
                                        select=["dataAreaId", "JournalBatchNumber", "Description", "IsPosted"]):
             for journal in chunk:
@@ -374,7 +374,7 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
         return None
     header = headers[0]
     number = str(header["JournalBatchNumber"])
-    flt = f"{filter_eq('dataAreaId', cfg.legal_entity)} and {filter_eq('JournalBatchNumber', number)}"
+    flt = f"{filter_eq('dataAreaId', cfg.data_area_id)} and {filter_eq('JournalBatchNumber', number)}"
     rows = list(ctx.d365.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS))
     match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
                         by_number=cfg.line_numbers == "client")

@@ -368,12 +368,13 @@ def _ukg_items(ctx: Context, selection: ReconcileSelection, postings: Mapping[Po
 
 def find_journals(odata: ODataClient, legal_entity: str, marker: str) -> list[dict[str, Any]]:
     """Every journal header whose Description carries the marker (the same search post-payroll's recovery makes)."""
-    flt = f"{filter_eq('dataAreaId', legal_entity)} and Description eq '*{marker}*'"
+    flt = f"{filter_eq('dataAreaId', legal_entity.lower())} and Description eq '*{marker}*'"
     return list(odata.get_all(HEADERS, filter=flt, cross_company=True))
 
 
 def _journal_amounts(odata: ODataClient, legal_entity: str, journal_batch_number: str) -> list[tuple[str, Any, Any]]:
-    flt = f"{filter_eq('dataAreaId', legal_entity)} and {filter_eq('JournalBatchNumber', journal_batch_number)}"
+    flt = (f"{filter_eq('dataAreaId', legal_entity.lower())} and "
+           f"{filter_eq('JournalBatchNumber', journal_batch_number)}")
     return [
         (str(row.get("AccountDisplayValue") or ""), row.get("DebitAmount"), row.get("CreditAmount"))
         for row in odata.get_all(LINES, filter=flt, cross_company=True,

@@ -81,7 +81,7 @@ class ReferenceData:
                 rows = self._odata.get_all("OperatingUnits", filter=flt, select=["OperatingUnitNumber"])
                 found.update(str(r.get("OperatingUnitNumber")) for r in rows)
             else:
-                le = odata_literal(self._config.d365.legal_entity)
+                le = odata_literal(self._config.d365.data_area_id)
                 flt = (f"{filter_eq('FinancialDimension', name)} and (LegalEntityId eq '' or LegalEntityId eq {le})"
                        " and (" + " or ".join(filter_eq("DimensionValue", v) for v in chunk) + ")")
                 rows = self._odata.get_all("FinancialDimensionValues", filter=flt, select=["DimensionValue"],

@@ -231,7 +231,7 @@ def read_d365_values(odata: ODataClient, config: Config) -> dict[str, set[str]]:
             rows = odata.get_all(OPERATING_UNITS, filter=flt, select=["OperatingUnitNumber"])
             values[name] = {str(r.get("OperatingUnitNumber")) for r in rows if r.get("OperatingUnitNumber")}
         else:
-            le = odata_literal(config.d365.legal_entity)
+            le = odata_literal(config.d365.data_area_id)
             flt = f"{filter_eq('FinancialDimension', name)} and (LegalEntityId eq '' or LegalEntityId eq {le})"
             rows = odata.get_all(FINANCIAL_DIMENSION_VALUES, filter=flt, select=["DimensionValue", "LegalEntityId"],
                                  cross_company=True)

@@ -14,6 +14,12 @@ D365 writes (entity choices per d365-api.md §4):
 * hire: ``POST EmployeesV2`` (worker + employment in one entity, key PersonnelNumber,
   EmploymentLegalEntityId, EmploymentId). NOT CONFIRMED which fields D365 requires, and whether it
   assigns EmploymentId itself; the id is read from the answer, or looked up by the next run.
+* dates: EmploymentStartDate and EmploymentEndDate are Edm.DateTimeOffset (ntrtd/d365-agent
+  asset/client/src/EmploymentsV2.ts). A UKG hire date is sent as local midnight of ``d365.time_zone``, a
+  termination as 23:59:59 of that local day, both in UTC (d365/dates.py); D365's instants are read back as
+  the local day they fall on, and an end date matches only when it is that exact instant.
+* company: ``EmploymentLegalEntityId`` is sent as D365 writes dataAreaId, lower case, and compared
+  case-insensitively.
 * transfer and termination: ``PATCH EmploymentsV2(PersonnelNumber, LegalEntityId, EmploymentId)`` with
   ``DimensionDisplayValue`` and/or ``EmploymentEndDate``. On the V2 entities EmploymentEndDate is a plain
   property (on ``Employments``/``Employees`` v1 it is part of the key and cannot be patched). NOT CONFIRMED
@@ -30,11 +36,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from ukg2d365.config import Config
 from ukg2d365.d365.batch import BatchOperation, ChangesetResult
+from ukg2d365.d365.dates import end_of_day, local_day, parse_instant, start_of_day
 from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, odata_literal
 from ukg2d365.errors import AmbiguousWriteError, RemoteError
 from ukg2d365.flows.reference import CHUNK, ReferenceData, default_format_problems
@@ -135,18 +142,30 @@ class EmployeeTarget:
     def join_key(self) -> tuple[str, str]:
         return (self.company_id, self.employee_id)
 
-    def synced_fields(self, legal_entity: str) -> dict[str, Any]:
-        """The fields kept aligned with D365; their hash is what the ledger remembers."""
+    def starts_at(self, zone: tzinfo) -> datetime:
+        """EmploymentStartDate: local midnight of the hire date in ``zone``, as a UTC instant."""
+        return start_of_day(self.start_date, zone)
+
+    def ends_at(self, zone: tzinfo) -> datetime | None:
+        """EmploymentEndDate: the last second of the termination day in ``zone``; None while employed."""
+        return None if self.end_date is None else end_of_day(self.end_date, zone)
+
+    def synced_fields(self, legal_entity: str, zone: tzinfo = timezone.utc) -> dict[str, Any]:
+        """The fields kept aligned with D365, as sent; their hash is what the ledger remembers.
+
+        The instants, not the days: a changed ``d365.time_zone`` makes every employee compared again.
+        """
+        ends_at = self.ends_at(zone)
         return {
             "PersonnelNumber": self.personnel_number,
-            "EmploymentLegalEntityId": legal_entity,
-            "EmploymentStartDate": self.start_date.isoformat(),
-            "EmploymentEndDate": self.end_date.isoformat() if self.end_date else None,
+            "EmploymentLegalEntityId": legal_entity.lower(),
+            "EmploymentStartDate": odata_literal(self.starts_at(zone)),
+            "EmploymentEndDate": None if ends_at is None else odata_literal(ends_at),
             "DimensionDisplayValue": self.display,
         }
 
-    def payload_hash(self, legal_entity: str) -> str:
-        return content_hash([self.synced_fields(legal_entity)])
+    def payload_hash(self, legal_entity: str, zone: tzinfo = timezone.utc) -> str:
+        return content_hash([self.synced_fields(legal_entity, zone)])
 
 
 @dataclass(frozen=True)
@@ -161,9 +180,15 @@ class D365Employment:
     personnel_number: str
     legal_entity: str
     employment_id: str
-    start_date: date | None
-    end_date: date | None  # None: open-ended
+    start_date: date | None  # the local day (d365.time_zone) EmploymentStartDate falls on
+    end_date: date | None  # likewise for EmploymentEndDate; None: open-ended
     display: str
+    ends_at: datetime | None = None  # EmploymentEndDate as D365 holds it (UTC); None: open-ended
+
+    def ends_as(self, target: EmployeeTarget, zone: tzinfo) -> bool:
+        """D365's end is the instant this tool sends for the target (a UKG date alone is not enough: an
+        end written at another hour of that day, e.g. midnight UTC, ends the employment early)."""
+        return self.ends_at == target.ends_at(zone)
 
 
 def _field(raw: Mapping[str, Any], *names: str) -> Any:
@@ -236,26 +261,25 @@ def person_name(raw: Mapping[str, Any]) -> tuple[tuple[str, str], PersonName]:
     return key, PersonName(_text(raw.get("firstName")), _text(raw.get("middleName")), _text(raw.get("lastName")))
 
 
-def d365_employment(row: Mapping[str, Any]) -> D365Employment:
-    """An EmployeesV2 row as the fields compared with UKG."""
+def d365_employment(row: Mapping[str, Any], zone: tzinfo = timezone.utc) -> D365Employment:
+    """An EmployeesV2 row as the fields compared with UKG; instants read as local days of ``zone``."""
+    ends_at = _d365_instant(row.get("EmploymentEndDate"))
+    starts_at = _d365_instant(row.get("EmploymentStartDate"))
     return D365Employment(
         personnel_number=_text(row.get("PersonnelNumber")),
         legal_entity=_text(row.get("EmploymentLegalEntityId")),
         employment_id=_text(row.get("EmploymentId")),
-        start_date=_d365_date(row.get("EmploymentStartDate")),
-        end_date=_d365_date(row.get("EmploymentEndDate")),
+        start_date=None if starts_at is None else local_day(starts_at, zone),
+        end_date=None if ends_at is None else local_day(ends_at, zone),
         display=_text(row.get("DimensionDisplayValue")),
+        ends_at=ends_at,
     )
 
 
-def _d365_date(value: Any) -> date | None:
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        parsed = date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-    if parsed.year >= OPEN_END_YEAR or parsed.year <= NULL_DATE_YEAR:
+def _d365_instant(value: Any) -> datetime | None:
+    """A D365 date-time, or None for its "no date" (1900-01-01) and "never" (2154-12-31T23:59:59Z)."""
+    parsed = parse_instant(value)
+    if parsed is None or parsed.year >= OPEN_END_YEAR or parsed.year <= NULL_DATE_YEAR:
         return None
     return parsed
 
@@ -350,14 +374,16 @@ def map_employments(raws: Iterable[Mapping[str, Any]], config: Config,
     return result
 
 
-def changed_targets(targets: Iterable[EmployeeTarget], synced: Mapping[str, SyncedEmployee],
-                    legal_entity: str) -> tuple[list[EmployeeTarget], list[EmployeeAction]]:
+def changed_targets(
+    targets: Iterable[EmployeeTarget], synced: Mapping[str, SyncedEmployee], legal_entity: str,
+    zone: tzinfo = timezone.utc,
+) -> tuple[list[EmployeeTarget], list[EmployeeAction]]:
     """Split into (changed since the last sync, unchanged) by the ledger's hashes. No I/O."""
     changed: list[EmployeeTarget] = []
     unchanged: list[EmployeeAction] = []
     for target in targets:
         previous = synced.get(target.personnel_number)
-        if previous is not None and previous.payload_hash == target.payload_hash(legal_entity):
+        if previous is not None and previous.payload_hash == target.payload_hash(legal_entity, zone):
             unchanged.append(EmployeeAction(UNCHANGED, target.personnel_number, "no change since the last sync",
                                             target, employment_id=previous.employment_id))
         else:
@@ -374,15 +400,16 @@ def plan_employee(
     name: PersonName | None,
     known_employment_id: str | None,
     today: date,
+    zone: tzinfo = timezone.utc,
 ) -> EmployeeAction:
-    """One changed employee against what D365 holds. No I/O."""
+    """One changed employee against what D365 holds; ``zone`` is d365.time_zone. No I/O."""
     number = target.personnel_number
     missing = [f"{dim} {value!r}" for dim, value in target.dimensions if value and value in missing_values.get(dim, ())]
     if missing:
         return EmployeeAction(SKIPPED, number, f"no D365 value for {', '.join(missing)} (run sync-dimensions)", target)
     mine = [e for e in existing if e.legal_entity.casefold() == legal_entity.casefold()]
     if not mine:
-        return _plan_create(target, legal_entity, name, today)
+        return _plan_create(target, legal_entity, name, today, zone)
     current = next((e for e in mine if known_employment_id and e.employment_id == known_employment_id), None)
     if current is None:
         current = max(mine, key=lambda e: e.start_date or date.min)
@@ -397,10 +424,11 @@ def plan_employee(
     if target.display and target.display.casefold() != current.display.casefold():
         body["DimensionDisplayValue"] = target.display
         changes.append(f"default dimension {current.display or '(none)'} -> {target.display}")
-    if target.end_date != current.end_date:
-        assert target.end_date is not None  # the reverse case was handled above
-        body["EmploymentEndDate"] = odata_literal(target.end_date)
-        changes.append(f"employment ends {target.end_date}")
+    ends_at = target.ends_at(zone)
+    if not current.ends_as(target, zone):
+        assert target.end_date is not None and ends_at is not None  # the reverse case was handled above
+        body["EmploymentEndDate"] = odata_literal(ends_at)
+        changes.append(f"employment ends {target.end_date} (23:59:59 {zone})")
     if not body:
         return EmployeeAction(UNCHANGED, number, "D365 already matches", target, employment_id=current.employment_id,
                               remember=True)
@@ -410,7 +438,8 @@ def plan_employee(
     return EmployeeAction(kind, number, "; ".join(changes), target, body, key, current.employment_id)
 
 
-def _plan_create(target: EmployeeTarget, legal_entity: str, name: PersonName | None, today: date) -> EmployeeAction:
+def _plan_create(target: EmployeeTarget, legal_entity: str, name: PersonName | None, today: date,
+                 zone: tzinfo) -> EmployeeAction:
     number = target.personnel_number
     if target.end_date is not None and target.end_date < today:
         return EmployeeAction(IGNORED, number, f"terminated in UKG on {target.end_date} and never in D365: not created",
@@ -419,17 +448,18 @@ def _plan_create(target: EmployeeTarget, legal_entity: str, name: PersonName | N
         return EmployeeAction(SKIPPED, number, "no last name in UKG employee-demographic-details", target)
     body: dict[str, Any] = {
         "PersonnelNumber": number,
-        "EmploymentLegalEntityId": legal_entity,
+        "EmploymentLegalEntityId": legal_entity.lower(),
         "FirstName": name.first,
         "LastName": name.last,
-        "EmploymentStartDate": odata_literal(target.start_date),
+        "EmploymentStartDate": odata_literal(target.starts_at(zone)),
     }
     if name.middle:
         body["MiddleName"] = name.middle
     if any(value for _, value in target.dimensions):
         body["DimensionDisplayValue"] = target.display
-    if target.end_date is not None:
-        body["EmploymentEndDate"] = odata_literal(target.end_date)
+    ends_at = target.ends_at(zone)
+    if ends_at is not None:
+        body["EmploymentEndDate"] = odata_literal(ends_at)
     what = f"hire from {target.start_date}" + (f", default dimension {target.display}" if target.display else "")
     return EmployeeAction(CREATE, number, what, target, body)
 
@@ -443,16 +473,17 @@ def plan_employees(
     *,
     legal_entity: str,
     today: date,
+    zone: tzinfo = timezone.utc,
 ) -> EmployeePlan:
     """The whole plan from already-read inputs. No I/O (the flow reads only what this needs)."""
     plan = EmployeePlan(records_read=targets.records_read)
-    changed, unchanged = changed_targets(targets.targets, synced, legal_entity)
+    changed, unchanged = changed_targets(targets.targets, synced, legal_entity, zone)
     for target in changed:
         previous = synced.get(target.personnel_number)
         plan.actions.append(plan_employee(
             target, existing.get(target.personnel_number, []), legal_entity=legal_entity,
             missing_values=missing_values, name=names.get(target.join_key),
-            known_employment_id=previous.employment_id if previous else None, today=today))
+            known_employment_id=previous.employment_id if previous else None, today=today, zone=zone))
     plan.actions.extend(unchanged)
     plan.actions.extend(targets.skipped)
     return plan
@@ -480,18 +511,18 @@ def check_employee_setup(ctx: Context, planned: DimensionFormats) -> None:
         raise SetupError("; ".join(problems))
 
 
-def read_d365_employments(odata: ODataClient, personnel_numbers: list[str],
-                          legal_entity: str) -> dict[str, list[D365Employment]]:
+def read_d365_employments(odata: ODataClient, personnel_numbers: list[str], legal_entity: str,
+                          zone: tzinfo = timezone.utc) -> dict[str, list[D365Employment]]:
     """EmployeesV2 rows of these personnel numbers in the legal entity, a few `or` filters per request."""
     found: dict[str, list[D365Employment]] = {}
     select = ["PersonnelNumber", "EmploymentLegalEntityId", "EmploymentId", "EmploymentStartDate",
               "EmploymentEndDate", "DimensionDisplayValue"]
     for i in range(0, len(personnel_numbers), CHUNK):
         chunk = personnel_numbers[i : i + CHUNK]
-        flt = (f"{filter_eq('EmploymentLegalEntityId', legal_entity)} and ("
+        flt = (f"{filter_eq('EmploymentLegalEntityId', legal_entity.lower())} and ("
                + " or ".join(filter_eq("PersonnelNumber", n) for n in chunk) + ")")
         for row in odata.get_all(EMPLOYEES, filter=flt, select=select):
-            employment = d365_employment(row)
+            employment = d365_employment(row, zone)
             found.setdefault(employment.personnel_number, []).append(employment)
     return found
 
@@ -535,14 +566,16 @@ def plan_records(
     The plan has no ``started_at``: only read_and_plan, which reads everything changed, moves the watermark.
     """
     config = ctx.config
-    legal_entity = config.d365.legal_entity
-    today = today or datetime.now(timezone.utc).date()
+    legal_entity = config.d365.data_area_id
+    zone = config.d365.zone
+    # "Already terminated" is judged on the legal entity's calendar, where the UKG dates live.
+    today = today or datetime.now(zone).date()
     table = EmployeeSyncTable(ctx.ledger)
     reference = ReferenceData(ctx.d365, ctx.ledger, config)
     formats = reference.dimension_formats(fresh=False)  # D365 is asked only when the cache has none
     targets = map_employments(records, config, formats)
     synced = table.lookup(t.personnel_number for t in targets.targets)
-    changed, _ = changed_targets(targets.targets, synced, legal_entity)
+    changed, _ = changed_targets(targets.targets, synced, legal_entity, zone)
     existing: dict[str, list[D365Employment]] = {}
     missing_values: dict[str, set[str]] = {}
     names: dict[tuple[str, str], PersonName] = {}
@@ -552,11 +585,13 @@ def plan_records(
         for name in {dim for t in changed for dim, _ in t.dimensions}:
             values = {value for t in changed for dim, value in t.dimensions if dim == name and value}
             missing_values[name] = reference.missing_dimension_values(name, values)
-        existing = read_d365_employments(ctx.d365, sorted({t.personnel_number for t in changed}), legal_entity)
+        existing = read_d365_employments(ctx.d365, sorted({t.personnel_number for t in changed}), legal_entity,
+                                         zone)
         to_hire = {t.join_key for t in changed if t.personnel_number not in existing}
         if to_hire:
             names = read_names(ctx.ukg.demographic_details(), to_hire)
-    return plan_employees(targets, synced, existing, missing_values, names, legal_entity=legal_entity, today=today)
+    return plan_employees(targets, synced, existing, missing_values, names, legal_entity=legal_entity, today=today,
+                          zone=zone)
 
 
 # ---------------------------------------------------------------------- apply
@@ -598,13 +633,14 @@ def apply(ctx: Context, plan: EmployeePlan, progress: Progress | None = None) ->
     result = EmployeeResult(plan)
     advance = progress or (lambda n: None)
     table = EmployeeSyncTable(ctx.ledger)
-    legal_entity = ctx.config.d365.legal_entity
+    legal_entity, zone = ctx.config.d365.data_area_id, ctx.config.d365.zone
     for action in plan.actions:
         if action.kind == SKIPPED:
             ctx.ledger.audit("employee.skipped", {"reason": action.reason}, action.audit_key)
         elif action.remember and action.target is not None:
             # D365 already holds it (or it is deliberately not created): remember, so the next run skips it.
-            table.record(action.personnel_number, action.target.payload_hash(legal_entity), action.employment_id)
+            table.record(action.personnel_number, action.target.payload_hash(legal_entity, zone),
+                         action.employment_id)
             ctx.ledger.audit(f"employee.{action.kind}", {"reason": action.reason}, action.audit_key)
             result.recorded_in_sync += 1
     writes = plan.writes
@@ -615,7 +651,8 @@ def apply(ctx: Context, plan: EmployeePlan, progress: Progress | None = None) ->
             action = outcome.action
             if outcome.ok:
                 assert action.target is not None
-                table.record(action.personnel_number, action.target.payload_hash(legal_entity), outcome.employment_id)
+                table.record(action.personnel_number, action.target.payload_hash(legal_entity, zone),
+                             outcome.employment_id)
                 ctx.ledger.audit("employee.sent", {"kind": action.kind, "employment_id": outcome.employment_id},
                                  action.audit_key)
             else:
@@ -670,14 +707,15 @@ def _outcome(action: EmployeeAction, changeset: ChangesetResult) -> EmployeeOutc
 
 def _verify_after_ambiguity(ctx: Context, chunk: list[EmployeeAction], error: str) -> list[EmployeeOutcome]:
     """The $batch may have been processed: D365 now either matches each target or it does not."""
-    legal_entity = ctx.config.d365.legal_entity
-    existing = read_d365_employments(ctx.d365, sorted({a.personnel_number for a in chunk}), legal_entity)
+    cfg = ctx.config.d365
+    existing = read_d365_employments(ctx.d365, sorted({a.personnel_number for a in chunk}), cfg.data_area_id,
+                                     cfg.zone)
     outcomes = []
     for action in chunk:
         assert action.target is not None
         target = action.target
         rows = existing.get(action.personnel_number, [])
-        match = next((e for e in rows if e.end_date == target.end_date and
+        match = next((e for e in rows if e.ends_as(target, cfg.zone) and
                       (not target.display or e.display.casefold() == target.display.casefold())), None)
         if match is not None:
             outcomes.append(EmployeeOutcome(action, True, match.employment_id))

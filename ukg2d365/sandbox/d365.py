@@ -119,6 +119,12 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "NewVoucher": ("BalanceSheet", "Manually", "OneVoucher"),
     "DetailSummary": ("Detail", "Summary"),
     "LedgerTransType": ("None", "GeneralJournal", "Payroll", "Bank"),
+    # A few members of F&O's Timezone enum, spelled as in ntrtd/d365-agent asset/client/src/Timezone.ts.
+    "Timezone": (
+        "GMT_COORDINATEDUNIVERSALTIME", "GMTMINUS0500EASTERNTIME", "GMTMINUS0600CENTRALTIME",
+        "GMTMINUS0700MOUNTAINTIME", "GMTMINUS0800PACIFICTIME", "GMT_DUBLIN_EDINBURGH_LISBON_LONDON",
+        "GMTPLUS0100_AMSTERDAM_BERLIN_BERN_ROME", "GMTPLUS0900OSAKA_SAPPORO_TOKYO",
+    ),
 }
 
 # Compact property type codes: s String, d Decimal, i Int32, l Int64, t DateTimeOffset,
@@ -315,6 +321,15 @@ SPECS: dict[str, EntitySpec] = {
         EntitySpec(
             "Workers", "Worker", "HcmWorkerEntity", "Workers (HcmWorker)", ("PersonnelNumber",), _WORKER_TYPES,
             navigation=("EmploymentV2",),
+        ),
+        # Read-only here; a few of its properties, as a live F&O answers them (NangoHQ/integration-templates
+        # integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/legal-entities.test.json):
+        # LegalEntityId lower case, TimeZone a Timezone enum member.
+        EntitySpec(
+            "LegalEntities", "LegalEntity", "OMLegalEntity", "Legal entities (CompanyInfo)", ("LegalEntityId",),
+            _props("LegalEntityId s; Name s; NameAlias s; TimeZone e:Timezone; LanguageId s;"
+                   "AddressCountryRegionId s"),
+            writable=False,
         ),
         EntitySpec(
             "GeneralJournalAccountEntries", "GeneralJournalAccountEntry", "GeneralJournalAccountEntryEntity",
@@ -954,6 +969,7 @@ class D365State:
         self._max_line: dict[_JournalKey, Decimal] = {}
         self._auto_vouchers: dict[tuple[_JournalKey, str], str] = {}
         self._employments_by_worker: dict[Any, set[_Key]] = {}
+        self.set_legal_entity_time_zone(self.default_company, catalog.LEGAL_ENTITY_TIME_ZONE)
 
     # ---- construction ----
 
@@ -1032,6 +1048,15 @@ class D365State:
             self.legal_entities.add(data_area_id.lower())
             self._dimension_setup_changed()
             self.add_journal_name(data_area_id.lower(), journal_name, "General journal")
+            self.set_legal_entity_time_zone(data_area_id, catalog.LEGAL_ENTITY_TIME_ZONE)
+
+    def set_legal_entity_time_zone(self, data_area_id: str, time_zone: str) -> None:
+        """The company's LegalEntities row (its id lower case, as F&O answers it) with this TimeZone member."""
+        if time_zone not in ENUMS["Timezone"]:
+            raise ValueError(f"unknown Timezone member {time_zone!r}")
+        area = data_area_id.lower()
+        self._insert("LegalEntities", {"LegalEntityId": area, "Name": area.upper(), "NameAlias": area.upper(),
+                                       "TimeZone": time_zone, "LanguageId": "en-US"})
 
     def add_journal_name(self, data_area_id: str, name: str, description: str) -> None:
         self._insert("JournalNames", {
