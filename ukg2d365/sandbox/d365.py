@@ -112,11 +112,13 @@ ENUMS: dict[str, tuple[str, ...]] = {
     ),
     "DebCredProposal": ("None", "Debit", "Credit"),
     "FieldControl": ("Optional", "Mandatory", "List", "Table"),
-    "RepomoTypeMx": ("None", "Monetary", "NonMonetary"),
+    # the first members of these three are the values NangoHQ/integration-templates
+    # integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/list-main-accounts.test.json records
+    "RepomoTypeMx": ("NotApplicable", "Monetary", "NonMonetary"),
     "DimensionLedgerAccountReportingType": ("None", "Debit", "Credit"),
-    "LedgerClosing": ("Never", "Closing"),
-    "FinancialReportingTranslationType": ("Average", "Current", "Historical"),
-    "LedgerPostingType": ("None", "LedgerJournal", "Payroll", "Bank", "Tax"),
+    "LedgerClosing": ("None", "Closing"),
+    "FinancialReportingTranslationType": ("WeightedAverage", "Current", "Historical"),
+    "LedgerPostingType": ("None", "LedgerJournal", "Payroll", "Bank", "Tax", "CustBalance"),
     "AdjustmentMethodMx": ("None", "Inflation", "Repomo"),
     "HcmUnitOfNotice": ("Days", "Weeks", "Months", "Years"),
     "HcmPersonMaritalStatus": ("None", "Single", "Married", "Divorced", "Widowed", "Cohabiting"),
@@ -1034,8 +1036,7 @@ class D365State:
             self._insert("MainAccounts", {
                 "ChartOfAccounts": self.chart_of_accounts, "MainAccountId": main_account_id, "Name": name,
                 "MainAccountType": account_type, "IsSuspended": "No", "ChartOfAccountsRecId": 5637144576,
-                "MainAccountRecId": rec_id or 22565423000 + len(self.tables["MainAccounts"]),
-                "MainAccountCategory": account_type.upper()})
+                "MainAccountRecId": rec_id or 22565423000 + len(self.tables["MainAccounts"])})
 
     def remove_main_account(self, main_account_id: str) -> None:
         with self.lock:
@@ -1501,7 +1502,8 @@ class _Entities:
             rec["Description"] = journal_name["Description"]
         if "PostingLayer" not in values:
             rec["PostingLayer"] = journal_name["PostingLayer"]
-        rec["AccountingCurrency"] = rec["AccountingCurrency"] or catalog.CURRENCY
+        # AccountingCurrency stays as sent: a live create answers "AccountingCurrency": "" (NangoHQ/integration-
+        # templates integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/create-ledger-journal.test.json)
         rec["IsPosted"] = "No"
         rec["JournalTotalDebit"] = rec["JournalTotalCredit"] = Decimal("0")
         return self._insert(txn, spec, rec)
