@@ -788,3 +788,17 @@ def test_write_error_status_is_configurable(client: Client, service: D365Service
     response = client.post("/data/LedgerJournalHeaders", {"JournalName": "Nope"})
     assert response.status == 500
     assert "Journal name Nope does not exist" in inner_message(response)
+
+
+def test_a_server_that_does_not_honour_continue_on_error_stops_anyway(client: Client, service: D365Service,
+                                                                     state: D365State) -> None:
+    # WebApi reads the preference only where its configuration enables it (DefaultODataBatchHandler.cs,
+    # HasEnabledContinueOnErrorHeader); such a server stops at the first failure whatever the client prefers
+    service.honor_continue_on_error = False
+    batch = new_journal(client)
+    good = [("POST", "LedgerJournalLines", line(batch, debit="1"))]
+    bad = [("POST", "LedgerJournalLines", line(batch, debit="1", CreditAmount=Decimal("1")))]
+    response = send_batch(client, [good, bad, good], prefer="odata.continue-on-error")
+    assert "Preference-Applied" not in response.headers
+    assert [[p.status for p in cs] for cs in parse_batch(response) if isinstance(cs, list)] == [[201], [400]]
+    assert len(state.lines(batch)) == 1

@@ -461,6 +461,9 @@ class JournalPoster:
             message = result.error_message if result is not None else "D365 answered no changeset"
             self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last,
                                           "ok": False, "error": message}, key)
+            if self._cfg.line_numbers == "client" and "LineNumber" in (message or ""):
+                # An F&O that numbers journal lines itself refuses the client's numbers: say which setting fixes it.
+                message = f"{message} (set d365.line_numbers: d365 to let D365 number the lines)"
             raise RemoteError(f"D365 refused lines {first}-{last} of journal {jbn}: {message}")
         self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": True}, key)
         self._progress(len(chunk))

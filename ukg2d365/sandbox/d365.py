@@ -1890,6 +1890,10 @@ class D365Service:
         # A mode: @odata.nextLink relative to the service root ("LedgerJournalLines?$skip=2"), which OData v4
         # allows and the client must resolve against /data/, not the host.
         self.relative_next_links = False
+        # WebApi honours Prefer: odata.continue-on-error only where its configuration enables the header
+        # (DefaultODataBatchHandler.ProcessBatchAsync: HasEnabledContinueOnErrorHeader): False models a server
+        # that stops at the first failed changeset whatever the request prefers.
+        self.honor_continue_on_error = True
         self.entities = _Entities(state)
 
     # ---- entry point ----
@@ -2233,7 +2237,7 @@ class D365Service:
         # Without Prefer: odata.continue-on-error the batch stops after the first failed request or changeset
         # and answers only up to it, as OData/WebApi src/Microsoft.AspNet.OData/Batch/DefaultODataBatchHandler.cs
         # ExecuteRequestMessagesAsync does ("break" when a response failed and ContinueOnError is false).
-        go_on = _continue_on_error(req.header("prefer") or "")
+        go_on = self.honor_continue_on_error and _continue_on_error(req.header("prefer") or "")
         boundary = f"batchresponse_{uuid.uuid4()}"
         out: list[str] = []
         for item in items:
