@@ -151,9 +151,10 @@ def test_dropped_batch_answer_holds_each_line_once(world: World) -> None:
     assert "ambiguous" in kinds and "recover" in kinds
 
 
-def test_header_post_d365_runs_after_the_client_timed_out_leaves_one_journal(world: World) -> None:
+@pytest.mark.parametrize("line_numbers", ["d365", "client"])
+def test_header_post_d365_runs_after_the_client_timed_out_leaves_one_journal(world: World, line_numbers: str) -> None:
     run = world.latest_run()
-    configure_d365(world, timeout_seconds=2, settle_seconds=0.3)
+    configure_d365(world, timeout_seconds=2, settle_seconds=0.3, line_numbers=line_numbers)
     # The header POST runs 3 s after it arrived: the client gave up at 2 s, waited 0.3 s, found nothing and
     # created a second header. The late one lands while the lines are on their way (1.8 s), so the final
     # verify-and-repair pass finds it, empty, and deletes it.
@@ -167,9 +168,11 @@ def test_header_post_d365_runs_after_the_client_timed_out_leaves_one_journal(wor
     assert world.d365.request_count["LedgerJournalHeaders"] >= 3  # two creates that landed, one delete
 
 
-def test_changeset_d365_runs_after_the_client_timed_out_leaves_each_line_once(world: World) -> None:
+@pytest.mark.parametrize("line_numbers", ["d365", "client"])
+def test_changeset_d365_runs_after_the_client_timed_out_leaves_each_line_once(world: World,
+                                                                             line_numbers: str) -> None:
     run = world.latest_run()
-    configure_d365(world, timeout_seconds=2, settle_seconds=0.3)
+    configure_d365(world, timeout_seconds=2, settle_seconds=0.3, line_numbers=line_numbers)
     # The first lines changeset runs 3 s after it arrived: the client gave up at 2 s, looked at 2.3 s, found
     # no lines and sent them again (answered after 1.8 s). The late copy landed in between: nothing in D365
     # refuses it without client line numbers, so the verify-and-repair pass deletes the surplus copies.
@@ -178,8 +181,21 @@ def test_changeset_d365_runs_after_the_client_timed_out_leaves_each_line_once(wo
     world.cli("post-payroll", "--run-id", run.run_id, "--yes")
     journal = assert_one_journal_each_line_once(world, run)
     requests = [e["detail"].get("op") for e in audit_kinds(world, run) if e["kind"] == "request"]
-    assert "delete surplus lines" in requests
+    # D365 refuses the late copy by its line numbers when the client sends them (the key is taken);
+    # without them nothing refuses it and the surplus is deleted
+    assert ("delete surplus lines" in requests) == (line_numbers == "d365")
     assert all(balance == 0 for balance in voucher_balances(journal).values())
+
+
+def test_recovery_pages_through_relative_next_links_and_holds_each_line_once(world: World) -> None:
+    run = world.latest_run()
+    world.sandbox.d365.relative_next_links = True  # "LedgerJournalLines?$skip=25", relative to /data/
+    world.sandbox.d365.page_size = 25
+    world.sandbox.faults.add(FaultRule("d365", "drop_after", method="POST", path_regex=r"\$batch$"))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    journal = assert_one_journal_each_line_once(world, run)
+    assert len(journal["lines"]) > 2 * 25  # recovery read several pages
+    world.cli("reconcile", "--run-id", run.run_id)
 
 
 # ------------------------------------------------------------------------------------------ vouchers
