@@ -1,4 +1,4 @@
-"""The CLI against the sandbox D365 in its default, which behaves as the recorded live F&O does (issue 13):
+"""The CLI against the sandbox D365 in its default, which behaves as the recorded live F&O does:
 D365 assigns line numbers and vouchers, a write that timed out may still land, a $batch stops after a
 failed changeset unless continue-on-error is honoured. Every posting ends with one journal holding each
 planned line exactly once, compared by content (display value, debit, credit, text) with the ledger's plan.

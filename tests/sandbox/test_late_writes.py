@@ -2,8 +2,8 @@
 
 The ``latency`` fault already is one: the server thread sleeps first, then handles the request as usual and
 only then finds the client gone, so the write lands although nobody reads its answer. That is what a busy
-AOS does to a request whose client timed out (the fault soak of issue 13: a header POST answered after the
-client timeout, then landing beside the header recovery created).
+AOS does to a request whose client timed out (a header POST answered after the client timeout, then
+landing beside the header recovery created).
 """
 
 from __future__ import annotations
