@@ -184,9 +184,10 @@ def parse_batch(response: SimResponse) -> list[Part | list[Part]]:
     return out
 
 
-def send_batch(client: Client, items: list[Any]) -> SimResponse:
+def send_batch(client: Client, items: list[Any], prefer: str | None = None) -> SimResponse:
     body, ctype = batch_body(items)
-    return client.post("/data/$batch", body, headers={"Content-Type": ctype})
+    headers = {"Content-Type": ctype, **({"Prefer": prefer} if prefer else {})}
+    return client.post("/data/$batch", body, headers=headers)
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -661,9 +662,34 @@ def test_only_the_failing_changeset_is_rolled_back(client: Client, state: D365St
     batch = new_journal(client)
     good = [("POST", "LedgerJournalLines", line(batch, debit="1"))]
     bad = [("POST", "LedgerJournalLines", line(batch, debit="1", CreditAmount=Decimal("1")))]
-    parts = parse_batch(send_batch(client, [good, bad, good]))
+    response = send_batch(client, [good, bad, good], prefer="odata.continue-on-error")
+    assert response.headers["Preference-Applied"] == "odata.continue-on-error"
+    parts = parse_batch(response)
     assert [[p.status for p in cs] for cs in parts if isinstance(cs, list)] == [[201], [400], [201]]
     assert len(state.lines(batch)) == 2
+
+
+@pytest.mark.parametrize("prefer", [None, "return=minimal", "odata.continue-on-error=false"])
+def test_without_continue_on_error_the_batch_stops_after_the_first_failed_changeset(
+        client: Client, state: D365State, prefer: str | None) -> None:
+    # OData/WebApi src/Microsoft.AspNet.OData/Batch/DefaultODataBatchHandler.cs, ExecuteRequestMessagesAsync:
+    # the loop breaks at the first unsuccessful response unless ContinueOnError is set
+    batch = new_journal(client)
+    good = [("POST", "LedgerJournalLines", line(batch, debit="1"))]
+    bad = [("POST", "LedgerJournalLines", line(batch, debit="1", CreditAmount=Decimal("1")))]
+    response = send_batch(client, [good, bad, good, good], prefer=prefer)
+    assert "Preference-Applied" not in response.headers
+    parts = parse_batch(response)
+    assert [[p.status for p in cs] for cs in parts if isinstance(cs, list)] == [[201], [400]]
+    assert len(state.lines(batch)) == 1  # the changesets after the failed one were not processed
+
+
+def test_a_failed_single_request_also_stops_the_batch_without_continue_on_error(client: Client) -> None:
+    parts = parse_batch(send_batch(client, [("GET", "Nope", None), ("GET", "JournalNames", None)]))
+    assert [p.status for p in parts] == [404]  # type: ignore[union-attr]
+    both = parse_batch(send_batch(client, [("GET", "Nope", None), ("GET", "JournalNames", None)],
+                                  prefer="continue-on-error"))  # the OData 4.01 spelling
+    assert [p.status for p in both] == [404, 200]  # type: ignore[union-attr]
 
 
 def test_header_and_lines_in_one_changeset(client: Client, state: D365State) -> None:
@@ -762,3 +788,17 @@ def test_write_error_status_is_configurable(client: Client, service: D365Service
     response = client.post("/data/LedgerJournalHeaders", {"JournalName": "Nope"})
     assert response.status == 500
     assert "Journal name Nope does not exist" in inner_message(response)
+
+
+def test_a_server_that_does_not_honour_continue_on_error_stops_anyway(client: Client, service: D365Service,
+                                                                     state: D365State) -> None:
+    # WebApi reads the preference only where its configuration enables it (DefaultODataBatchHandler.cs,
+    # HasEnabledContinueOnErrorHeader); such a server stops at the first failure whatever the client prefers
+    service.honor_continue_on_error = False
+    batch = new_journal(client)
+    good = [("POST", "LedgerJournalLines", line(batch, debit="1"))]
+    bad = [("POST", "LedgerJournalLines", line(batch, debit="1", CreditAmount=Decimal("1")))]
+    response = send_batch(client, [good, bad, good], prefer="odata.continue-on-error")
+    assert "Preference-Applied" not in response.headers
+    assert [[p.status for p in cs] for cs in parse_batch(response) if isinstance(cs, list)] == [[201], [400]]
+    assert len(state.lines(batch)) == 1

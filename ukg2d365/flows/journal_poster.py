@@ -464,6 +464,14 @@ class JournalPoster:
             message = result.error_message if result is not None else "D365 answered no changeset"
             self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last,
                                           "ok": False, "error": message}, key)
+            if self._cfg.line_numbers == "client" and "already exists" in (message or ""):
+                # Client numbers make a late copy of this changeset collide with its resend: whichever landed
+                # first holds the numbers. Not a refusal of the lines: look at what D365 holds, then go on.
+                raise AmbiguousWriteError(f"lines {first}-{last} of journal {jbn}: D365 already holds their line "
+                                          f"numbers ({message})")
+            if self._cfg.line_numbers == "client" and "LineNumber" in (message or ""):
+                # An F&O that numbers journal lines itself refuses the client's numbers: say which setting fixes it.
+                message = f"{message} (set d365.line_numbers: d365 to let D365 number the lines)"
             raise RemoteError(f"D365 refused lines {first}-{last} of journal {jbn}: {message}")
         self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": True}, key)
         self._progress(len(chunk))

@@ -59,7 +59,12 @@ ODATA_EXCEPTION = "Microsoft.OData.ODataException"
 PATH_EXCEPTION = "Microsoft.OData.UriParser.ODataUnrecognizedPathException"
 MAX_BATCH_OPERATIONS = 5000
 DEFAULT_PAGE_SIZE = 10000
-EMPTY_DATE = "1900-01-01T00:00:00Z"  # how F&O renders an empty date/utcdatetime
+EMPTY_DATE = "1900-01-01T00:00:00Z"  # how F&O renders an empty utcdatetime
+# An empty date-only field is answered at noon like any other date: "CashDiscountDate": "1900-01-01T12:00:00Z" in
+# NangoHQ/integration-templates integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/
+# list-ledger-journal-lines.test.json.
+EMPTY_DAY = "1900-01-01T12:00:00Z"
+EMPTY_DATES = frozenset({EMPTY_DATE, EMPTY_DAY})
 NEVER = "2154-12-31T23:59:59Z"  # DateTimeUtil::maxValue(): an employment with no end
 JSON_CONTENT_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
 ODATA_HEADERS = {"OData-Version": "4.0"}
@@ -107,11 +112,13 @@ ENUMS: dict[str, tuple[str, ...]] = {
     ),
     "DebCredProposal": ("None", "Debit", "Credit"),
     "FieldControl": ("Optional", "Mandatory", "List", "Table"),
-    "RepomoTypeMx": ("None", "Monetary", "NonMonetary"),
+    # the first members of these three are the values NangoHQ/integration-templates
+    # integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/list-main-accounts.test.json records
+    "RepomoTypeMx": ("NotApplicable", "Monetary", "NonMonetary"),
     "DimensionLedgerAccountReportingType": ("None", "Debit", "Credit"),
-    "LedgerClosing": ("Never", "Closing"),
-    "FinancialReportingTranslationType": ("Average", "Current", "Historical"),
-    "LedgerPostingType": ("None", "LedgerJournal", "Payroll", "Bank", "Tax"),
+    "LedgerClosing": ("None", "Closing"),
+    "FinancialReportingTranslationType": ("WeightedAverage", "Current", "Historical"),
+    "LedgerPostingType": ("None", "LedgerJournal", "Payroll", "Bank", "Tax", "CustBalance"),
     "AdjustmentMethodMx": ("None", "Inflation", "Repomo"),
     "HcmUnitOfNotice": ("Days", "Weeks", "Months", "Years"),
     "HcmPersonMaritalStatus": ("None", "Single", "Married", "Divorced", "Widowed", "Cohabiting"),
@@ -182,8 +189,10 @@ def _type_default(code: str) -> Any:
         return Decimal("0")
     if code in ("i", "l"):
         return 0
-    if code in ("t", "D"):
+    if code == "t":
         return EMPTY_DATE
+    if code == "D":
+        return EMPTY_DAY
     return ENUMS[code[2:]][0]
 
 
@@ -253,7 +262,8 @@ SPECS: dict[str, EntitySpec] = {
             "LedgerJournalLines", "LedgerJournalLine", "LedgerJournalLineEntity",
             "Journal lines (LedgerJournalTrans)", ("dataAreaId", "JournalBatchNumber", "LineNumber"),
             _LINE_TYPES, company=True, navigation=("LedgerJournalHeader", "LegalEntity"),
-            defaults={"ExchRate": Decimal("100"), "ReportingCurrencyExchRate": Decimal("100")},
+            # as recorded (list-ledger-journal-lines.test.json): ExchRate 100, ReportingCurrencyExchRate 0
+            defaults={"ExchRate": Decimal("100")},
         ),
         EntitySpec(
             "MainAccounts", "MainAccount", "MainAccountEntity", "Main accounts (MainAccount)",
@@ -451,7 +461,7 @@ def _normalize_date_field(text: str, date_only: bool) -> str | None:
         return None
     if date_only:
         day = parsed.date()  # the date the caller wrote, in the caller's offset
-        return EMPTY_DATE if day.year <= 1900 else f"{day.isoformat()}T12:00:00Z"
+        return EMPTY_DAY if day.year <= 1900 else f"{day.isoformat()}T12:00:00Z"
     return EMPTY_DATE if parsed.year <= 1900 else _render_dto(parsed)
 
 
@@ -967,8 +977,15 @@ class D365State:
         # secondary indexes, maintained when a transaction commits
         self._lines_by_journal: dict[_JournalKey, dict[_Key, dict[str, Any]]] = {}
         self._max_line: dict[_JournalKey, Decimal] = {}
-        self._auto_vouchers: dict[tuple[_JournalKey, str], str] = {}
+        # For the journal name's NewVoucher: debit minus credit of each journal's lines, and the voucher (and
+        # whether it had an offset account) of the line created last.
+        self._journal_balance: dict[_JournalKey, Decimal] = {}
+        self._last_voucher: dict[_JournalKey, tuple[str, bool]] = {}
         self._employments_by_worker: dict[Any, set[_Key]] = {}
+        # A mode: refuse a LineNumber sent by the client, as peer code reports some F&O environments do
+        # (Microsoft only says LineNumber "isn't required for an insert": MicrosoftDocs/dynamics-365-unified-
+        # operations-public articles/fin-ops-core/dev-itpro/data-entities/entity-general-journal-ledgerjournalline.md).
+        self.refuse_client_line_numbers = False
         self.set_legal_entity_time_zone(self.default_company, catalog.LEGAL_ENTITY_TIME_ZONE)
 
     # ---- construction ----
@@ -1035,8 +1052,7 @@ class D365State:
             self._insert("MainAccounts", {
                 "ChartOfAccounts": self.chart_of_accounts, "MainAccountId": main_account_id, "Name": name,
                 "MainAccountType": account_type, "IsSuspended": "No", "ChartOfAccountsRecId": 5637144576,
-                "MainAccountRecId": rec_id or 22565423000 + len(self.tables["MainAccounts"]),
-                "MainAccountCategory": account_type.upper()})
+                "MainAccountRecId": rec_id or 22565423000 + len(self.tables["MainAccounts"])})
 
     def remove_main_account(self, main_account_id: str) -> None:
         with self.lock:
@@ -1058,11 +1074,24 @@ class D365State:
         self._insert("LegalEntities", {"LegalEntityId": area, "Name": area.upper(), "NameAlias": area.upper(),
                                        "TimeZone": time_zone, "LanguageId": "en-US"})
 
-    def add_journal_name(self, data_area_id: str, name: str, description: str) -> None:
+    def add_journal_name(self, data_area_id: str, name: str, description: str,
+                         new_voucher: str = "BalanceSheet") -> None:
         self._insert("JournalNames", {
             "dataAreaId": data_area_id.lower(), "Name": name, "Description": description, "Type": "Daily",
-            "VoucherSeriesCode": "GNJL", "NewVoucher": "BalanceSheet", "PostingLayer": "Current",
+            "VoucherSeriesCode": "GNJL", "NewVoucher": new_voucher, "PostingLayer": "Current",
             "DetailLevel": "Summary"})
+
+    def set_new_voucher(self, setting: str, journal_name: str = catalog.JOURNAL_NAME,
+                        legal_entity: str | None = None) -> None:
+        """Change a journal name's New voucher (BalanceSheet | Manually | OneVoucher), as a user would in F&O."""
+        if setting not in ENUMS["NewVoucher"]:
+            raise ValueError(f"unknown NewVoucher {setting!r}")
+        with self.lock:
+            key = (_nk(legal_entity or self.default_company), _nk(journal_name))
+            row = self.tables["JournalNames"].get(key)
+            if row is None:
+                raise ValueError(f"no journal name {journal_name} in {legal_entity or self.default_company}")
+            self._apply("JournalNames", key, {**row, "NewVoucher": setting})
 
     def add_custom_dimension(self, name: str) -> None:
         """A custom-list financial dimension: its values live in FinancialDimensionValues."""
@@ -1247,9 +1276,12 @@ class D365State:
             else:
                 self._lines_by_journal.setdefault(jkey, {})[key] = rec
                 self._max_line[jkey] = max(self._max_line.get(jkey, _ZERO), rec["LineNumber"])
+            self._journal_balance[jkey] = self._journal_balance.get(jkey, _ZERO) + _net(rec) - _net(old)
         elif set_name == "LedgerJournalHeaders" and rec is None:
             self._lines_by_journal.pop(key, None)
             self._max_line.pop(key, None)
+            self._journal_balance.pop(key, None)
+            self._last_voucher.pop(key, None)
         elif set_name == "EmploymentsV2":
             worker = key[0]
             if rec is None and old is not None:
@@ -1270,6 +1302,11 @@ class D365State:
             if end is None or end.year <= 1900 or end > now:
                 return "Employed"
         return "Terminated"
+
+
+def _net(line: dict[str, Any] | None) -> Decimal:
+    """Debit minus credit of a journal line (zero for none)."""
+    return _ZERO if line is None else line["DebitAmount"] - line["CreditAmount"]
 
 
 def _person_name(rec: dict[str, Any]) -> str:
@@ -1306,7 +1343,8 @@ class _Txn:
         self.state = state
         self.staged: dict[str, dict[_Key, dict[str, Any] | None]] = {}
         self.max_line: dict[_JournalKey, Decimal] = {}
-        self.auto_vouchers: dict[tuple[_JournalKey, str], str] = {}
+        self.balance_delta: dict[_JournalKey, Decimal] = {}
+        self.last_voucher: dict[_JournalKey, tuple[str, bool]] = {}
         self.dimension_rows = False  # staged a row of _DIMENSION_SETUP_SETS: display values are checked afresh
 
     def get(self, set_name: str, key: _Key) -> dict[str, Any] | None:
@@ -1316,17 +1354,28 @@ class _Txn:
         return self.state.tables[set_name].get(key)
 
     def put(self, set_name: str, key: _Key, rec: dict[str, Any]) -> None:
-        self.staged.setdefault(set_name, {})[key] = rec
         if set_name == "LedgerJournalLines":
             jkey = key[:2]
+            self.balance_delta[jkey] = self.balance_delta.get(jkey, _ZERO) + _net(rec) - _net(self.get(set_name, key))
             self.max_line[jkey] = max(self.next_line_base(jkey), rec["LineNumber"])
         elif set_name in _DIMENSION_SETUP_SETS:
             self.dimension_rows = True
+        self.staged.setdefault(set_name, {})[key] = rec
 
     def delete(self, set_name: str, key: _Key) -> None:
+        if set_name == "LedgerJournalLines":
+            jkey = key[:2]
+            self.balance_delta[jkey] = self.balance_delta.get(jkey, _ZERO) - _net(self.get(set_name, key))
         self.staged.setdefault(set_name, {})[key] = None
         if set_name in _DIMENSION_SETUP_SETS:
             self.dimension_rows = True
+
+    def journal_balance(self, jkey: _JournalKey) -> Decimal:
+        """Debit minus credit of the journal's lines, staged ones included."""
+        return self.state._journal_balance.get(jkey, _ZERO) + self.balance_delta.get(jkey, _ZERO)
+
+    def last_line_voucher(self, jkey: _JournalKey) -> tuple[str, bool] | None:
+        return self.last_voucher.get(jkey) or self.state._last_voucher.get(jkey)
 
     def next_line_base(self, jkey: _JournalKey) -> Decimal:
         if jkey in self.max_line:
@@ -1351,7 +1400,7 @@ class _Txn:
         for set_name, rows in self.staged.items():
             for key, rec in rows.items():
                 self.state._apply(set_name, key, rec)
-        self.state._auto_vouchers.update(self.auto_vouchers)
+        self.state._last_voucher.update(self.last_voucher)
 
 
 # --- entity behaviour ----------------------------------------------------------------------------
@@ -1374,7 +1423,7 @@ class _Entities:
     def _required(self, spec: EntitySpec, rec: dict[str, Any], *props: str) -> None:
         for prop in props:
             value = rec[prop]
-            if value == "" or value == EMPTY_DATE:
+            if value == "" or value in EMPTY_DATES:
                 raise _write_error(spec, f"Error: Field '{prop}' must be filled in.")
 
     def _insert(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any]) -> dict[str, Any]:
@@ -1478,7 +1527,8 @@ class _Entities:
             rec["Description"] = journal_name["Description"]
         if "PostingLayer" not in values:
             rec["PostingLayer"] = journal_name["PostingLayer"]
-        rec["AccountingCurrency"] = rec["AccountingCurrency"] or catalog.CURRENCY
+        # AccountingCurrency stays as sent: a live create answers "AccountingCurrency": "" (NangoHQ/integration-
+        # templates integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/create-ledger-journal.test.json)
         rec["IsPosted"] = "No"
         rec["JournalTotalDebit"] = rec["JournalTotalCredit"] = Decimal("0")
         return self._insert(txn, spec, rec)
@@ -1517,6 +1567,9 @@ class _Entities:
         header = self._line_header(txn, spec, rec)
         rec["JournalBatchNumber"] = header["JournalBatchNumber"]
         jkey = _journal_key(rec)
+        if self.state.refuse_client_line_numbers and "LineNumber" in values:
+            raise _write_error(spec, "Error: The field 'LineNumber' cannot be set: the line number of a journal "
+                                     "line is assigned by the system.")
         if "LineNumber" not in values or rec["LineNumber"] == 0:
             rec["LineNumber"] = txn.next_line_base(jkey) + 1
         elif rec["LineNumber"] < 0:
@@ -1525,8 +1578,7 @@ class _Entities:
         if txn.get(spec.name, key) is not None:
             raise _duplicate(spec, rec)
         self._validate_line(txn, spec, rec, values, area)
-        if not rec["Voucher"]:
-            rec["Voucher"] = self._auto_voucher(txn, jkey, rec["TransDate"], area)
+        rec["Voucher"] = self._voucher(txn, spec, header, jkey, rec, area)
         rec["Company"] = rec["Company"] or area
         if rec["OffsetAccountDisplayValue"]:
             rec["OffsetCompany"] = rec["OffsetCompany"] or area
@@ -1549,7 +1601,7 @@ class _Entities:
 
     def _validate_line(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any],
                        area: str) -> None:
-        if rec["TransDate"] == EMPTY_DATE:
+        if rec["TransDate"] in EMPTY_DATES:
             raise _write_error(spec, "Error: Field 'Date' must be filled in.")
         if not rec["CurrencyCode"]:
             raise _write_error(spec, "Error: Field 'Currency' must be filled in.")
@@ -1579,13 +1631,35 @@ class _Entities:
             if rec[prop] and prop in given:
                 rec[prop] = self.validate_display_value(spec, txn, rec[prop], area, ledger=False)
 
-    def _auto_voucher(self, txn: _Txn, jkey: _JournalKey, trans_date: str, area: str) -> str:
-        """F&O fills an omitted voucher from the journal name's voucher series: one voucher per date here."""
-        vkey = (jkey, trans_date)
-        voucher = txn.auto_vouchers.get(vkey) or self.state._auto_vouchers.get(vkey)
-        if voucher is None:
-            voucher = self.state.next_number("Voucher", area, "GNJL{n:06d}")
-            txn.auto_vouchers[vkey] = voucher
+    def _voucher(self, txn: _Txn, spec: EntitySpec, header: dict[str, Any], jkey: _JournalKey,
+                 rec: dict[str, Any], area: str) -> str:
+        """The line's voucher, by the journal name's New voucher setting (JournalNames.NewVoucher, whose members
+        ntrtd/d365-agent asset/client/src/NewVoucher.ts lists: BalanceSheet, Manually, OneVoucher).
+
+        Row by row, as MicrosoftDocs/dynamics-365-unified-operations-public articles/fin-ops-core/fin-ops/
+        data-entities/tips-tricks-import-general-journal-entity.md describes an import that is not set-based:
+        "One voucher only" gives the journal one voucher; "In connection of balance" gives the first line a new
+        voucher, then a new one whenever the lines imported so far balance (or the previous line carried an
+        offset account); Manually takes the voucher the line brings. A voucher the client sends is kept.
+        """
+        given = rec["Voucher"]
+        has_offset = bool(rec["OffsetAccountDisplayValue"])
+        if given:
+            voucher = given
+        else:
+            name = txn.get("JournalNames", (_nk(area), _nk(header["JournalName"])))
+            setting = name["NewVoucher"] if name is not None else "BalanceSheet"
+            last = txn.last_line_voucher(jkey)
+            if setting == "Manually":
+                raise _write_error(spec, "Error: Field 'Voucher' must be filled in: the journal name "
+                                         f"{header['JournalName']} assigns vouchers manually.")
+            if last is not None and (setting == "OneVoucher" or (not last[1] and txn.journal_balance(jkey) != 0)):
+                voucher = last[0]
+            else:
+                # the recorded shape: "Voucher": "DAT-000001" next to "JournalBatchNumber": "DAT-000003"
+                # (NangoHQ/integration-templates ... tests/list-ledger-journal-lines.test.json)
+                voucher = self.state.next_number("Voucher", area, "{scope}-{n:06d}")
+        txn.last_voucher[jkey] = (voucher, has_offset)
         return voucher
 
     def update_LedgerJournalLines(self, txn: _Txn, spec: EntitySpec, key: _Key,
@@ -1838,6 +1912,13 @@ class D365Service:
         self.unregistered_app = unregistered_app  # app missing from "Microsoft Entra ID applications"
         self.write_error_status = write_error_status  # F&O answers 400 (some versions 500) for write failures
         self.max_batch_operations = max_batch_operations
+        # A mode: @odata.nextLink relative to the service root ("LedgerJournalLines?$skip=2"), which OData v4
+        # allows and the client must resolve against /data/, not the host.
+        self.relative_next_links = False
+        # WebApi honours Prefer: odata.continue-on-error only where its configuration enables the header
+        # (DefaultODataBatchHandler.ProcessBatchAsync: HasEnabledContinueOnErrorHeader): False models a server
+        # that stops at the first failed changeset whatever the request prefers.
+        self.honor_continue_on_error = True
         self.entities = _Entities(state)
 
     # ---- entry point ----
@@ -2164,7 +2245,8 @@ class D365Service:
             query["$skip"] = [str(skip + len(page))]
             if top is not None:
                 query["$top"] = [str(top - len(page))]
-            body["@odata.nextLink"] = (f"{self.base_url}/data/{spec.name}?"
+            root = "" if self.relative_next_links else f"{self.base_url}/data/"
+            body["@odata.nextLink"] = (f"{root}{spec.name}?"
                                        + urlencode(query, doseq=True, quote_via=quote, safe=_URL_SAFE))
         return self._json(200, body)
 
@@ -2177,17 +2259,27 @@ class D365Service:
             raise _odata_error(
                 "The current batch message contains too many operations. Only batch messages with a maximum "
                 f"number of '{self.max_batch_operations}' operations are allowed.")
+        # Without Prefer: odata.continue-on-error the batch stops after the first failed request or changeset
+        # and answers only up to it, as OData/WebApi src/Microsoft.AspNet.OData/Batch/DefaultODataBatchHandler.cs
+        # ExecuteRequestMessagesAsync does ("break" when a response failed and ContinueOnError is false).
+        go_on = self.honor_continue_on_error and _continue_on_error(req.header("prefer") or "")
         boundary = f"batchresponse_{uuid.uuid4()}"
         out: list[str] = []
         for item in items:
             out.append(f"--{boundary}\r\n")
             if isinstance(item, list):
-                out.append(self._changeset(req, item))
+                text, ok = self._changeset(req, item)
+                out.append(text)
             else:
-                out.append(_render_part(item.content_id, self._single(req, item)))
+                response = self._single(req, item)
+                ok = response.status < 400
+                out.append(_render_part(item.content_id, response))
+            if not ok and not go_on:
+                break
         out.append(f"--{boundary}--\r\n")
+        applied = {"Preference-Applied": "odata.continue-on-error"} if go_on else {}
         return SimResponse(200, "".join(out).encode(), {
-            "Content-Type": f"multipart/mixed; boundary={boundary}", **ODATA_HEADERS})
+            "Content-Type": f"multipart/mixed; boundary={boundary}", **ODATA_HEADERS, **applied})
 
     def _inner_request(self, outer: SimRequest, part: _BatchPart, refs: dict[str, str]) -> SimRequest:
         url = part.url
@@ -2217,8 +2309,9 @@ class D365Service:
         except ODataError as err:
             return self._error_response(err)
 
-    def _changeset(self, outer: SimRequest, parts: list[_BatchPart]) -> str:
-        """All or nothing: stage every operation, commit only if all succeeded (under one lock)."""
+    def _changeset(self, outer: SimRequest, parts: list[_BatchPart]) -> tuple[str, bool]:
+        """All or nothing: stage every operation, commit only if all succeeded (under one lock).
+        Returns the rendered answer and whether the changeset was committed."""
         boundary = f"changesetresponse_{uuid.uuid4()}"
         responses: list[tuple[str | None, SimResponse]] = []
         refs: dict[str, str] = {}
@@ -2230,8 +2323,8 @@ class D365Service:
                 except ODataError as err:
                     # the whole changeset is rolled back and answered by the one failed operation
                     failed = _render_part(part.content_id, self._error_response(err))
-                    return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n--{boundary}\r\n{failed}" \
-                           f"--{boundary}--\r\n"
+                    return (f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n--{boundary}\r\n{failed}"
+                            f"--{boundary}--\r\n"), False
                 if part.content_id and "OData-EntityId" in response.headers:
                     refs[part.content_id] = response.headers["OData-EntityId"]
                 responses.append((part.content_id, response))
@@ -2241,7 +2334,7 @@ class D365Service:
             body.append(f"--{boundary}\r\n")
             body.append(_render_part(content_id, response))
         body.append(f"--{boundary}--\r\n")
-        return "".join(body)
+        return "".join(body), True
 
     # ---- service document and $metadata ----
 
@@ -2272,6 +2365,15 @@ class D365Service:
 
 
 _URL_SAFE = "$'(),*:=-._~/"
+
+
+def _continue_on_error(prefer: str) -> bool:
+    """Prefer: odata.continue-on-error (OData 4.0) or continue-on-error (4.01), not set to false."""
+    for item in prefer.split(","):
+        name, _, value = item.strip().partition("=")
+        if name.strip().lower() in ("odata.continue-on-error", "continue-on-error"):
+            return value.strip().lower() != "false"
+    return False
 
 
 # Text that quote(text, safe=_URL_SAFE) returns unchanged: ASCII letters, digits, "_.-~" and _URL_SAFE.
