@@ -39,13 +39,12 @@ import queue
 import signal
 import socket
 import socketserver
-import sqlite3
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,7 +59,8 @@ from ukg2d365.flows.post_payroll import apply as apply_payroll
 from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.sync_employees import SINCE_OVERLAP, EmployeePlan, plan_records
 from ukg2d365.flows.sync_employees import apply as apply_employees
-from ukg2d365.ledger import Ledger, now_iso
+from ukg2d365.ledger import Ledger, LedgerError, now_iso
+from ukg2d365.ledger.tables import DONE, FAILED, IGNORED, QUEUED, RUNNING
 
 WEBHOOK_PATHS = ("/", "/ukg/webhooks")
 HEALTH_PATH = "/healthz"
@@ -73,8 +73,6 @@ MAX_DETAIL_CHARS = 2000
 LOCK_WAIT_SECONDS = 900.0
 LOCK_POLL_SECONDS = 1.0
 
-QUEUED, RUNNING, DONE, FAILED, IGNORED = "queued", "running", "done", "failed", "ignored"
-EVENT_STATUSES = (QUEUED, RUNNING, DONE, FAILED, IGNORED)
 SYNC_EMPLOYEES, POST_PAYROLL_DUE = "sync-employees", "post-payroll --due"
 
 Log = Callable[[str], None]
@@ -283,7 +281,7 @@ def merge(actions: Iterable[WebhookAction]) -> list[WebhookAction]:
 class WebhookEventTable:
     """Every event received with a valid signature, keyed by EventId: replay protection and outcome.
 
-    Every SQL statement for it lives here; the table itself comes from ledger migration 3.
+    A typed view of the ledger's ``webhook_events`` (its statements live in ``ukg2d365.ledger.tables``).
     """
 
     def __init__(self, ledger: Ledger) -> None:
@@ -291,40 +289,17 @@ class WebhookEventTable:
 
     def record(self, event: WebhookEvent, status: str, detail: str) -> bool:
         """Insert the event; False when its EventId is already recorded (a replay or a redelivery)."""
-        stamp = now_iso()
-        with self._ledger.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO webhook_events (event_id, received_at, event_time, event_type, operation, tenant, "
-                "company, employee, pay_group, status, detail, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
-                (event.event_id, stamp, event.event_time, event.event_type, event.operation, event.tenant,
-                 event.company, event.employee, event.pay_group, status, detail[:MAX_DETAIL_CHARS], stamp),
-            )
-            return cur.rowcount == 1
+        return self._ledger.record_webhook_event(asdict(event), status, detail[:MAX_DETAIL_CHARS])
 
     def set_status(self, event_ids: Sequence[str], status: str, detail: str) -> None:
-        if status not in EVENT_STATUSES:
-            raise ValueError(status)
-        stamp = now_iso()
-        with self._ledger.transaction() as db:
-            db.executemany(
-                "UPDATE webhook_events SET status = ?, detail = ?, updated_at = ? WHERE event_id = ?",
-                ((status, detail[:MAX_DETAIL_CHARS], stamp, event_id) for event_id in event_ids),
-            )
+        self._ledger.set_webhook_event_status(event_ids, status, detail[:MAX_DETAIL_CHARS])
 
     def get(self, event_id: str) -> dict[str, Any] | None:
-        with self._ledger.transaction() as db:
-            row = db.execute("SELECT * FROM webhook_events WHERE event_id = ?", (event_id,)).fetchone()
-        return dict(row) if row is not None else None
+        return self._ledger.webhook_event(event_id)
 
     def unfinished(self) -> list[WebhookEvent]:
         """Events queued or running when the server last stopped, oldest first."""
-        with self._ledger.transaction() as db:
-            rows = db.execute(
-                "SELECT event_id, event_type, operation, event_time, company, employee, pay_group, tenant "
-                "FROM webhook_events WHERE status IN ('queued', 'running') ORDER BY received_at, event_id"
-            ).fetchall()
-        return [WebhookEvent(**dict(row)) for row in rows]
+        return [WebhookEvent(**row) for row in self._ledger.unfinished_webhook_events()]
 
 
 # ---------------------------------------------------------------------- the worker
@@ -393,7 +368,7 @@ class WebhookWorker:
             outcome = RunOutcome(FAILED, message)
         try:
             self._table.set_status(action.event_ids, outcome.status, outcome.detail)
-        except sqlite3.Error as exc:
+        except LedgerError as exc:
             self._log(f"cannot record the outcome of {what}: {exc}")
         self.completed[outcome.status] += 1
         self._log(f"{what}: {outcome.status}: {outcome.detail}")
@@ -723,7 +698,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             reply = receiver.receive(body, self.headers.get(receiver.cfg.signature_header), client)
-        except sqlite3.Error as exc:
+        except LedgerError as exc:
             # Not recorded, so not accepted: the sender retries later.
             receiver.log(f"cannot record an event from {client}: {exc}")
             reply = Reply(503, {"error": "cannot record the event now; retry later"})
