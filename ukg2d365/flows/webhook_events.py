@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from ukg2d365.config import Config
 from ukg2d365.errors import LockBusy, Ukg2d365Error
-from ukg2d365.flows.post_payroll import PayrollResult, Selection, read_and_plan, record_refusals
+from ukg2d365.flows.post_payroll import Selection, read_and_plan
 from ukg2d365.flows.post_payroll import apply as apply_payroll
 from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.sync_employees import SINCE_OVERLAP, EmployeePlan, plan_records
@@ -329,12 +329,7 @@ class FlowRunner:
         ok = True
         for pay_group in action.pay_groups:
             plan = read_and_plan(ctx, Selection(pay_group=pay_group, due=True))
-            if plan.to_post:
-                result = apply_payroll(ctx, plan)
-            else:
-                # As the CLI does: no D365 client for nothing to post, but refusals still reach the audit trail.
-                record_refusals(ctx, plan)
-                result = PayrollResult(plan)
+            result = apply_payroll(ctx, plan)  # the CLI's apply: it records refusals also when nothing is to post
             posted = sum(1 for o in result.outcomes if o.status == "posted")
             note = (f"pay group {pay_group}: posted {posted} journal(s), {len(result.failed)} failed, "
                     f"{len(plan.already_posted)} already posted, {len(plan.refused)} refused")
