@@ -16,7 +16,6 @@ from decimal import Decimal
 from functools import cached_property
 
 from ukg2d365.config import Config
-from ukg2d365.ledger import PlannedLine
 from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
 from ukg2d365.money import quantum
 from ukg2d365.ukg.records import GlDistribution
@@ -24,6 +23,17 @@ from ukg2d365.ukg.records import GlDistribution
 MARKER_PREFIX = "U2D-"
 DESCRIPTION_MAX = 60  # LedgerJournalTable.Name is 60 characters
 LINE_TEXT_MAX = 60
+
+
+@dataclass(frozen=True)
+class PlannedLine:
+    """One line of a planned journal, as the ledger stores it before anything is sent."""
+
+    line_number: int
+    account: str
+    debit: Decimal
+    credit: Decimal
+    text: str
 
 
 @dataclass(frozen=True, order=True)

@@ -26,7 +26,6 @@ from ukg2d365.flows.sync_employees import (
     UNCHANGED,
     UPDATE,
     D365Employment,
-    EmployeeSyncTable,
     PersonName,
     RecordProblem,
     SyncedEmployee,
@@ -183,13 +182,11 @@ def test_employee_whose_hash_matches_the_ledger_is_unchanged_without_looking_at_
 
 def test_sync_table_round_trip_keeps_a_known_employment_id(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.db")
-    table = EmployeeSyncTable(ledger)
-    table.record("1", "h1", "E1")
-    table.record("1", "h2", None)
-    EmployeeSyncTable(ledger)  # creating it again is harmless
-    row = table.lookup(["1", "2"])
+    ledger.record_employee_sync("1", "h1", "E1")
+    ledger.record_employee_sync("1", "h2", None)
+    row = ledger.synced_employees(["1", "2"])
     assert list(row) == ["1"] and (row["1"].payload_hash, row["1"].employment_id) == ("h2", "E1")
-    assert table.count() == 1
+    assert ledger.count_synced_employees() == 1
     ledger.close()
 
 
@@ -393,7 +390,7 @@ def test_dry_run_sends_nothing_and_remembers_nothing(sandbox: Sandbox, sandbox_e
     assert sandbox.d365.state.request_count["$batch"] == batches
     ledger = Ledger(sandbox.dir / "ukg2d365.db")
     try:
-        assert EmployeeSyncTable(ledger).count() == 0
+        assert ledger.count_synced_employees() == 0
         assert ledger.get_setting(LAST_SYNC_SETTING) is None
     finally:
         ledger.close()

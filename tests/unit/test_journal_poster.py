@@ -518,7 +518,7 @@ def test_changeset_processed_after_the_client_gave_up_leaves_no_line_twice(tmp_p
 
 def test_matching_is_by_content_counted_as_a_multiset():
     from ukg2d365.flows.journal_poster import match_lines
-    from ukg2d365.ledger import PlannedLine
+    from ukg2d365.journal import PlannedLine
 
     a = PlannedLine(1, "601500-110", Decimal("5.00"), Decimal(0), "t")
     b = PlannedLine(2, "601500-110", Decimal("5.00"), Decimal(0), "t")  # the same content as a
@@ -535,7 +535,7 @@ def test_matching_is_by_content_counted_as_a_multiset():
 
 def test_client_numbers_move_a_missing_line_off_a_number_d365_already_uses():
     from ukg2d365.flows.journal_poster import client_numbers
-    from ukg2d365.ledger import PlannedLine
+    from ukg2d365.journal import PlannedLine
 
     lines = [PlannedLine(n, "A", Decimal(1), Decimal(0), "") for n in (2, 3)]
     assert client_numbers(lines, {1, 2}) == {2: 4}

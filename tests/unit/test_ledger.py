@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+import ukg2d365
 from tests.helpers import gl, make_config
 from ukg2d365.errors import ConfigError, LockBusy
 from ukg2d365.flows.post_payroll import posting_record
 from ukg2d365.journal import build_journals
-from ukg2d365.ledger import FAILED, MIGRATIONS, POSTED, SENDING, Ledger
+from ukg2d365.ledger import FAILED, MIGRATIONS, POSTED, SENDING, Ledger, schema
 from ukg2d365.ukg.records import parse_gl_line
 
 
@@ -95,3 +98,40 @@ def test_two_processes_creating_the_ledger_at_once_both_succeed(tmp_path):
     assert sorted(results.get(timeout=5) for _ in procs) == ["ok"] * 4
     rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
     assert rows == len(MIGRATIONS)
+
+
+def test_a_migration_that_fails_half_way_leaves_neither_its_tables_nor_its_record(tmp_path, monkeypatch):
+    path = tmp_path / "l.db"
+    Ledger(path).close()
+    broken = (len(MIGRATIONS) + 1, "half", "CREATE TABLE half_done (a TEXT); INSERT INTO no_such_table VALUES (1)")
+    monkeypatch.setattr(schema, "MIGRATIONS", [*MIGRATIONS, broken])
+    with pytest.raises(ConfigError, match="not a usable SQLite ledger"):
+        Ledger(path)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+    db.close()
+    fixed = (broken[0], "half", "CREATE TABLE half_done (a TEXT)")
+    monkeypatch.setattr(schema, "MIGRATIONS", [*MIGRATIONS, fixed])
+    ledger = Ledger(path)  # the next open applies it whole
+    assert ledger.schema_version() == fixed[0]
+    ledger.close()
+
+
+def test_every_sql_statement_lives_in_the_ledger_package():
+    """Issue 17 puts a second backend behind the ledger's API: no module outside ledger/ may speak SQL."""
+    package = Path(ukg2d365.__file__).parent
+    offenders = []
+    for source in sorted(package.rglob("*.py")):
+        relative = source.relative_to(package)
+        if relative.parts[0] == "ledger":
+            continue
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Import) and any(a.name == "sqlite3" for a in node.names):
+                offenders.append(f"{relative}:{node.lineno} imports sqlite3")
+            elif isinstance(node, ast.ImportFrom) and node.module == "sqlite3":
+                offenders.append(f"{relative}:{node.lineno} imports from sqlite3")
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in ("execute", "executemany", "executescript", "transaction")):
+                offenders.append(f"{relative}:{node.lineno} calls .{node.func.attr}()")
+    assert offenders == []

@@ -53,7 +53,8 @@ from ukg2d365.errors import (
     Ukg2d365Error,
 )
 from ukg2d365.http import ConcurrencyLimit, prompt_thread_switches
-from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, PlannedLine, Posting
+from ukg2d365.journal import PlannedLine
+from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, Posting
 
 HEADERS = "LedgerJournalHeaders"
 LINES = "LedgerJournalLines"

@@ -440,6 +440,8 @@ def apply(
     """Post every planned journal; the ledger records intent before and outcome after each write."""
     result = PayrollResult(plan)
     record_refusals(ctx, plan)
+    if not plan.to_post:
+        return result  # the refusals are recorded; nothing to write needs no D365 client (nor its credentials)
     poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress, ctx.d365_limit)
     for journal in plan.to_post:
         key = journal.key.text

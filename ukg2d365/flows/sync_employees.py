@@ -48,7 +48,7 @@ from ukg2d365.flows.reference import CHUNK, ReferenceData, default_format_proble
 from ukg2d365.flows.runtime import Context
 from ukg2d365.flows.setup_check import delimiter_problems
 from ukg2d365.flows.sync_dimensions import SetupError, org_level_number
-from ukg2d365.ledger import Ledger, content_hash, now_iso
+from ukg2d365.ledger import SyncedEmployee, content_hash, now_iso
 from ukg2d365.mapping import DimensionFormats, Mapper, MappingError
 from ukg2d365.ukg.records import parse_date
 
@@ -66,52 +66,6 @@ CREATE, UPDATE, TERMINATE, UNCHANGED, IGNORED, SKIPPED = "create", "update", "te
     "skipped"
 
 Progress = Callable[[int], None]
-
-
-# ---------------------------------------------------------------------- ledger table
-
-
-@dataclass(frozen=True)
-class SyncedEmployee:
-    personnel_number: str
-    payload_hash: str
-    sent_at: str
-    employment_id: str | None
-
-
-class EmployeeSyncTable:
-    """The ledger's record of what was last sent per employee: every SQL statement for it lives here.
-
-    The table itself comes from ledger migration 2.
-    """
-
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-
-    def lookup(self, personnel_numbers: Iterable[str]) -> dict[str, SyncedEmployee]:
-        numbers = sorted(set(personnel_numbers))
-        found: dict[str, SyncedEmployee] = {}
-        with self._ledger.transaction() as db:
-            for i in range(0, len(numbers), 500):
-                chunk = numbers[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    "SELECT personnel_number, payload_hash, sent_at, employment_id FROM employee_sync "
-                    f"WHERE personnel_number IN ({marks})", chunk)
-                found.update((r[0], SyncedEmployee(r[0], r[1], r[2], r[3])) for r in rows)
-        return found
-
-    def record(self, personnel_number: str, payload_hash: str, employment_id: str | None) -> None:
-        with self._ledger.transaction() as db:
-            db.execute(
-                "INSERT INTO employee_sync (personnel_number, payload_hash, sent_at, employment_id) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(personnel_number) DO UPDATE SET payload_hash = excluded.payload_hash, "
-                "sent_at = excluded.sent_at, employment_id = COALESCE(excluded.employment_id, employment_id)",
-                (personnel_number, payload_hash, now_iso(), employment_id))
-
-    def count(self) -> int:
-        with self._ledger.transaction() as db:
-            return int(db.execute("SELECT COUNT(*) FROM employee_sync").fetchone()[0])
 
 
 # ---------------------------------------------------------------------- records
@@ -570,11 +524,10 @@ def plan_records(
     zone = config.d365.zone
     # "Already terminated" is judged on the legal entity's calendar, where the UKG dates live.
     today = today or datetime.now(zone).date()
-    table = EmployeeSyncTable(ctx.ledger)
     reference = ReferenceData(ctx.d365, ctx.ledger, config)
     formats = reference.dimension_formats(fresh=False)  # D365 is asked only when the cache has none
     targets = map_employments(records, config, formats)
-    synced = table.lookup(t.personnel_number for t in targets.targets)
+    synced = ctx.ledger.synced_employees(t.personnel_number for t in targets.targets)
     changed, _ = changed_targets(targets.targets, synced, legal_entity, zone)
     existing: dict[str, list[D365Employment]] = {}
     missing_values: dict[str, set[str]] = {}
@@ -632,15 +585,14 @@ def apply(ctx: Context, plan: EmployeePlan, progress: Progress | None = None) ->
     """Send every write; remember each employee's hash once D365 confirmed it (or already matched)."""
     result = EmployeeResult(plan)
     advance = progress or (lambda n: None)
-    table = EmployeeSyncTable(ctx.ledger)
     legal_entity, zone = ctx.config.d365.data_area_id, ctx.config.d365.zone
     for action in plan.actions:
         if action.kind == SKIPPED:
             ctx.ledger.audit("employee.skipped", {"reason": action.reason}, action.audit_key)
         elif action.remember and action.target is not None:
             # D365 already holds it (or it is deliberately not created): remember, so the next run skips it.
-            table.record(action.personnel_number, action.target.payload_hash(legal_entity, zone),
-                         action.employment_id)
+            ctx.ledger.record_employee_sync(action.personnel_number, action.target.payload_hash(legal_entity, zone),
+                                            action.employment_id)
             ctx.ledger.audit(f"employee.{action.kind}", {"reason": action.reason}, action.audit_key)
             result.recorded_in_sync += 1
     writes = plan.writes
@@ -651,8 +603,9 @@ def apply(ctx: Context, plan: EmployeePlan, progress: Progress | None = None) ->
             action = outcome.action
             if outcome.ok:
                 assert action.target is not None
-                table.record(action.personnel_number, action.target.payload_hash(legal_entity, zone),
-                             outcome.employment_id)
+                ctx.ledger.record_employee_sync(action.personnel_number,
+                                                action.target.payload_hash(legal_entity, zone),
+                                                outcome.employment_id)
                 ctx.ledger.audit("employee.sent", {"kind": action.kind, "employment_id": outcome.employment_id},
                                  action.audit_key)
             else:

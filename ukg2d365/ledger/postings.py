@@ -1,0 +1,170 @@
+"""Postings: the state machine of one pay run's journal (drawn in :mod:`ukg2d365.ledger`), and its stored plan.
+
+Every statement on ``postings`` and ``posting_lines`` lives here. A state change and its audit event are
+written in one transaction, so the trail never misses a move.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from ukg2d365.journal import PlannedLine
+from ukg2d365.ledger.schema import Store, chunked, now_iso
+
+PLANNED, SENDING, POSTED, FAILED = "planned", "sending", "posted", "failed"
+STATES = (PLANNED, SENDING, POSTED, FAILED)
+
+
+@dataclass
+class Posting:
+    key: str
+    company: str
+    pay_group: str
+    period_end: str
+    run_id: str
+    employee: str | None
+    marker: str
+    description: str
+    status: str
+    journal_batch_number: str | None
+    plan_hash: str
+    source_hash: str
+    source_lines: int
+    line_count: int
+    debit_total: Decimal
+    credit_total: Decimal
+    trans_date: str
+    attempts: int
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    posted_at: str | None
+    last_run: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Posting:
+        data = dict(row)
+        data["debit_total"] = Decimal(data["debit_total"])
+        data["credit_total"] = Decimal(data["credit_total"])
+        return cls(**data)
+
+
+class PostingStore(Store):
+    """The ledger's postings: reads, the write-ahead plan, and state changes."""
+
+    def get_posting(self, key: str) -> Posting | None:
+        row = self._db.execute("SELECT * FROM postings WHERE key = ?", (key,)).fetchone()
+        return Posting.from_row(row) if row else None
+
+    def find_postings(self, *, status: str | None = None, limit: int | None = None) -> list[Posting]:
+        sql = "SELECT * FROM postings"
+        args: list[Any] = []
+        if status:
+            sql += " WHERE status = ?"
+            args.append(status)
+        sql += " ORDER BY updated_at DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Posting.from_row(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def period_statuses(self, pay_group: str, period_end: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT status FROM postings WHERE pay_group = ? AND period_end = ?", (pay_group, period_end)
+        )
+        return [r[0] for r in rows]
+
+    def posted_keys(self, keys: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk, marks in chunked(list(keys)):
+            found.update(
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT key FROM postings WHERE status = 'posted' AND key IN ({marks})", chunk
+                )
+            )
+        return found
+
+    def counts_by_status(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._db.execute("SELECT status, COUNT(*) FROM postings GROUP BY status")}
+
+    def save_plan(self, posting: Posting, lines: Iterable[PlannedLine]) -> None:
+        """Write-ahead: the intent and its lines are committed before any request is sent.
+
+        A posting already posted is never replanned; one that is planned/failed/sending gets the new plan
+        (recovery compares it with what D365 holds before sending anything).
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM postings WHERE key = ?", (posting.key,)).fetchone()
+            if row and row["status"] == POSTED:
+                raise ValueError(f"posting {posting.key} is already posted")
+            values = (
+                posting.company, posting.pay_group, posting.period_end, posting.run_id, posting.employee,
+                posting.marker, posting.description, posting.plan_hash, posting.source_hash, posting.source_lines,
+                posting.line_count, str(posting.debit_total), str(posting.credit_total), posting.trans_date,
+            )
+            stamp = now_iso()
+            if row is None:
+                db.execute(
+                    "INSERT INTO postings (company, pay_group, period_end, run_id, employee, marker, description, "
+                    "plan_hash, source_hash, source_lines, line_count, debit_total, credit_total, trans_date, "
+                    "key, status, created_at, updated_at, last_run) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+                    (*values, posting.key, stamp, stamp, self.run_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE postings SET company=?, pay_group=?, period_end=?, run_id=?, employee=?, marker=?, "
+                    "description=?, plan_hash=?, source_hash=?, source_lines=?, line_count=?, debit_total=?, "
+                    "credit_total=?, trans_date=?, updated_at=?, last_run=? WHERE key=?",
+                    (*values, stamp, self.run_id, posting.key),
+                )
+                db.execute("DELETE FROM posting_lines WHERE posting_key = ?", (posting.key,))
+            db.executemany(
+                "INSERT INTO posting_lines (posting_key, line_number, account, debit, credit, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                ((posting.key, ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text) for ln in lines),
+            )
+
+    def plan_lines(self, key: str) -> list[PlannedLine]:
+        rows = self._db.execute(
+            "SELECT line_number, account, debit, credit, text FROM posting_lines WHERE posting_key = ? "
+            "ORDER BY line_number",
+            (key,),
+        )
+        return [PlannedLine(r[0], r[1], Decimal(r[2]), Decimal(r[3]), r[4]) for r in rows]
+
+    def set_status(
+        self,
+        key: str,
+        status: str,
+        *,
+        journal_batch_number: str | None = None,
+        error: str | None = None,
+        count_attempt: bool = False,
+    ) -> None:
+        if status not in STATES:
+            raise ValueError(status)
+        stamp = now_iso()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE postings SET status = ?, updated_at = ?, last_run = ?, "
+                "journal_batch_number = COALESCE(?, journal_batch_number), "
+                "last_error = CASE WHEN ? = 'posted' THEN NULL ELSE COALESCE(?, last_error) END, "
+                "attempts = attempts + ?, posted_at = CASE WHEN ? = 'posted' THEN ? ELSE posted_at END "
+                "WHERE key = ?",
+                (status, stamp, self.run_id, journal_batch_number, status, error, int(count_attempt), status, stamp,
+                 key),
+            )
+            self._insert_audit(db, "state", {"status": status, "journal_batch_number": journal_batch_number,
+                                             "error": error}, key, at=stamp)
+
+    def forget_journal(self, key: str) -> None:
+        """The journal this posting pointed at is gone (deleted to be rebuilt)."""
+        with self.transaction() as db:
+            db.execute("UPDATE postings SET journal_batch_number = NULL, updated_at = ? WHERE key = ?",
+                       (now_iso(), key))
