@@ -7,9 +7,15 @@ to that app when imported, and imports nothing else from this package. Business 
 
 from __future__ import annotations
 
-# The import order is the order of `ukg2d365 --help`.
-from ukg2d365.cli import credentials, ledger, payroll, ping, reconcile, sandbox, sync, webhook  # noqa: F401, I001
+from importlib import import_module
+
 from ukg2d365.cli.app import app
+
+# Imported in this order because it is the order `ukg2d365 --help` lists the commands in (Typer keeps
+# registration order); an import statement would be re-sorted alphabetically by the linter.
+COMMAND_MODULES = ("ping", "payroll", "ledger", "sandbox", "sync", "reconcile", "credentials", "webhook")
+for _module in COMMAND_MODULES:
+    import_module(f"{__name__}.{_module}")
 
 __all__ = ["app", "main"]
 
