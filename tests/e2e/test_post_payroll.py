@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
@@ -177,3 +178,16 @@ def _add_unbalanced_run(world, run_id: str):
              creditAmt=Decimal("99.99"), orgLevel1="", orgLevel2=""),
     ])
     return period
+
+
+def test_replay_of_a_posted_key_records_the_skip_on_its_trail(world):
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    key = f"C0MP1/BW/{run.period_end}/{run.run_id}"
+    result = world.cli("replay", key)
+    assert "already posted" in result.output
+    trail = json.loads(world.cli("audit", key, "--format", "json").stdout)
+    [skip] = [e for e in trail["events"] if e["kind"] == "replay.skipped"]
+    assert skip["detail"]["reason"] == "already posted" and skip["command"] == "replay"
+    unknown = world.cli("replay", "NO-SUCH-KEY", expect=1)
+    assert "no posting 'NO-SUCH-KEY'" in unknown.output

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from tests.world import World
-from ukg2d365.cli import app
-from ukg2d365.cli_reconcile import CSV_COLUMNS, register
 from ukg2d365.config import load_config
 from ukg2d365.flows.runtime import Context
 from ukg2d365.ledger import Ledger
+from ukg2d365.render.reconcile import CSV_COLUMNS
 
 pytestmark = pytest.mark.e2e
-
-if "reconcile" not in [c.name for c in app.registered_commands]:  # until cli.py registers it itself
-    register(app)
-
 
 @pytest.fixture
 def world(sandbox, monkeypatch):
@@ -190,3 +186,13 @@ def test_unreadable_ukg_line_after_posting_means_the_match_is_not_proven(world):
     runs = _reconciled(world, "--run-id", "READ1", expect=1)
     assert runs[0]["verdict"] == "amount differs"
     assert any("could not be read" in note for note in runs[0]["notes"])
+
+
+def test_reconcile_records_each_verdict_on_the_runs_audit_trail(world):
+    run, journal = _posted_latest_run(world)
+    [result] = _reconciled(world, "--run-id", run.run_id, expect=0)
+    trail = json.loads(world.cli("audit", result["key"], "--format", "json").stdout)
+    [event] = [e for e in trail["events"] if e["kind"] == "reconcile"]
+    assert event["detail"]["verdict"] == "match"
+    assert event["detail"]["journals"] == [journal["JournalBatchNumber"]]
+    assert event["command"] == "reconcile"

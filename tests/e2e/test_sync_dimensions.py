@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from ukg2d365.cli import app
-from ukg2d365.cli_sync import register
 from ukg2d365.config import Config, parse_config
 from ukg2d365.d365.batch import ChangesetResult, InnerResponse
 from ukg2d365.errors import AmbiguousWriteError, ExitStatus
@@ -26,8 +25,6 @@ from ukg2d365.flows.sync_dimensions import (
 )
 from ukg2d365.ledger import Ledger
 from ukg2d365.sandbox import Sandbox, catalog
-
-register(app)
 
 CONFIG_YAML = """
 ukg:
@@ -260,6 +257,11 @@ def test_first_sync_creates_exactly_the_missing_values_and_a_second_creates_noth
     assert "nothing to create: 0 dimension value(s)" in second.output
     assert sandbox.d365.state.request_count["$batch"] == batches
     assert d365_values(sandbox) == after
+    # nothing to create, yet the run still records why 390 was left out, as the first run did
+    trail = json.loads(invoke(sandbox, "audit", "dimension:CostCenter:390", "--format", "json").stdout)
+    skips = [e for e in trail["events"] if e["kind"] == "dimension.skipped"]
+    assert [e["run"] for e in skips] == sorted({e["run"] for e in skips}) and len(skips) == 2
+    assert skips[-1]["detail"]["reason"] == "inactive in UKG: not created"
 
 
 @pytest.mark.e2e

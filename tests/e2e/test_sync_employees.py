@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from tests.world import worker_display
 from ukg2d365.cli import app
-from ukg2d365.cli_sync import register
 from ukg2d365.config import Config, parse_config
 from ukg2d365.errors import ExitStatus
 from ukg2d365.flows.runtime import Context
@@ -41,8 +40,6 @@ from ukg2d365.flows.sync_employees import (
 from ukg2d365.ledger import Ledger
 from ukg2d365.mapping import DimensionFormats, Mapper
 from ukg2d365.sandbox import Sandbox
-
-register(app)
 
 CONFIG_YAML = """
 ukg:

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from tests.helpers import CONFIG_YAML, make_config
 from tests.world import World, worker_display
-from ukg2d365.cli_webhook import register
+from ukg2d365.cli import app
 from ukg2d365.config import Config, WebhooksConfig, load_config
 from ukg2d365.errors import ConfigError, LockBusy
 from ukg2d365.flows.runtime import Context
@@ -419,9 +418,6 @@ def test_webhook_serve_without_the_secret_exits_2(tmp_path: Path, monkeypatch: p
     config_path.write_text(CONFIG_YAML.format(summarize="true"))
     monkeypatch.setenv("UKG2D365_CONFIG", str(config_path))
     monkeypatch.delenv(SECRET_ENV, raising=False)
-    app = typer.Typer()
-    register(app)
-    register(app)  # idempotent: the lead's wiring and a test may both call it
     result = CliRunner().invoke(app, ["webhook", "serve", "--port", "0"])
     assert result.exit_code == 2, result.output
     assert SECRET_ENV in result.output

@@ -6,14 +6,17 @@
    marker, with its lines, posted or not.
 2. **compare**: :func:`compare_run`, a pure function of three maps keyed by AccountDisplayValue (main
    account + dimensions) with Decimal debit and credit totals: a verdict and the differing rows.
-3. **report**: rendered by ``ukg2d365.cli_reconcile`` (table, CSV, JSON).
+3. **record**: :func:`apply` writes each run's verdict to the ledger audit under its posting key (and one
+   event for the whole check), so ``audit <key>`` shows when a pay run was last proven and what was found.
+4. **report**: rendered by ``ukg2d365.render.reconcile`` (table, CSV, JSON).
 
-Nothing is written to UKG or D365. The ledger only gets the run row every command records.
+``read_and_plan`` does steps 1 and 2, ``apply`` step 3: the flow contract every command shares. Nothing is
+written to UKG or D365; the ledger gets the run row every command records and the audit events of step 3.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -268,7 +271,7 @@ class _UkgRun:
     problems: list[str]
 
 
-def reconcile(ctx: Context, selection: ReconcileSelection, *, today: date | None = None) -> ReconcileReport:
+def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | None = None) -> ReconcileReport:
     """Read UKG, the ledger and D365 for the selected pay runs and compare them. Writes nothing."""
     selection.validate()
     companies = set(ctx.config.ukg.company_ids)
@@ -309,6 +312,27 @@ def reconcile(ctx: Context, selection: ReconcileSelection, *, today: date | None
     for run_id, messages in errors_by_run.items():
         if run_id not in tied:
             report.warnings.extend(messages[:MAX_NOTES_PER_CAUSE])
+    return report
+
+
+def apply(ctx: Context, report: ReconcileReport, progress: Callable[[int], None] | None = None) -> ReconcileReport:
+    """Record the check in the ledger audit: each run's verdict on its posting key's trail, and one event for
+    the whole check (also when nothing was selected). Writes nothing to UKG or D365; returns ``report``."""
+    advance = progress or (lambda n: None)
+    for run in report.runs:
+        ctx.ledger.audit("reconcile", {
+            "verdict": run.verdict, "marker": run.marker, "ledger_status": run.ledger_status,
+            "journals": [j.journal_batch_number for j in run.journals],
+            "ukg": {"debit": run.ukg_total.debit, "credit": run.ukg_total.credit},
+            "d365": {"debit": run.d365_total.debit, "credit": run.d365_total.credit},
+            "differing_rows": len(run.differences), "notes": run.notes[:MAX_NOTES_PER_CAUSE],
+        }, run.key.text)
+        advance(1)
+    ctx.ledger.audit("reconcile.summary", {
+        "runs": len(report.runs), "verdicts": {v: n for v, n in report.counts().items() if n},
+        "window_start": report.window_start, "ukg_lines_read": report.ukg_lines_read,
+        "warnings": report.warnings[:MAX_NOTES_PER_CAUSE], "ok": report.ok,
+    })
     return report
 
 

@@ -1,6 +1,4 @@
-"""The reconcile command, registered on the main Typer app by ``register``.
-
-Output formats (stdout):
+"""reconcile's report in three formats, written to stdout.
 
 * ``table`` (default): one rich table; per pay run a totals row (UKG, D365 and ledger debit/credit, the
   difference, the verdict), and below a run that does not match only its differing account rows; notes
@@ -11,8 +9,6 @@ Output formats (stdout):
 * ``json`` (also whenever the global ``--json`` is given): JSON lines, one ``{"event": "reconcile", ...}``
   object per run with its totals, journals, differing lines and notes, then one ``{"event": "summary"}``.
   Amounts are strings (exact decimals).
-
-Exit 0 only when every selected run matches; 1 otherwise; errors map through ``_guard`` as everywhere.
 """
 
 from __future__ import annotations
@@ -22,85 +18,20 @@ import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import typer
 from rich import box
 from rich.text import Text
 
-from ukg2d365.errors import ExitStatus, UsageError
 from ukg2d365.money import quantum
 from ukg2d365.render import PREVIEW_ROWS, Output, Table, styled
 
-if TYPE_CHECKING:  # the flow (and its HTTP stack) is imported only when the command runs, as in cli.py
+if TYPE_CHECKING:  # only the types: the flow (and its HTTP stack) is imported when the command runs
     from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
 
-FORMATS = ("table", "csv", "json")
 CSV_COLUMNS = (
     "row", "company", "pay_group", "period_end", "run_id", "marker", "journals", "ledger_status",
     "verdict", "account", "ukg_debit", "ukg_credit", "d365_debit", "d365_credit", "ledger_debit", "ledger_credit",
     "difference_debit", "difference_credit", "notes",
 )
-
-
-def register(app: typer.Typer) -> None:
-    """Add reconcile to ``app`` (once)."""
-    if "reconcile" not in {c.name for c in app.registered_commands}:
-        app.command("reconcile", short_help="Read-only proof, per pay run, that D365 holds exactly what UKG paid."
-                    )(reconcile)
-
-
-def reconcile(
-    ctx: typer.Context,
-    run_id: str | None = typer.Option(None, "--run-id", help="UKG GL run id"),
-    pay_group: str | None = typer.Option(None, "--pay-group", help="UKG pay group code"),
-    period_end: str | None = typer.Option(None, "--period-end", help="Pay period end date, YYYY-MM-DD"),
-    date_from: str | None = typer.Option(None, "--from", help="Period end on or after DATE (YYYY-MM-DD)"),
-    date_to: str | None = typer.Option(None, "--to", help="Period end on or before DATE (YYYY-MM-DD)"),
-    fmt: str = typer.Option("table", "--format", help="table | csv | json (the global --json means json)"),
-) -> None:
-    """Prove, per pay run, that D365 holds exactly what UKG paid. Read-only: never writes to D365 or UKG.
-
-    For each selected pay run, compares UKG's GL lines (mapped and summarized as post-payroll does), what the
-    ledger sent, and the D365 journal(s) carrying the run's marker (posted or not), by main account and
-    dimensions. Verdicts: match, missing in D365, extra in D365, amount differs, duplicate journal.
-    Without a selection: every posting in the ledger with a period end in the last 60 days.
-    Exit 0 only when every selected run matches, 1 otherwise.
-    """
-    from ukg2d365.cli import _guard, _parse_date, _state, recorded_run
-
-    state = _state(ctx)
-
-    def body() -> int:
-        from ukg2d365.flows.reconcile import ReconcileSelection
-        from ukg2d365.flows.reconcile import reconcile as run_reconcile
-
-        if fmt not in FORMATS:
-            raise UsageError(f"--format {fmt!r}: use table, csv or json")
-        selection = ReconcileSelection(run_id, pay_group, _parse_date(period_end, "--period-end"),
-                                       _parse_date(date_from, "--from"), _parse_date(date_to, "--to"))
-        selection.validate()
-        args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "from": date_from,
-                "to": date_to, "format": fmt}
-        # No HTTP audit events and no lock: a read-only check neither grows the posting trails nor blocks a post.
-        with recorded_run(state, "reconcile", args, lock=False, record_http=False) as run:
-            report = run_reconcile(run.context, selection)
-            run.code = int(ExitStatus.OK if report.ok else ExitStatus.RECORDS_FAILED)
-            run.summary.update(runs=len(report.runs), verdicts=report.counts(), ukg_lines_read=report.ukg_lines_read,
-                               exit_code=run.code)
-            text = _summary_text(report)
-            if state.out.json_mode or fmt == "json":
-                out = state.out if state.out.json_mode else Output(json_mode=True)
-                _show_json(out, report)
-                out.summary(text, **run.summary)
-            elif fmt == "csv":
-                _show_warnings(state.out, report)
-                _write_csv(report)
-                state.out.err.print(text, markup=False)
-            else:
-                _show_table(state.out, report)
-                state.out.summary(text)
-            return run.code
-
-    _guard(state, body)
 
 
 # ---------------------------------------------------------------------- shared
@@ -111,7 +42,7 @@ def _run_label(run: RunReconciliation) -> str:
     return f"{k.pay_group} {k.period_end} {k.run_id}"
 
 
-def _summary_text(report: ReconcileReport) -> str:
+def summary_text(report: ReconcileReport) -> str:
     if not report.runs:
         if report.selection.explicit:
             return "reconcile: no pay run matches the selection, nothing proven"
@@ -122,7 +53,7 @@ def _summary_text(report: ReconcileReport) -> str:
     return f"reconcile: {len(report.runs)} pay run(s): {counts}"
 
 
-def _show_warnings(out: Output, report: ReconcileReport) -> None:
+def show_warnings(out: Output, report: ReconcileReport) -> None:
     for message in report.warnings:
         out.warn(message)
     if not report.runs and report.selection.explicit:
@@ -142,8 +73,8 @@ def _money(amount: Decimal) -> str:
 # ---------------------------------------------------------------------- table
 
 
-def _show_table(out: Output, report: ReconcileReport) -> None:
-    _show_warnings(out, report)
+def show_table(out: Output, report: ReconcileReport) -> None:
+    show_warnings(out, report)
     if not report.runs:
         return
     table = Table(title="Reconciliation: UKG vs D365 (and what the ledger sent)", title_justify="left",
@@ -210,7 +141,7 @@ def _ledger_cell(ukg: Amounts, d365: Amounts, ledger: Amounts | None) -> str:
 # ---------------------------------------------------------------------- csv
 
 
-def _write_csv(report: ReconcileReport) -> None:
+def write_csv(report: ReconcileReport) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     writer.writeheader()
     for run in report.runs:
@@ -248,8 +179,8 @@ def _csv_amounts(ukg: Amounts, d365: Amounts, ledger: Amounts | None, precision:
 # ---------------------------------------------------------------------- json
 
 
-def _show_json(out: Output, report: ReconcileReport) -> None:
-    _show_warnings(out, report)
+def show_json(out: Output, report: ReconcileReport) -> None:
+    show_warnings(out, report)
     precision = report.precision
     for run in report.runs:
         k = run.key

@@ -1,7 +1,9 @@
 """Terminal and machine output: rich tables for people, one JSON object per line for cron and CI.
 
 Results go to stdout; progress bars go to stderr and only when stderr is a terminal, so cron logs
-stay clean.
+stay clean. This package holds ``Output`` and the table primitives; one module per command family
+(``payroll``, ``sync``, ``reconcile``, ``ledger``, ``ping``, ``credentials``) turns a flow's plan or
+result into lines, tables and JSON events. Rendering reads results; it never calls a flow.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
 from rich.text import Text
-
-from ukg2d365.journal import JournalPlan
 
 PREVIEW_ROWS = 40
 
@@ -117,34 +117,9 @@ class Output:
             yield lambda n: bar.advance(task, n)
 
 
-# ---------------------------------------------------------------------- journals
-
-
-def journal_table(journal: JournalPlan, title: str) -> Table:
-    """Lines grouped by account and dimensions (what finance reviews), with totals."""
-    grouped: dict[str, list[Decimal]] = {}
-    for line in journal.lines:
-        sums = grouped.setdefault(line.account, [Decimal(0), Decimal(0), Decimal(0)])
-        sums[0] += line.debit
-        sums[1] += line.credit
-        sums[2] += 1
-    table = Table(title=title, title_justify="left", show_footer=True)
-    table.add_column("Account and dimensions", footer="Total")
-    table.add_column("Lines", justify="right", footer=str(len(journal.lines)))
-    table.add_column("Debit", justify="right", footer=f"{journal.debit_total:,.2f}")
-    table.add_column("Credit", justify="right", footer=f"{journal.credit_total:,.2f}")
-    for i, (account, (dr, cr, n)) in enumerate(sorted(grouped.items())):
-        if i == PREVIEW_ROWS:
-            table.add_row(f"... {len(grouped) - PREVIEW_ROWS} more accounts", "", "", "")
-            break
-        table.add_row(account, str(n), f"{dr:,.2f}" if dr else "", f"{cr:,.2f}" if cr else "")
-    return table
-
-
-def journal_fields(journal: JournalPlan) -> dict[str, Any]:
-    k = journal.key
-    return {
-        "key": k.text, "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end,
-        "run_id": k.run_id, "marker": k.marker, "lines": len(journal.lines), "source_lines": journal.source_lines,
-        "debit": journal.debit_total, "credit": journal.credit_total,
-    }
+def table(title: str, columns: tuple[str, ...]) -> Table:
+    """A left-titled table whose columns fold long cells rather than cut them."""
+    result = Table(title=title, title_justify="left")
+    for column in columns:
+        result.add_column(column, overflow="fold")
+    return result

@@ -1,0 +1,26 @@
+"""sandbox: local UKG Pro, Entra ID and D365 F&O simulators over HTTPS, with a ready config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ukg2d365.cli.app import app, command
+
+
+@app.command()
+def sandbox(
+    ctx: typer.Context,
+    port: int = typer.Option(8443, "--port", help="First port: Entra ID on P, UKG on P+1, D365 on P+2 (0: free ports)"),
+    employees: int = typer.Option(600, "--employees", help="Employees in the generated company"),
+    latency_ms: int = typer.Option(0, "--latency-ms", help="Latency added to every request"),
+    directory: Path = typer.Option(Path("sandbox-run"), "--dir", help="Where the config, CA and ledger go"),
+) -> None:
+    """Start local UKG Pro, Entra ID and D365 F&O simulators over HTTPS and write a ready config for them."""
+    with command(ctx):
+        # Imported here: the simulators (and their TLS set-up) load only for this command.
+        from ukg2d365.sandbox import serve_forever_cli
+
+        directory.mkdir(parents=True, exist_ok=True)
+        serve_forever_cli(directory, port, employees, latency_ms)
