@@ -1,4 +1,4 @@
-"""ukg2d365 benchmark (issue 7): post generated pay runs through the real CLI against the sandbox.
+"""ukg2d365 benchmark: post generated pay runs through the real CLI against the sandbox.
 
 Run from the repository root::
 

@@ -1,4 +1,4 @@
-"""post-payroll --due, the cron mode: closed and unposted periods get posted, the rest is left alone (issue 6)."""
+"""post-payroll --due, the cron mode: closed and unposted periods get posted, the rest is left alone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exactly once, whatever fails: crashes, refusals, overlapping runs, revoked tokens (issue 5)."""
+"""Exactly once, whatever fails: crashes, refusals, overlapping runs, revoked tokens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Codes with apostrophes, unicode, slashes, spaces (issue 8): escaped in OData keys and $filter, encoded in
+"""Codes with apostrophes, unicode, slashes, spaces: escaped in OData keys and $filter, encoded in
 paths, round-tripped through the sandbox; codes that would corrupt an AccountDisplayValue refused by name.
 """
 

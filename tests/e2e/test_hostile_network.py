@@ -1,4 +1,4 @@
-"""Hostile and broken answers from the network (issue 8): refused with a one-line error, never followed with
+"""Hostile and broken answers from the network: refused with a one-line error, never followed with
 credentials, never posted twice.
 
 Client-level tests mock HTTP with ``responses``; end-to-end tests inject faults into the sandbox.

@@ -1,4 +1,4 @@
-"""Hostile UKG data (issue 8): a bad record refuses its own pay run, by name, and nothing else.
+"""Hostile UKG data: a bad record refuses its own pay run, by name, and nothing else.
 
 Unit tests go through ``parse_gl_line`` and ``build_journals``; the end-to-end tests run the CLI against the
 sandbox, whose UKG serves test lines verbatim (``RawJson`` puts NaN, 1e15 or 1234.005 on the wire exactly).

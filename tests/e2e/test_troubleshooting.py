@@ -1,4 +1,4 @@
-"""The README's troubleshooting table, row by row (issue 8): what a user sees, through the real CLI against the
+"""The README's troubleshooting table, row by row: what a user sees, through the real CLI against the
 sandbox, with the exit status the table promises and no secret or traceback in the output.
 
 Rows already proven elsewhere (config, hostile data, network) are named in the table with their own tests.

@@ -76,7 +76,7 @@ class FakeRunner:
 
 
 def event(event_id: Any = 459469162, event_type: str = "EmployeeAddressChangeEvent", **payload: Any) -> dict:
-    """A UKG webhook in the documented shape (ukg-api.md §5)."""
+    """A UKG webhook in the documented shape (UKG Pro's published webhook guide)."""
     return {"EventId": event_id, "EventTime": "2026-03-09T15:51:52.64", "EventType": event_type,
             "Operation": "Update", "Payload": {"CoId": "C0MP1", "EeId": "EE000042", "IntegrationRecordId": None,
                                                **payload}, "Tenant": "G0311"}

@@ -16,7 +16,7 @@ from ukg2d365.sandbox import RawJson, Sandbox, catalog
 from ukg2d365.sandbox.data import UkgDataset
 from ukg2d365.sandbox.ukg import date_filter
 
-# Field names copied from docs/ukg-api.md Appendix A (the spec's casing differs per resource).
+# Field names as UKG Pro's published REST API guides spell them (the spec's casing differs per resource).
 GL_FIELDS = set(
     "description runId payPeriodEndDate accountType baseSegment companyCode creditAmt debitAmt generalLedgerAccount "
     "jobCode jobDesc location orgLevel1 orgLevel2 orgLevel3 orgLevel4 payGroup periodEndDate periodStartDate "

@@ -1,4 +1,4 @@
-"""The command names and their order in `ukg2d365 --help` are a contract (PRODUCT.md): the package keeps them."""
+"""The command names and their order in `ukg2d365 --help` are a contract with users' scripts: the package keeps them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Malformed configuration files (issue 8): exit 2, the file (and key path) named, no traceback, nothing sent.
+"""Malformed configuration files: exit 2, the file (and key path) named, no traceback, nothing sent.
 
 Every case runs the real CLI (`post-payroll --due --yes`, the cron command) against a started sandbox with the
 sandbox's credentials in the environment, so a config that were wrongly accepted would reach the simulators

@@ -284,11 +284,13 @@ def create_operation(value: DimensionValue) -> BatchOperation:
     """The POST that creates one value: a shared custom-dimension value, or an operating unit."""
     if value.create_in == OPERATING_UNITS:
         # NOT CONFIRMED which fields D365 requires on create, and whether a given OperatingUnitNumber is
-        # kept rather than drawn from the number sequence (d365-api.md §2.3); the result is read back below.
+        # kept rather than drawn from the number sequence (ntrtd/d365-agent asset/client/src/OperatingUnits.ts
+        # lists the entity's fields, not its rules); the result is read back below.
         body: dict[str, Any] = {"OperatingUnitNumber": value.value, "Name": value.description,
                                 "OperatingUnitType": value.operating_unit_type}
         return BatchOperation("POST", OPERATING_UNITS, body)
-    # NOT CONFIRMED minimal field set (d365-api.md §2.3); an empty LegalEntityId makes the value shared.
+    # NOT CONFIRMED minimal field set (ntrtd/d365-agent asset/client/src/FinancialDimensionValues.ts lists the
+    # fields); an empty LegalEntityId makes the value shared.
     body = {"FinancialDimension": value.dimension, "DimensionValue": value.value, "Description": value.description,
             "LegalEntityId": ""}
     return BatchOperation("POST", FINANCIAL_DIMENSION_VALUES, body)

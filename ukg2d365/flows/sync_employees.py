@@ -9,7 +9,8 @@ already right in D365). An employee whose hash is unchanged costs nothing: no D3
 other employee is compared with what D365 holds *now* before anything is sent, so a run that died half
 way is simply run again: what reached D365 is found there and not sent twice.
 
-D365 writes (entity choices per d365-api.md §4):
+D365 writes (entities as a client generated from F&O $metadata names them: ntrtd/d365-agent
+asset/client/src/EmployeesV2.ts, EmploymentsV2.ts):
 
 * hire: ``POST EmployeesV2`` (worker + employment in one entity, key PersonnelNumber,
   EmploymentLegalEntityId, EmploymentId). NOT CONFIRMED which fields D365 requires, and whether it

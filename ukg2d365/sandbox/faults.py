@@ -22,7 +22,8 @@ SERVICES = ("entra", "ukg", "d365")
 # revoked mid-run, as when an admin rotates the app's secret or Entra invalidates sessions).
 ACTIONS = ("latency", "status", "drop_after", "drop_before", "html", "redirect", "revoke_tokens")
 
-# D365 F&O service protection message (d365-api.md section 7)
+# D365 F&O service protection message (MicrosoftDocs/dynamics-365-unified-operations-public,
+# articles/fin-ops-core/dev-itpro/data-entities/priority-based-throttling.md)
 D365_THROTTLE_MESSAGE = (
     "This request could not be processed at this time due to system experiencing high resource utilization."
 )

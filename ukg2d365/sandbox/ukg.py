@@ -1,6 +1,6 @@
 """Simulated UKG Pro REST API: the GL, org-level, employee and pay-calendar reads the CLI uses.
 
-Behaviour copied from what is documented or observed (docs/ukg-api.md): HTTP Basic with a web
+Behaviour copied from what is documented or observed (UKG Pro's published REST API guides): HTTP Basic with a web
 service account plus the ``US-Customer-Api-Key`` header (the sandbox also demands ``US-User-Api-Key``);
 bad or missing credentials get a bare 401 with an empty body. List endpoints answer bare JSON arrays,
 paged with ``page`` (1-based) and ``per_Page`` (default 100, capped at 10,000); past the last page the
