@@ -18,7 +18,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -68,9 +68,6 @@ class SandboxUrls:
 
     def __iter__(self) -> Iterator[str]:
         return iter(SERVICES)
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 def _default_d365(tokens: TokenRegistry, base_url: str) -> Service:
