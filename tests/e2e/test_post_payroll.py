@@ -191,3 +191,16 @@ def test_replay_of_a_posted_key_records_the_skip_on_its_trail(world):
     assert skip["detail"]["reason"] == "already posted" and skip["command"] == "replay"
     unknown = world.cli("replay", "NO-SUCH-KEY", expect=1)
     assert "no posting 'NO-SUCH-KEY'" in unknown.output
+
+
+def test_the_run_says_the_journal_is_created_unposted_as_d365_shows_it(world):
+    """D365 leaves the journal unposted (IsPosted No): the words must not say "posted" to finance."""
+    run = world.latest_run()
+    result = world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    text = " ".join(result.output.split())
+    [journal] = world.journals()
+    assert journal["IsPosted"] == "No"
+    assert f"-> journal {journal['JournalBatchNumber']} in D365, unposted" in text
+    assert "created 1 journal(s) in D365, unposted (post them in D365, or let the recurring Post journals " \
+           "batch job do it)" in text
+    assert "posted 1 journal" not in text

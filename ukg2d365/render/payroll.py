@@ -142,9 +142,11 @@ def posting_outcomes(out: Output, outcomes: Iterable[PostOutcome], *, replay: bo
             out.say(f"{o.key} -> journal {o.journal_batch_number} (already in D365, matching UKG; recorded as "
                     "posted, nothing sent)", lead=("found", "green"))
         elif o.status == "posted":
+            # "posted" in the ledger means "in D365, verified"; the journal itself is left unposted for finance
+            # (no OData action posts a general journal), so the words say what D365 shows.
             recovered = ", recovered" if o.recovered and not replay else ""
-            out.say(f"{o.key} -> journal {o.journal_batch_number} ({o.lines_sent} lines sent{recovered})",
-                    lead=("posted", "green"))
+            out.say(f"{o.key} -> journal {o.journal_batch_number} in D365, unposted ({o.lines_sent} lines "
+                    f"sent{recovered})", lead=("created", "green"))
         else:
             out.warn(f"{o.key}: {o.error}")
 
@@ -160,8 +162,10 @@ def posted_count(result: PayrollResult) -> int:
 
 
 def payroll_summary(plan: PayrollPlan, result: PayrollResult) -> str:
-    found = found_in_d365(result)
-    return (f"posted {posted_count(result)} journal(s); " + (f"{found} found in D365 and recorded; " if found else "")
+    found, created = found_in_d365(result), posted_count(result)
+    unposted = (" in D365, unposted (post them in D365, or let the recurring Post journals batch job do it)"
+                if created else "")
+    return (f"created {created} journal(s){unposted}; " + (f"{found} found in D365 and recorded; " if found else "")
             + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
 
 
