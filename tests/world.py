@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +19,21 @@ from ukg2d365.cli import app
 from ukg2d365.config import load_config
 from ukg2d365.flows.runtime import Context
 from ukg2d365.sandbox import Sandbox, catalog
+
+
+def spawn(world: World, *args: str) -> subprocess.Popen[str]:
+    """The CLI as its own process, so a test can SIGKILL it mid-run."""
+    return subprocess.Popen([sys.executable, "-m", "ukg2d365", "-c", str(world.config_path), *args],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
 
 D365_ACCOUNT = {a.ukg_account: a.d365_account for a in catalog.GL_ACCOUNTS}
 SECRETS = [catalog.CLIENT_SECRET, catalog.UKG_PASSWORD, catalog.UKG_USER_API_KEY]

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.world import SECRETS, World, d365_totals, ukg_totals
+from tests.world import SECRETS, World, d365_totals, spawn, ukg_totals
 from ukg2d365.sandbox.faults import FaultRule
 
 pytestmark = pytest.mark.e2e
 
-
-def spawn(world: World, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ukg2d365", "-c", str(world.config_path), *args],
-                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def assert_exactly_once(world: World, run) -> None:
@@ -35,27 +18,6 @@ def assert_exactly_once(world: World, run) -> None:
     assert len(journals) == 1, [j["JournalBatchNumber"] for j in journals]
     assert d365_totals(journals[0]) == ukg_totals(run)
 
-
-def test_sigkill_between_send_and_record_then_rerun_posts_once(world):
-    run = world.latest_run()
-    # The lines request is in flight (sent, not yet answered) when the process is killed; D365 still
-    # processes it, so the ledger never learns the answer.
-    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=1500))
-    proc = spawn(world, "post-payroll", "--run-id", run.run_id, "--yes")
-    wait_for(lambda: world.sandbox.d365.state.request_count["$batch"] >= 1 or bool(world.journals()))
-    wait_for(lambda: bool(world.journals()))
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
-    wait_for(lambda: any(j["lines"] for j in world.journals()), timeout=10)  # D365 processed it anyway
-    status = world.json_events("status")[0]
-    assert [p["status"] for p in status["pending"]] == ["sending"]
-    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
-    assert_exactly_once(world, run)
-    trail = world.json_events("audit", f"C0MP1/BW/{run.period_end}/{run.run_id}", "--format", "json")[0]
-    kinds = [e["kind"] for e in trail["events"]]
-    assert "recover" in kinds and trail["posting"]["status"] == "posted"
 
 
 def test_every_lines_write_failing_with_500_then_replay_failed_posts_once(world):

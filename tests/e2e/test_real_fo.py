@@ -6,10 +6,7 @@ planned line exactly once, compared by content (display value, debit, credit, te
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -18,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.world import World
+from tests.world import World, spawn, wait_for
 from ukg2d365.config import load_config
 from ukg2d365.flows.runtime import Context
 from ukg2d365.ledger import Ledger
@@ -87,18 +84,6 @@ def audit_kinds(world: World, run: Any) -> list[dict[str, Any]]:
     return list(trail["events"])
 
 
-def spawn(world: World, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ukg2d365", "-c", str(world.config_path), *args],
-                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
-
 
 # ---------------------------------------------------------------------- exactly once, D365 numbering
 
@@ -137,6 +122,8 @@ def test_sigkill_mid_send_then_rerun_holds_each_line_once(world: World) -> None:
     proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     wait_for(lambda: any(j["lines"] for j in world.journals()), timeout=10)  # landed after the kill
+    status = world.json_events("status")[0]
+    assert [p["status"] for p in status["pending"]] == ["sending"]  # the ledger never learnt the answer
     world.cli("post-payroll", "--run-id", run.run_id, "--yes")
     assert_one_journal_each_line_once(world, run)
     assert "recover" in [e["kind"] for e in audit_kinds(world, run)]

@@ -255,8 +255,9 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
             if near:
                 hints.append(f"did you mean {flag} {near[0]}?")
     companies = set(ctx.config.ukg.company_ids)
-    elsewhere = sorted({k.company for k in seen if k.company not in companies and _selected(
-        k, selection, None, set()) and (not selection.run_id or k.run_id == selection.run_id)}) if companies else []
+    # UKG already filtered by run id; the pay group and period are checked as for a line, minus the company.
+    elsewhere = sorted({k.company for k in seen if k.company not in companies
+                        and _selected(k, selection, None, set())}) if companies else []
     if elsewhere:
         hints.append(f"UKG has it for company {', '.join(elsewhere)}, which ukg.company_ids leaves out")
     if selection.period_end and not hints:
