@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from ukg2d365.d365.odata import filter_eq
+from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.journal_poster import HEADERS, LINE_FIELDS, LINES, JournalPoster, PostOutcome, match_lines
+from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
 from ukg2d365.flows.reference import ReferenceData, ledger_format_problems
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.flows.sync_dimensions import SetupError
@@ -324,9 +324,6 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
     _look_up_in_d365(ctx, plan)
 
 
-MARKERS_PER_QUERY = 25  # keeps the URL well under the 2,048 characters proxies commonly allow
-
-
 def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
     """D365 is the truth: before any journal is created, ask it (by marker, cross-company) what it holds.
 
@@ -337,20 +334,10 @@ def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
     fresh = [j for j in plan.to_post if j.key.text not in plan.resumed]
     if not fresh:
         return
-    cfg = ctx.config.d365
-    by_marker: dict[str, list[dict[str, Any]]] = {}
-    for start in range(0, len(fresh), MARKERS_PER_QUERY):
-        chunk = fresh[start : start + MARKERS_PER_QUERY]
-        markers = " or ".join(f"Description eq '*{j.key.marker}*'" for j in chunk)
-        flt = f"{filter_eq('dataAreaId', cfg.data_area_id)} and ({markers})"
-        for header in ctx.d365.get_all(HEADERS, filter=flt, cross_company=True,
-                                       select=["dataAreaId", "JournalBatchNumber", "Description", "IsPosted"]):
-            for journal in chunk:
-                if journal.key.marker in str(header.get("Description", "")):
-                    by_marker.setdefault(journal.key.marker, []).append(header)
+    by_marker = find_journals(ctx.d365, ctx.config.d365.data_area_id, [j.key.marker for j in fresh])
     refused = []
     for journal in fresh:
-        headers = by_marker.get(journal.key.marker)
+        headers = by_marker[journal.key.marker]
         if not headers:
             continue
         verdict = _compare_with_d365(ctx, journal, headers)
@@ -375,13 +362,12 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
         return None
     header = headers[0]
     number = str(header["JournalBatchNumber"])
-    flt = f"{filter_eq('dataAreaId', cfg.data_area_id)} and {filter_eq('JournalBatchNumber', number)}"
-    rows = list(ctx.d365.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS))
+    rows = journal_lines(ctx.d365, cfg.data_area_id, number)
     match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
                         by_number=cfg.line_numbers == "client")
     if not match.missing and not match.surplus:
         return number, True
-    posted = str(header.get("IsPosted", "No")) == "Yes"
+    posted = is_posted(header)
     if not posted and not match.surplus:
         return number, False  # a run that died mid-send with its ledger: the poster completes it
     journal.problems.append(

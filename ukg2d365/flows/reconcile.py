@@ -22,9 +22,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ukg2d365.d365.odata import ODataClient, filter_eq
+from ukg2d365.d365.journals import find_journals, is_posted, journal_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.journal_poster import HEADERS, LINES
 from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected, ledger_mapper
 from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import JournalBuilder, PostingKey
@@ -294,12 +293,15 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
 
     ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
     d365 = ctx.d365
-    legal_entity = ctx.config.d365.legal_entity
-    for key in sorted(set(ukg_runs) | set(postings)):
+    area = ctx.config.d365.data_area_id
+    keys = sorted(set(ukg_runs) | set(postings))
+    markers = {key: postings[key].marker if key in postings else key.marker for key in keys}
+    headers = find_journals(d365, area, markers.values())
+    for key in keys:
         found = postings.get(key)
-        marker = found.marker if found is not None else key.marker
-        journals = [(header, _journal_amounts(d365, legal_entity, str(header["JournalBatchNumber"])))
-                    for header in find_journals(d365, legal_entity, marker)]
+        marker = markers[key]
+        journals = [(header, journal_lines(d365, area, str(header["JournalBatchNumber"])))
+                    for header in headers[marker]]
         run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals)
         unreadable = errors_by_run.get(key.run_id, [])
         run.notes.extend(unreadable[:MAX_NOTES_PER_CAUSE])
@@ -390,22 +392,6 @@ def _ukg_items(ctx: Context, selection: ReconcileSelection, postings: Mapping[Po
             yield from ctx.ukg.gl_lines(run_id=run_id)
 
 
-def find_journals(odata: ODataClient, legal_entity: str, marker: str) -> list[dict[str, Any]]:
-    """Every journal header whose Description carries the marker (the same search post-payroll's recovery makes)."""
-    flt = f"{filter_eq('dataAreaId', legal_entity.lower())} and Description eq '*{marker}*'"
-    return list(odata.get_all(HEADERS, filter=flt, cross_company=True))
-
-
-def _journal_amounts(odata: ODataClient, legal_entity: str, journal_batch_number: str) -> list[tuple[str, Any, Any]]:
-    flt = (f"{filter_eq('dataAreaId', legal_entity.lower())} and "
-           f"{filter_eq('JournalBatchNumber', journal_batch_number)}")
-    return [
-        (str(row.get("AccountDisplayValue") or ""), row.get("DebitAmount"), row.get("CreditAmount"))
-        for row in odata.get_all(LINES, filter=flt, cross_company=True,
-                                 select=["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount"])
-    ]
-
-
 def _d365_amount(value: Any, journal_batch_number: str, precision: int) -> Decimal:
     """An amount as D365 stores it, shown at the currency's scale when that loses nothing (100.000000 -> 100.00)."""
     try:
@@ -422,7 +408,7 @@ def _reconcile_run(
     marker: str,
     ukg_run: _UkgRun | None,
     posting: Posting | None,
-    journals: list[tuple[dict[str, Any], list[tuple[str, Any, Any]]]],
+    journals: list[tuple[dict[str, Any], list[dict[str, Any]]]],
 ) -> RunReconciliation:
     journal_maps: list[dict[str, Amounts]] = []
     refs: list[JournalRef] = []
@@ -430,9 +416,10 @@ def _reconcile_run(
     for header, rows in journals:
         number = str(header["JournalBatchNumber"])
         journal_maps.append(sum_by_account(
-            (account, _d365_amount(debit, number, precision), _d365_amount(credit, number, precision))
-            for account, debit, credit in rows))
-        refs.append(JournalRef(number, str(header.get("IsPosted", "No")) == "Yes", len(rows)))
+            (str(row.get("AccountDisplayValue") or ""), _d365_amount(row.get("DebitAmount"), number, precision),
+             _d365_amount(row.get("CreditAmount"), number, precision))
+            for row in rows))
+        refs.append(JournalRef(number, is_posted(header), len(rows)))
     ledger_map = None
     if posting is not None:
         ledger_map = sum_by_account((ln.account, ln.debit, ln.credit) for ln in ctx.ledger.plan_lines(posting.key))
