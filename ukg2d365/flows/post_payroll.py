@@ -10,9 +10,8 @@ from typing import Any
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
 from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
-from ukg2d365.flows.reference import ReferenceData, ledger_format_problems
+from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
-from ukg2d365.flows.sync_dimensions import SetupError
 from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
 from ukg2d365.mapping import Mapper
@@ -159,12 +158,8 @@ def ledger_mapper(ctx: Context, command: str, *, fresh: bool = True) -> Mapper:
     Read fresh by default: a customer may change the global format for another integration, and a line
     built in yesterday's order would put values into the wrong dimensions.
     """
-    formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=fresh)
-    problems = ledger_format_problems(formats, ctx.config.mapping)
-    if problems:
-        for problem in problems:
-            ctx.ledger.audit("setup.problem", {"command": command, "problem": problem})
-        raise SetupError("; ".join(problems))
+    reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
+    formats = reference.require_setup(command, fresh=fresh, delimiter=False)
     return Mapper(ctx.config.mapping, formats)
 
 

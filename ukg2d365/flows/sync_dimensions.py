@@ -23,10 +23,9 @@ from typing import Any
 from ukg2d365.config import Config, DimensionMapping
 from ukg2d365.d365.batch import BatchOperation
 from ukg2d365.d365.odata import ODataClient, enum_literal, filter_eq, odata_literal
-from ukg2d365.errors import AmbiguousWriteError, ExitStatus, RemoteError, Ukg2d365Error
-from ukg2d365.flows.reference import CHUNK, DIMENSION, MAIN_ACCOUNT
+from ukg2d365.errors import AmbiguousWriteError, RemoteError
+from ukg2d365.flows.reference import CHUNK, DIMENSION, MAIN_ACCOUNT, ReferenceData
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import check_d365_setup
 from ukg2d365.mapping import MAX_MAIN_ACCOUNT_LENGTH, Mapper, MappingError, check_segment
 
 FINANCIAL_DIMENSION_VALUES = "FinancialDimensionValues"
@@ -35,16 +34,6 @@ MAIN_ACCOUNTS = "MainAccounts"
 WHERE_MAIN_ACCOUNTS = "General ledger > Chart of accounts > Accounts > Main accounts"
 
 Progress = Callable[[int], None]
-
-
-class SetupError(Ukg2d365Error):
-    """D365 is not set up the way the config says (dimension format, delimiter); nothing was sent.
-
-    Exit 2, like a configuration error: the fix is in the config file or in D365's setup, never in a
-    record, so `replay` (exit 1's remedy) cannot help, and a cron wrapper must not retry blindly.
-    """
-
-    exit_status = ExitStatus.USAGE
 
 
 # ---------------------------------------------------------------------- plan objects
@@ -212,15 +201,6 @@ def main_account_targets(config: Config) -> list[str]:
 # ---------------------------------------------------------------------- read
 
 
-def check_setup(ctx: Context) -> None:
-    """Ledger dimension format and delimiter must match the config; raise SetupError naming both sides."""
-    problems = check_d365_setup(ctx)
-    if problems:
-        for problem in problems:
-            ctx.ledger.audit("setup.problem", {"command": "sync-dimensions", "problem": problem})
-        raise SetupError("; ".join(problems))
-
-
 def read_d365_values(odata: ODataClient, config: Config) -> dict[str, set[str]]:
     """Every D365 value of each mapped dimension (shared values have an empty LegalEntityId)."""
     values: dict[str, set[str]] = {}
@@ -252,7 +232,8 @@ def read_existing_main_accounts(odata: ODataClient, accounts: list[str]) -> set[
 def read_and_plan(ctx: Context) -> DimensionPlan:
     """Setup checks, then UKG org levels and D365 values -> the plan; fills the ledger's reference cache."""
     config = ctx.config
-    check_setup(ctx)
+    reference = ReferenceData(ctx.d365, ctx.ledger, config)
+    reference.require_setup("sync-dimensions")  # ledger dimension format and delimiter, read fresh
     org_levels = ctx.ukg.org_levels()
     d365_values = read_d365_values(ctx.d365, config)
     plan = plan_dimensions(org_levels, d365_values, config)
