@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
+from ukg2d365.flows.gl_read import GlFilter, ledger_mapper, read_gl
 from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
-from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
+from ukg2d365.journal import JournalPlan, PostingKey
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
-from ukg2d365.mapping import Mapper
-from ukg2d365.ukg.records import parse_date, parse_gl_line
+from ukg2d365.ukg.records import parse_date
+
+MAX_ERRORS_PER_RUN = 5  # bad lines named per run; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Selection:
                 hint="give --run-id ID, --pay-group CODE and/or --period-end DATE, or --due for every closed "
                 "period not yet posted",
             )
+
+    def gl_filter(self, companies: Iterable[str], due: DuePeriods | None = None) -> GlFilter:
+        """The pay runs this selection names. Not by run id: UKG is asked for that run alone."""
+        return GlFilter(companies=frozenset(companies), pay_group=self.pay_group, period_end=self.period_end,
+                        periods=frozenset(due.targets) if due is not None else None)
 
 
 @dataclass
@@ -124,112 +131,51 @@ def _period_fully_posted(ctx: Context, pay_group: str, period_end: date) -> bool
     return bool(statuses) and all(s == POSTED for s in statuses)
 
 
-def _raw_in_selection(raw: Any, selection: Selection, due: DuePeriods | None) -> bool:
-    """Best-effort test on a raw item that failed validation: is it part of what we were asked to post?"""
-    if not isinstance(raw, dict):
-        return True
-    if selection.pay_group and raw.get("payGroup") not in (None, selection.pay_group):
-        return False
-    period = str(raw.get("periodEndDate") or raw.get("payPeriodEndDate") or "")[:10]
-    if selection.period_end and period and period != selection.period_end.isoformat():
-        return False
-    if due is not None and period and (str(raw.get("payGroup")), period) not in {
-        (pg, d.isoformat()) for pg, d in due.targets
-    }:
-        return False
-    return True
-
-
-def _selected(line_key: PostingKey, selection: Selection, due: DuePeriods | None, companies: set[str]) -> bool:
-    if companies and line_key.company not in companies:
-        return False
-    if selection.pay_group and line_key.pay_group != selection.pay_group:
-        return False
-    if selection.period_end and line_key.period_end != selection.period_end:
-        return False
-    if due is not None and (line_key.pay_group, line_key.period_end) not in due.targets:
-        return False
-    return True
-
-
-def ledger_mapper(ctx: Context, command: str, *, fresh: bool = True) -> Mapper:
-    """A mapper in D365's active ledger dimension format; SetupError (audited) when lines cannot be built.
-
-    Read fresh by default: a customer may change the global format for another integration, and a line
-    built in yesterday's order would put values into the wrong dimensions.
-    """
-    reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
-    formats = reference.require_setup(command, fresh=fresh, delimiter=False)
-    return Mapper(ctx.config.mapping, formats)
-
-
 def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = None) -> PayrollPlan:
     """Stream the selected GL runs from UKG and plan one journal per pay run (nothing is written)."""
     selection.validate()
-    config = ctx.config
     plan = PayrollPlan()
-    due: DuePeriods | None = None
     if selection.due:
-        groups = [selection.pay_group] if selection.pay_group else list(config.ukg.pay_groups)
-        if not groups:
-            raise UsageError("--due needs pay groups", hint="set ukg.pay_groups in the config or pass --pay-group")
-        due = due_periods(ctx, groups, today or date.today())
-        plan.due = due
-        if not due.targets:
+        plan.due = due_periods(ctx, _due_pay_groups(ctx, selection), today or date.today())
+        if not plan.due.targets:
             return plan
-
     mapper = ledger_mapper(ctx, "post-payroll")
-    builders: dict[PostingKey, JournalBuilder] = {}
-    routes: dict[tuple[Any, ...], JournalBuilder | None] = {}  # key fields -> its builder, None if not selected
-    errors_by_run: dict[str, list[str]] = {}
-    companies = set(config.ukg.company_ids)
-    precision = config.d365.currency_precision
-    for position, raw in enumerate(_gl_items(ctx, selection), start=1):
-        plan.lines_read += 1
-        try:
-            line = parse_gl_line(raw, position, precision)
-        except DataError as exc:
-            if not _raw_in_selection(raw, selection, due):
-                continue
-            run = raw.get("runId") if isinstance(raw, dict) else None
-            if run:
-                errors_by_run.setdefault(str(run), []).append(str(exc))
-            else:
-                plan.unattributed_errors.append(str(exc))
-            continue
-        # A run's lines share one posting key: decide once per distinct key, not once per line.
-        ident = PostingKey.fields_of(line)
-        try:
-            builder = routes[ident]
-        except KeyError:
-            key = PostingKey(*ident)
-            builder = None
-            if _selected(key, selection, due, companies):
-                builder = builders[key] = JournalBuilder(key, config, mapper)
-            routes[ident] = builder
-        if builder is not None:
-            builder.add(line)
-
-    journals = [builders[k].finish() for k in sorted(builders)]
-    for journal in journals:
-        for message in errors_by_run.get(journal.key.run_id, [])[:5]:
-            journal.problems.append(message.removeprefix("UKG "))
-        extra = len(errors_by_run.get(journal.key.run_id, [])) - 5
-        if extra > 0:
-            journal.problems.append(f"and {extra} more bad lines in run {journal.key.run_id}")
-    known_runs = {j.key.run_id for j in journals}
-    for run, messages in errors_by_run.items():
-        if run not in known_runs:
-            plan.unattributed_errors.extend(messages[:5])
-
-    if due is not None:
-        found = {(j.key.pay_group, j.key.period_end) for j in journals}
-        plan.runs_without_gl = sorted(due.targets - found)
-    elif not journals and not errors_by_run and not plan.unattributed_errors:
-        plan.unattributed_errors.append(_nothing_matched(ctx, selection, [PostingKey(*k) for k in routes]))
-
+    selected = selection.gl_filter(ctx.config.ukg.company_ids, plan.due)
+    read = read_gl(ctx.ukg.gl_lines(run_id=selection.run_id), ctx.config, mapper,
+                   wanted=selected.covers, may_want=selected.may_cover)
+    plan.lines_read = read.lines_read
+    journals = read.journals()
+    _attribute_errors(plan, journals, read.errors_by_run)
+    if plan.due is not None:
+        plan.runs_without_gl = sorted(plan.due.targets - {(j.key.pay_group, j.key.period_end) for j in journals})
+    elif not journals and not read.errors_by_run:
+        plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen))
     _classify(ctx, plan, journals)
     return plan
+
+
+def _due_pay_groups(ctx: Context, selection: Selection) -> list[str]:
+    groups = [selection.pay_group] if selection.pay_group else list(ctx.config.ukg.pay_groups)
+    if not groups:
+        raise UsageError("--due needs pay groups", hint="set ukg.pay_groups in the config or pass --pay-group")
+    return groups
+
+
+def _attribute_errors(plan: PayrollPlan, journals: list[JournalPlan], errors_by_run: dict[str, list[str]]) -> None:
+    """A bad line refuses its run's journal (the first few named); one of no run, or of a run not planned, is
+    reported on its own."""
+    errors = dict(errors_by_run)
+    plan.unattributed_errors.extend(errors.pop("", []))
+    for journal in journals:
+        messages = errors.get(journal.key.run_id, [])
+        journal.problems.extend(message.removeprefix("UKG ") for message in messages[:MAX_ERRORS_PER_RUN])
+        if len(messages) > MAX_ERRORS_PER_RUN:
+            journal.problems.append(f"and {len(messages) - MAX_ERRORS_PER_RUN} more bad lines in run "
+                                    f"{journal.key.run_id}")
+    planned = {j.key.run_id for j in journals}
+    for run, messages in errors.items():
+        if run not in planned:
+            plan.unattributed_errors.extend(messages[:MAX_ERRORS_PER_RUN])
 
 
 def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey]) -> str:
@@ -251,8 +197,8 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
                 hints.append(f"did you mean {flag} {near[0]}?")
     companies = set(ctx.config.ukg.company_ids)
     # UKG already filtered by run id; the pay group and period are checked as for a line, minus the company.
-    elsewhere = sorted({k.company for k in seen if k.company not in companies
-                        and _selected(k, selection, None, set())}) if companies else []
+    named = selection.gl_filter(())
+    elsewhere = sorted({k.company for k in seen if k.company not in companies and named.covers(k)}) if companies else []
     if elsewhere:
         hints.append(f"UKG has it for company {', '.join(elsewhere)}, which ukg.company_ids leaves out")
     if selection.period_end and not hints:
@@ -268,10 +214,6 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
         if periods:
             hints.append("latest periods with a GL run: " + ", ".join(d.isoformat() for d in periods))
     return message + ("; " + "; ".join(hints) if hints else "")
-
-
-def _gl_items(ctx: Context, selection: Selection) -> Iterator[Any]:
-    return iter(ctx.ukg.gl_lines(run_id=selection.run_id))
 
 
 def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:

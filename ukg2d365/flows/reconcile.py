@@ -24,12 +24,11 @@ from typing import Any
 
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected, ledger_mapper
+from ukg2d365.flows.gl_read import GlFilter, ledger_mapper, read_gl
 from ukg2d365.flows.runtime import Context
-from ukg2d365.journal import JournalBuilder, PostingKey
+from ukg2d365.journal import PostingKey
 from ukg2d365.ledger import POSTED, Posting
 from ukg2d365.money import AmountError, parse_amount, quantum
-from ukg2d365.ukg.records import parse_gl_line
 
 MATCH = "match"
 MISSING = "missing in D365"
@@ -197,19 +196,12 @@ class ReconcileSelection:
         if self.period_from and self.period_to and self.period_from > self.period_to:
             raise UsageError(f"--from {self.period_from} is after --to {self.period_to}")
 
-    @property
-    def payroll(self) -> Selection:
-        """The part post-payroll's own filters understand (run id, pay group, one period end)."""
-        return Selection(self.run_id, self.pay_group, self.period_end)
-
-    def in_range(self, period_end: date) -> bool:
-        return ((self.period_from is None or period_end >= self.period_from)
-                and (self.period_to is None or period_end <= self.period_to))
+    def gl_filter(self, companies: Iterable[str]) -> GlFilter:
+        return GlFilter(companies=frozenset(companies), pay_group=self.pay_group, period_end=self.period_end,
+                        run_id=self.run_id, period_from=self.period_from, period_to=self.period_to)
 
     def covers(self, key: PostingKey, companies: set[str]) -> bool:
-        if self.run_id is not None and key.run_id != self.run_id:
-            return False
-        return _selected(key, self.payroll, None, companies) and self.in_range(key.period_end)
+        return self.gl_filter(companies).covers(key)
 
 
 # ---------------------------------------------------------------------- report
@@ -350,34 +342,20 @@ def _read_ukg(
     report: ReconcileReport,
 ) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
     """Plan the selected runs' UKG lines exactly as post-payroll would, and keep only the totals per account."""
-    config = ctx.config
     mapper = ledger_mapper(ctx, "reconcile", fresh=False)  # the cached format: reconcile only reads
-    precision = config.d365.currency_precision
-    builders: dict[PostingKey, JournalBuilder] = {}
-    errors_by_run: dict[str, list[str]] = {}
-    wanted_keys = set(postings)
-    for position, raw in enumerate(_ukg_items(ctx, selection, postings), start=1):
-        report.ukg_lines_read += 1
-        try:
-            line = parse_gl_line(raw, position, precision)
-        except DataError as exc:
-            if selection.explicit and not _raw_in_selection(raw, selection.payroll, None):
-                continue
-            run = raw.get("runId") if isinstance(raw, dict) else None
-            errors_by_run.setdefault(str(run) if run else "", []).append(f"unreadable line: {exc}")
-            continue
-        key = PostingKey.of(line)
-        if not (selection.covers(key, companies) if selection.explicit else key in wanted_keys):
-            continue
-        builder = builders.get(key)
-        if builder is None:
-            builder = builders[key] = JournalBuilder(key, config, mapper)
-        builder.add(line)
+    if selection.explicit:
+        selected = selection.gl_filter(companies)
+        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=selected.covers,
+                       may_want=selected.may_cover)
+    else:
+        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=postings.__contains__)
+    report.ukg_lines_read = read.lines_read
     runs: dict[PostingKey, _UkgRun] = {}
-    for key, builder in builders.items():
-        plan = builder.finish()
+    for plan in read.journals():
         amounts = sum_by_account((ln.account, ln.debit, ln.credit) for ln in plan.lines)
-        runs[key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+        runs[plan.key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+    errors_by_run = {run: [f"unreadable line: {message}" for message in messages]
+                     for run, messages in read.errors_by_run.items()}
     return runs, errors_by_run
 
 
