@@ -40,6 +40,12 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
+class DimensionSelection:
+    """What sync-dimensions reads: it takes no options, so every mapped dimension and every main account the
+    mapping names (the flow contract still passes a selection, like every command's)."""
+
+
+@dataclass(frozen=True)
 class DimensionValue:
     """One D365 dimension value wanted by UKG: the mapped value and the UKG codes that map to it."""
 
@@ -229,7 +235,7 @@ def read_existing_main_accounts(odata: ODataClient, accounts: list[str]) -> set[
     return found
 
 
-def read_and_plan(ctx: Context) -> DimensionPlan:
+def read_and_plan(ctx: Context, selection: DimensionSelection) -> DimensionPlan:
     """Setup checks, then UKG org levels and D365 values -> the plan; fills the ledger's reference cache."""
     config = ctx.config
     reference = ReferenceData(ctx.d365, ctx.ledger, config)

@@ -482,13 +482,20 @@ def changed_since(ctx: Context, since: date | None) -> date | None:
     return datetime.fromisoformat(stored).date() - SINCE_OVERLAP
 
 
-def read_and_plan(ctx: Context, since: date | None, *, today: date | None = None) -> EmployeePlan:
+@dataclass(frozen=True)
+class EmployeeSelection:
+    """The UKG records sync-employees reads: changed on or after ``since`` (--since), else see changed_since."""
+
+    since: date | None = None
+
+
+def read_and_plan(ctx: Context, selection: EmployeeSelection, *, today: date | None = None) -> EmployeePlan:
     """Read what the plan needs, and no more: D365 and names only for employees whose hash changed."""
     started_at = now_iso()
-    start = changed_since(ctx, since)
+    start = changed_since(ctx, selection.since)
     plan = plan_records(ctx, ctx.ukg.employment_details(start), today=today)
     plan.changed_since = start
-    plan.since_option = since
+    plan.since_option = selection.since
     plan.started_at = started_at
     return plan
 
