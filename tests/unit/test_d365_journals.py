@@ -6,6 +6,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from ukg2d365.d365.journals import (
     LINE_FIELDS,
     MARKERS_PER_QUERY,
@@ -14,6 +16,7 @@ from ukg2d365.d365.journals import (
     line_body,
     line_number_key,
 )
+from ukg2d365.d365.odata import chunked
 from ukg2d365.journal import PlannedLine
 
 
@@ -72,3 +75,10 @@ def test_line_body_carries_a_line_number_only_when_the_client_numbers_lines() ->
 def test_line_number_key_drops_the_scale_d365_answers_with() -> None:
     assert line_number_key({"LineNumber": Decimal("3.0000000000000000")}) == 3
     assert line_number_key({"LineNumber": "2.5"}) == Decimal("2.5")
+
+
+def test_chunked_slices_ids_for_queries_and_refuses_an_empty_size() -> None:
+    assert list(chunked([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+    assert list(chunked([], 25)) == []
+    with pytest.raises(ValueError):
+        list(chunked([1], 0))

@@ -12,10 +12,10 @@ reads D365's formats through this cache; what it checks is ``ukg2d365.d365.setup
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ukg2d365.config import Config
-from ukg2d365.d365.odata import ODataClient, chunked, filter_eq, odata_literal
+from ukg2d365.d365.odata import ODataClient, chunked, enum_literal, filter_eq, odata_literal
 from ukg2d365.d365.setup import SetupError, read_dimension_formats, setup_problems
 from ukg2d365.ledger import Ledger
 from ukg2d365.mapping import DimensionFormats
@@ -24,6 +24,9 @@ MAIN_ACCOUNT = "main_account"  # reference_values.kind
 DIMENSION = "dimension"
 FORMAT = "dimension_format"  # reference_values.kind; name 'ledger' or 'default', one value: the names as JSON
 CHUNK = 20  # values per $filter: keeps URLs far below gateway limits
+MAIN_ACCOUNTS = "MainAccounts"
+FINANCIAL_DIMENSION_VALUES = "FinancialDimensionValues"
+OPERATING_UNITS = "OperatingUnits"
 
 
 class ReferenceData:
@@ -82,11 +85,7 @@ class ReferenceData:
         unknown = wanted - self._ledger.known_values(MAIN_ACCOUNT, "")
         if not unknown:
             return set()
-        found: set[str] = set()
-        for chunk in chunked(sorted(unknown), CHUNK):
-            flt = " or ".join(filter_eq("MainAccountId", v) for v in chunk)
-            for row in self._odata.get_all("MainAccounts", filter=flt, select=["MainAccountId"]):
-                found.add(str(row.get("MainAccountId")))
+        found = read_main_accounts(self._odata, sorted(unknown))
         self._ledger.remember_values(MAIN_ACCOUNT, "", found & unknown)
         return unknown - found
 
@@ -95,21 +94,47 @@ class ReferenceData:
         unknown = wanted - self._ledger.known_values(DIMENSION, name)
         if not unknown:
             return set()
-        dim = self._config.mapping.dimensions[name]
-        found: set[str] = set()
-        for chunk in chunked(sorted(unknown), CHUNK):
-            if dim.create_in == "OperatingUnits":
-                ou_type = f"Microsoft.Dynamics.DataEntities.OmOperatingUnitType'{dim.operating_unit_type}'"
-                flt = f"OperatingUnitType eq {ou_type} and (" + " or ".join(
-                    filter_eq("OperatingUnitNumber", v) for v in chunk) + ")"
-                rows = self._odata.get_all("OperatingUnits", filter=flt, select=["OperatingUnitNumber"])
-                found.update(str(r.get("OperatingUnitNumber")) for r in rows)
-            else:
-                le = odata_literal(self._config.d365.data_area_id)
-                flt = (f"{filter_eq('FinancialDimension', name)} and (LegalEntityId eq '' or LegalEntityId eq {le})"
-                       " and (" + " or ".join(filter_eq("DimensionValue", v) for v in chunk) + ")")
-                rows = self._odata.get_all("FinancialDimensionValues", filter=flt, select=["DimensionValue"],
-                                           cross_company=True)
-                found.update(str(r.get("DimensionValue")) for r in rows)
+        found = read_dimension_values(self._odata, self._config, name, sorted(unknown))
         self._ledger.remember_values(DIMENSION, name, found & unknown)
         return unknown - found
+
+
+def read_main_accounts(odata: ODataClient, accounts: Sequence[str]) -> set[str]:
+    """Which of these MainAccountIds D365 has, CHUNK ids per request."""
+    found: set[str] = set()
+    for chunk in chunked(accounts, CHUNK):
+        flt = " or ".join(filter_eq("MainAccountId", v) for v in chunk)
+        for row in odata.get_all(MAIN_ACCOUNTS, filter=flt, select=["MainAccountId"]):
+            found.add(str(row.get("MainAccountId")))
+    return found
+
+
+def read_dimension_values(
+    odata: ODataClient, config: Config, name: str, values: Sequence[str] | None = None
+) -> set[str]:
+    """D365's values of one mapped dimension; of ``values`` only (CHUNK per request) when given.
+
+    A custom dimension's values are FinancialDimensionValues of this legal entity or shared (an empty
+    LegalEntityId); an operating unit dimension's are the OperatingUnits of its type.
+    """
+    dim = config.mapping.dimensions[name]
+    entity: str
+    if dim.create_in == OPERATING_UNITS:
+        assert dim.operating_unit_type is not None  # the config validator fills it in
+        entity, field, cross_company = OPERATING_UNITS, "OperatingUnitNumber", False
+        base = f"OperatingUnitType eq {enum_literal('OmOperatingUnitType', dim.operating_unit_type)}"
+    else:
+        entity, field, cross_company = FINANCIAL_DIMENSION_VALUES, "DimensionValue", True
+        le = odata_literal(config.d365.data_area_id)
+        base = f"{filter_eq('FinancialDimension', name)} and (LegalEntityId eq '' or LegalEntityId eq {le})"
+    if values is None:
+        filters = [base]
+    else:
+        filters = [f"{base} and (" + " or ".join(filter_eq(field, v) for v in chunk) + ")"
+                   for chunk in chunked(values, CHUNK)]
+    found: set[str] = set()
+    for flt in filters:
+        for row in odata.get_all(entity, filter=flt, select=[field], cross_company=cross_company):
+            if row.get(field):
+                found.add(str(row.get(field)))
+    return found

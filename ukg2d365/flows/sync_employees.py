@@ -43,7 +43,7 @@ from typing import Any
 from ukg2d365.config import Config
 from ukg2d365.d365.batch import BatchOperation, ChangesetResult
 from ukg2d365.d365.dates import end_of_day, local_day, parse_instant, start_of_day
-from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, odata_literal
+from ukg2d365.d365.odata import ODataClient, chunked, entity_path, filter_eq, odata_literal
 from ukg2d365.errors import AmbiguousWriteError, RemoteError
 from ukg2d365.flows.reference import CHUNK, ReferenceData
 from ukg2d365.flows.runtime import Context
@@ -452,8 +452,7 @@ def read_d365_employments(odata: ODataClient, personnel_numbers: list[str], lega
     found: dict[str, list[D365Employment]] = {}
     select = ["PersonnelNumber", "EmploymentLegalEntityId", "EmploymentId", "EmploymentStartDate",
               "EmploymentEndDate", "DimensionDisplayValue"]
-    for i in range(0, len(personnel_numbers), CHUNK):
-        chunk = personnel_numbers[i : i + CHUNK]
+    for chunk in chunked(personnel_numbers, CHUNK):
         flt = (f"{filter_eq('EmploymentLegalEntityId', legal_entity.lower())} and ("
                + " or ".join(filter_eq("PersonnelNumber", n) for n in chunk) + ")")
         for row in odata.get_all(EMPLOYEES, filter=flt, select=select):
@@ -587,9 +586,7 @@ def apply(ctx: Context, plan: EmployeePlan, progress: Progress | None = None) ->
             ctx.ledger.audit(f"employee.{action.kind}", {"reason": action.reason}, action.audit_key)
             result.recorded_in_sync += 1
     writes = plan.writes
-    size = ctx.config.d365.batch_size
-    for start in range(0, len(writes), size):
-        chunk = writes[start : start + size]
+    for chunk in chunked(writes, ctx.config.d365.batch_size):
         for outcome in _send_chunk(ctx, chunk):
             action = outcome.action
             if outcome.ok:
