@@ -37,7 +37,7 @@ def test_a_bad_line_is_attributed_to_its_run_or_to_none_and_skipped_when_not_wan
     items = [gl("5000", "not money", run="R1"), {"debitAmt": "x"}, gl("5000", "x", run="R9", pay_group="WK"), 42]
     selected = GlFilter(pay_group="BW")
     read = read_gl(items, cfg, Mapper(cfg.mapping), wanted=selected.covers, may_want=selected.may_cover)
-    assert read.lines_read == 4 and read.builders == {}
+    assert read.lines_read == 4 and read.journals() == []
     assert set(read.errors_by_run) == {"R1", ""}  # R9 is another pay group: not this selection's business
     assert len(read.errors_by_run[""]) == 2  # no run id, and not even an object
 

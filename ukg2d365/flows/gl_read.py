@@ -18,7 +18,7 @@ from ukg2d365.config import Config
 from ukg2d365.errors import DataError
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context
-from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
+from ukg2d365.journal import JournalPlan, JournalRouter, PostingKey
 from ukg2d365.mapping import Mapper
 from ukg2d365.ukg.records import parse_gl_line
 
@@ -66,16 +66,20 @@ class GlFilter:
 
 @dataclass
 class GlRead:
-    """What one pass over the GL lines found: a builder per selected pay run and the lines that failed."""
+    """What one pass over the GL lines found: the journals of the wanted pay runs and the lines that failed."""
 
-    builders: dict[PostingKey, JournalBuilder] = field(default_factory=dict)
+    router: JournalRouter
     errors_by_run: dict[str, list[str]] = field(default_factory=dict)  # run id ("" when none) -> messages
-    keys_seen: list[PostingKey] = field(default_factory=list)  # every distinct pay run read, selected or not
     lines_read: int = 0
 
+    @property
+    def keys_seen(self) -> list[PostingKey]:
+        """Every distinct pay run read, wanted or not."""
+        return self.router.keys_seen
+
     def journals(self) -> list[JournalPlan]:
-        """The selected pay runs' journal plans, in posting key order."""
-        return [self.builders[key].finish() for key in sorted(self.builders)]
+        """The wanted pay runs' journal plans, in posting key order."""
+        return self.router.journals()
 
 
 def read_gl(
@@ -91,8 +95,7 @@ def read_gl(
     ``may_want`` decides whether an item that fails validation is reported at all (a bad line of a pay run
     nobody asked for is not this run's business).
     """
-    read = GlRead()
-    routes: dict[tuple[Any, ...], JournalBuilder | None] = {}  # key fields -> its builder, None if not wanted
+    read = GlRead(JournalRouter(config, mapper, wanted))
     precision = config.d365.currency_precision
     for position, raw in enumerate(items, start=1):
         read.lines_read += 1
@@ -103,19 +106,7 @@ def read_gl(
                 run = raw.get("runId") if isinstance(raw, dict) else None
                 read.errors_by_run.setdefault(str(run) if run else "", []).append(str(exc))
             continue
-        # A run's lines share one posting key: decide once per distinct key, not once per line.
-        ident = PostingKey.fields_of(line)
-        try:
-            builder = routes[ident]
-        except KeyError:
-            key = PostingKey(*ident)
-            read.keys_seen.append(key)
-            builder = JournalBuilder(key, config, mapper) if wanted(key) else None
-            if builder is not None:
-                read.builders[key] = builder
-            routes[ident] = builder
-        if builder is not None:
-            builder.add(line)
+        read.router.add(line)
     return read
 
 

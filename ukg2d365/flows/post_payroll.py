@@ -67,10 +67,6 @@ class PayrollPlan:
     partly_in_d365: dict[str, str] = field(default_factory=dict)  # key -> unposted journal holding part of it
 
     @property
-    def nothing_to_do(self) -> bool:
-        return not self.to_post and not self.refused and not self.unattributed_errors
-
-    @property
     def to_write(self) -> list[JournalPlan]:
         """What apply will send to D365 (the rest of to_post is already there in full)."""
         return [j for j in self.to_post if j.key.text not in self.in_d365]
@@ -217,6 +213,25 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
 
 
 def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
+    """Sort the planned journals into already posted, refused and to post; what is to post is checked against
+    D365's main accounts and dimension values, then looked up in D365 by marker."""
+    candidates = _not_yet_posted(ctx, plan, journals)
+    if not candidates:
+        return
+    _refuse_unknown_references(ctx, candidates)
+    for journal in candidates:
+        if journal.problems:
+            plan.refused.append(journal)
+            continue
+        existing = ctx.ledger.get_posting(journal.key.text)
+        if existing is not None and existing.status in (SENDING, FAILED):
+            plan.resumed.add(journal.key.text)
+        plan.to_post.append(journal)
+    _look_up_in_d365(ctx, plan)
+
+
+def _not_yet_posted(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> list[JournalPlan]:
+    """The postable journals the ledger has not posted; the posted ones and the refused ones go into the plan."""
     ledger = ctx.ledger
     posted = ledger.posted_keys(j.key.text for j in journals)
     candidates = []
@@ -227,23 +242,25 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
             if previous is not None and previous.source_hash != journal.source_hash:
                 # Never reposted (that would book it twice); reported so finance can look with reconcile.
                 plan.changed_since_posting.append(journal)
-        elif journal.problems or not journal.lines:
+        elif not journal.postable:
             plan.refused.append(journal)
         else:
             candidates.append(journal)
-    if not candidates:
-        return
-    # Refuse up front any journal D365 would reject half-way: unknown main accounts or dimension values.
-    reference = ReferenceData(ctx.d365, ledger, ctx.config)
-    accounts = set().union(*(j.accounts for j in candidates))
-    missing_accounts = reference.missing_main_accounts(accounts)
+    return candidates
+
+
+def _refuse_unknown_references(ctx: Context, journals: list[JournalPlan]) -> None:
+    """Name, on each journal, the main accounts and dimension values D365 does not know: D365 would reject the
+    journal half-way through its lines, so it is refused up front."""
+    reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
+    missing_accounts = reference.missing_main_accounts(set().union(*(j.accounts for j in journals)))
     missing_dims: dict[str, set[str]] = {}
     for name in ctx.config.mapping.dimensions:
-        values = set().union(*(j.dimension_values.get(name, set()) for j in candidates))
+        values = set().union(*(j.dimension_values.get(name, set()) for j in journals))
         missing = reference.missing_dimension_values(name, values)
         if missing:
             missing_dims[name] = missing
-    for journal in candidates:
+    for journal in journals:
         bad_accounts = sorted(journal.accounts & missing_accounts)
         if bad_accounts:
             journal.problems.append(f"main accounts not in D365: {', '.join(bad_accounts)}")
@@ -251,14 +268,6 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
             bad = sorted(journal.dimension_values.get(name, set()) & missing)
             if bad:
                 journal.problems.append(f"{name} values not in D365: {', '.join(bad)} (run sync-dimensions)")
-        if journal.problems:
-            plan.refused.append(journal)
-        else:
-            existing = ledger.get_posting(journal.key.text)
-            if existing is not None and existing.status in (SENDING, FAILED):
-                plan.resumed.add(journal.key.text)
-            plan.to_post.append(journal)
-    _look_up_in_d365(ctx, plan)
 
 
 def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:

@@ -61,10 +61,6 @@ class Amounts:
     def __sub__(self, other: Amounts) -> Amounts:
         return Amounts(self.debit - other.debit, self.credit - other.credit)
 
-    @property
-    def is_zero(self) -> bool:
-        return self.debit == 0 and self.credit == 0
-
 
 AccountAmounts = Mapping[str, Amounts]  # AccountDisplayValue -> debit/credit totals
 
