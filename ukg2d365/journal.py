@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -205,6 +205,34 @@ class JournalBuilder:
         return text[:LINE_TEXT_MAX]
 
     def finish(self) -> JournalPlan:
+        """The journal plan of every line added; its problems say why it must not be posted."""
+        problems = self._input_problems()
+        if self._summarize and not self._summed:
+            for (display, ukg_account, _main), (dr, cr) in sorted(self._sums.items()):
+                self._plan(display, ukg_account, dr, cr)
+            self._summed = True
+        lines = self._lines
+        debit_total, credit_total = self._debit_total, self._credit_total
+        # Judged on the plan, not on the input sums: -100 and +100 debits sum to zero but are two real lines.
+        if self.count == 0 or (not lines and not self._unmapped):
+            problems.append("empty pay run: no amounts to post")
+        if not problems and debit_total != credit_total:  # cannot happen when the input balances
+            problems.append(f"plan unbalanced: debits {debit_total:,} != credits {credit_total:,}")
+        accounts, dimension_values = self._references()
+        return JournalPlan(
+            key=self.key,
+            lines=lines,
+            debit_total=debit_total,
+            credit_total=credit_total,
+            source_lines=self.count,
+            source_hash=self._digest.hexdigest(),
+            accounts=accounts,
+            dimension_values=dimension_values,
+            problems=problems,
+        )
+
+    def _input_problems(self) -> list[str]:
+        """What is wrong with UKG's lines themselves: unmapped codes, repeats, negatives, imbalance, missing blocks."""
         problems = []
         for reason, codes in sorted(self._unmapped.items()):
             shown = ", ".join(sorted(codes)[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
@@ -227,47 +255,54 @@ class JournalBuilder:
                 f"incomplete GL run: blocks {sorted(self._blocks)} of {max(totals)} were returned; "
                 "wait until UKG has finished the run"
             )
+        return problems
 
-        if self._summarize and not self._summed:
-            for (display, ukg_account, _main), (dr, cr) in sorted(self._sums.items()):
-                self._plan(display, ukg_account, dr, cr)
-            self._summed = True
+    def _references(self) -> tuple[set[str], dict[str, set[str]]]:
+        """The D365 main accounts and dimension values (per dimension) some line was mapped to."""
         accounts: set[str] = set()
         dims: dict[str, set[str]] = {}
-        for account in self._account_cache.values():  # every account a line was mapped to
+        for account in self._account_cache.values():
             accounts.add(account.main_account)
             for name, value in account.dimensions:
                 if value:
                     dims.setdefault(name, set()).add(value)
+        return accounts, dims
 
-        lines = self._lines
-        debit_total, credit_total = self._debit_total, self._credit_total
-        # Judged on the plan, not on the input sums: -100 and +100 debits sum to zero but are two real lines.
-        if self.count == 0 or (not lines and not self._unmapped):
-            problems.append("empty pay run: no amounts to post")
-        if not problems and debit_total != credit_total:  # cannot happen when the input balances
-            problems.append(f"plan unbalanced: debits {debit_total:,} != credits {credit_total:,}")
-        return JournalPlan(
-            key=self.key,
-            lines=lines,
-            debit_total=debit_total,
-            credit_total=credit_total,
-            source_lines=self.count,
-            source_hash=self._digest.hexdigest(),
-            accounts=accounts,
-            dimension_values=dims,
-            problems=problems,
-        )
+
+class JournalRouter:
+    """Feeds each GL line to the JournalBuilder of its pay run; whether a pay run is wanted is asked once."""
+
+    def __init__(self, config: Config, mapper: Mapper, wanted: Callable[[PostingKey], bool] = lambda key: True) -> None:
+        self._config = config
+        self._mapper = mapper
+        self._wanted = wanted
+        self._routes: dict[tuple[str, str, date, str], JournalBuilder | None] = {}  # None: not wanted
+        self.builders: dict[PostingKey, JournalBuilder] = {}
+        self.keys_seen: list[PostingKey] = []  # every distinct pay run, wanted or not, in the order met
+
+    def add(self, line: GlDistribution) -> None:
+        # A run's lines share one posting key: decide once per distinct key, not once per line.
+        ident = PostingKey.fields_of(line)
+        try:
+            builder = self._routes[ident]
+        except KeyError:
+            key = PostingKey(*ident)
+            self.keys_seen.append(key)
+            builder = JournalBuilder(key, self._config, self._mapper) if self._wanted(key) else None
+            if builder is not None:
+                self.builders[key] = builder
+            self._routes[ident] = builder
+        if builder is not None:
+            builder.add(line)
+
+    def journals(self) -> list[JournalPlan]:
+        """The wanted pay runs' journal plans, in posting key order."""
+        return [self.builders[key].finish() for key in sorted(self.builders)]
 
 
 def build_journals(lines: Iterable[GlDistribution], config: Config) -> list[JournalPlan]:
-    """Group lines by posting key and plan each journal."""
-    mapper = Mapper(config.mapping)
-    builders: dict[PostingKey, JournalBuilder] = {}
+    """Group lines by posting key and plan each journal, in the configured dimension formats (no D365)."""
+    router = JournalRouter(config, Mapper(config.mapping))
     for line in lines:
-        key = PostingKey.of(line)
-        builder = builders.get(key)
-        if builder is None:
-            builder = builders[key] = JournalBuilder(key, config, mapper)
-        builder.add(line)
-    return [builders[k].finish() for k in sorted(builders)]
+        router.add(line)
+    return router.journals()

@@ -517,7 +517,7 @@ def test_changeset_processed_after_the_client_gave_up_leaves_no_line_twice(tmp_p
 
 
 def test_matching_is_by_content_counted_as_a_multiset():
-    from ukg2d365.flows.journal_poster import match_lines
+    from ukg2d365.d365.journals import match_lines
     from ukg2d365.journal import PlannedLine
 
     a = PlannedLine(1, "601500-110", Decimal("5.00"), Decimal(0), "t")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ukg2d365.config import Config, EmployeesConfig, MappingConfig
-from ukg2d365.flows.reference import (
+from ukg2d365.d365.setup import (
     active_format,
     default_format_problems,
     format_summary,

@@ -23,7 +23,7 @@ def sync_dimensions(
     """Create the D365 dimension values that UKG org levels need; check D365's dimension setup first."""
     with command(ctx, "sync-dimensions", {"dry_run": dry_run}, writes=not dry_run, dry_run=dry_run) as run:
         context = run.context
-        plan = dimensions_flow.read_and_plan(context)
+        plan = dimensions_flow.read_and_plan(context, dimensions_flow.DimensionSelection())
         render.dimension_plan(run.out, plan, dry_run=dry_run)
         run.summary.update(render.dimension_counts(plan))
         if dry_run:
@@ -50,7 +50,7 @@ def sync_employees(
     with command(ctx, "sync-employees", args, writes=not dry_run, dry_run=dry_run) as run:
         since_date = parse_date(since, "--since")
         context = run.context
-        plan = employees_flow.read_and_plan(context, since_date)
+        plan = employees_flow.read_and_plan(context, employees_flow.EmployeeSelection(since_date))
         render.employee_plan(run.out, plan, dry_run=dry_run)
         run.summary.update({"records_read": plan.records_read, "changed_since": plan.changed_since, **plan.counts()})
         if dry_run:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
@@ -34,6 +34,7 @@ __all__ = [
     "D365Ping",
     "ODataClient",
     "RawLiteral",
+    "chunked",
     "entity_path",
     "enum_literal",
     "filter_eq",
@@ -124,6 +125,21 @@ def filter_eq(field: str, value: Any) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_/]*", field):
         raise ValueError(f"invalid field name {field!r}")
     return f"{field} eq {odata_literal(value)}"
+
+
+T = TypeVar("T")
+
+
+def chunked(values: Sequence[T], size: int) -> Iterator[list[T]]:
+    """``values`` in consecutive slices of at most ``size``: ids per ``$filter``, operations per ``$batch``.
+
+    A filter of ``or`` terms grows with every id, and proxies commonly refuse URLs past 2,048 characters, so
+    reads ask for a few ids per request; writes go ``d365.batch_size`` operations per request.
+    """
+    if size < 1:
+        raise ValueError("size must be >= 1")
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
 
 
 def entity_path(entity_set: str, key: Mapping[str, Any] | None = None) -> str:

@@ -34,16 +34,28 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 from ukg2d365.config import D365Config
 from ukg2d365.d365.batch import BatchOperation
-from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq
+from ukg2d365.d365.journals import (
+    HEADERS,
+    LINES,
+    JournalNameSetup,
+    find_journals,
+    header_body,
+    is_posted,
+    journal_lines,
+    line_body,
+    line_number_key,
+    match_lines,
+    read_journal_name,
+    voucher_differences,
+)
+from ukg2d365.d365.odata import ODataClient, chunked, entity_path
 from ukg2d365.errors import (
     AmbiguousWriteError,
     AuthError,
@@ -56,18 +68,12 @@ from ukg2d365.http import ConcurrencyLimit, prompt_thread_switches
 from ukg2d365.journal import PlannedLine
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, Posting
 
-HEADERS = "LedgerJournalHeaders"
-LINES = "LedgerJournalLines"
-JOURNAL_NAMES = "JournalNames"
 MAX_RECOVERIES = 3
 REPAIR_ROUNDS = 3
-LINE_FIELDS = ["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text", "Voucher"]
-NEW_VOUCHER_SETTINGS = ("OneVoucher", "BalanceSheet", "Manually")
 # A plain POST may answer only this where $batch carries the whole Infolog (issue: "Whole error messages").
 GENERIC_ERROR = "An error has occurred."
 
 Progress = Callable[[int], None]  # called with the number of lines just confirmed
-LineKey = tuple[str, Decimal, Decimal, str, str]
 
 
 @dataclass
@@ -87,122 +93,6 @@ class JournalMismatch(Ukg2d365Error):
 
 class VoucherImbalance(Ukg2d365Error):
     """Every line landed, but some voucher of the journal does not balance: finance could not post it."""
-
-
-@dataclass(frozen=True)
-class JournalNameSetup:
-    """The journal name's voucher rules, as JournalNames holds them."""
-
-    name: str
-    new_voucher: str  # OneVoucher | BalanceSheet | Manually
-    voucher_series: str | None
-
-    @property
-    def sequential(self) -> bool:
-        """BalanceSheet vouchers depend on the order lines arrive in: one changeset at a time."""
-        return self.new_voucher == "BalanceSheet"
-
-    @property
-    def explicit_voucher(self) -> bool:
-        return self.new_voucher == "Manually"
-
-
-def read_journal_name(odata: ODataClient, legal_entity: str, journal_name: str) -> JournalNameSetup:
-    """The configured journal name and its NewVoucher setting; refused, named, when D365 has no such name.
-
-    ``legal_entity`` as configured (messages name it so); the key carries it lower case, as D365 does.
-    """
-    row = odata.get(JOURNAL_NAMES, {"dataAreaId": legal_entity.lower(), "Name": journal_name})
-    if row is None:
-        raise RemoteError(
-            f"journal name {journal_name} does not exist in D365 company {legal_entity}",
-            hint="create it under General ledger > Journal setup > Journal names, or set d365.journal_name",
-        )
-    setting = str(row.get("NewVoucher") or "")
-    if setting not in NEW_VOUCHER_SETTINGS:
-        raise RemoteError(
-            f"journal name {journal_name}: New voucher is {setting or 'empty'!s}, expected one of "
-            f"{', '.join(NEW_VOUCHER_SETTINGS)}"
-        )
-    series = row.get("VoucherSeriesCode")
-    return JournalNameSetup(journal_name, setting, str(series) if series else None)
-
-
-def line_key(account: Any, debit: Any, credit: Any, trans_date: Any, text: Any) -> LineKey:
-    """What makes two journal lines the same line, whoever numbered them.
-
-    D365 answers the date as a date-time (``2026-06-26T12:00:00Z`` in NangoHQ/integration-templates
-    integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/list-ledger-journal-lines.test.json)
-    and the amounts as numbers of any scale, so those are normalized; dimension values are compared without
-    case, as D365 matches them.
-    """
-    return (
-        str(account or "").casefold(),
-        _dec(debit) or Decimal(0),
-        _dec(credit) or Decimal(0),
-        str(trans_date or "")[:10],
-        str(text or "").rstrip(),
-    )
-
-
-@dataclass
-class LineMatch:
-    """D365's lines against the plan, as multisets of content."""
-
-    missing: list[PlannedLine]
-    surplus: list[dict[str, Any]]  # D365 rows the plan does not account for
-    matched: int
-    occupied: set[int] = field(default_factory=set)  # line numbers D365 holds that stay
-
-
-def match_lines(
-    lines: list[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool
-) -> LineMatch:
-    """Pair D365 rows with planned lines by content; the rest is missing (plan) or surplus (D365).
-
-    Rows are taken in D365's line order, so when a line landed twice the later copy (a late write) is the
-    surplus one. With client line numbers a row is first paired with the planned line of its own number.
-    """
-    ordered = sorted(rows, key=lambda r: _dec(r.get("LineNumber")) or Decimal(0))
-    free: dict[LineKey, list[PlannedLine]] = defaultdict(list)
-    for ln in lines:
-        free[line_key(ln.account, ln.debit, ln.credit, trans_date, ln.text)].append(ln)
-    taken: set[int] = set()  # ids of planned lines already paired
-    unpaired: list[tuple[dict[str, Any], LineKey]] = []
-    occupied: set[int] = set()
-    by_num = {ln.line_number: ln for ln in lines} if by_number else {}
-    for row in ordered:
-        key = line_key(row.get("AccountDisplayValue"), row.get("DebitAmount"), row.get("CreditAmount"),
-                       row.get("TransDate"), row.get("Text"))
-        number = _int(row.get("LineNumber"))
-        same = by_num.get(number) if number is not None else None
-        if same is not None and id(same) not in taken and \
-                line_key(same.account, same.debit, same.credit, trans_date, same.text) == key:
-            taken.add(id(same))
-            occupied.add(number)  # type: ignore[arg-type]
-            continue
-        unpaired.append((row, key))
-    surplus: list[dict[str, Any]] = []
-    for row, key in unpaired:
-        candidate = next((ln for ln in free.get(key, []) if id(ln) not in taken), None)
-        if candidate is None:
-            surplus.append(row)
-            continue
-        taken.add(id(candidate))
-        number = _int(row.get("LineNumber"))
-        if number is not None:
-            occupied.add(number)
-    missing = [ln for ln in lines if id(ln) not in taken]
-    return LineMatch(missing, surplus, len(lines) - len(missing), occupied)
-
-
-def voucher_differences(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
-    """Debit minus credit per (voucher, date) where it is not zero: the vouchers finance could not post."""
-    balance: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for row in rows:
-        voucher = (str(row.get("Voucher") or ""), str(row.get("TransDate") or "")[:10])
-        balance[voucher] += (_dec(row.get("DebitAmount")) or Decimal(0)) - (_dec(row.get("CreditAmount")) or 0)
-    return {v: d for v, d in balance.items() if d != 0}
 
 
 @dataclass
@@ -251,7 +141,7 @@ class JournalPoster:
     def journal_name(self) -> JournalNameSetup:
         """Read once per poster (that is, once per run) before the first line is sent."""
         if self._journal_name is None:
-            self._journal_name = read_journal_name(self._odata, self._cfg.legal_entity, self._cfg.journal_name)
+            self._journal_name = read_journal_name(self._odata, self._cfg.data_area_id, self._cfg.journal_name)
         return self._journal_name
 
     def post(self, posting: Posting, lines: list[PlannedLine]) -> PostOutcome:
@@ -320,11 +210,7 @@ class JournalPoster:
             self._sleep(seconds)
 
     def _create_header(self, posting: Posting) -> str:
-        body = {
-            "dataAreaId": self._cfg.data_area_id,
-            "JournalName": self._cfg.journal_name,
-            "Description": posting.description,
-        }
+        body = header_body(self._cfg.data_area_id, self._cfg.journal_name, posting.description)
         # Write-ahead: from here on a crash leaves 'sending', which forces a lookup by marker.
         self._ledger.set_status(posting.key, SENDING, count_attempt=True)
         self._ledger.audit("request", {"op": "create header", "entity": HEADERS, "marker": posting.marker},
@@ -359,25 +245,10 @@ class JournalPoster:
         answer = result.responses[0].body if result.responses else None
         return answer if isinstance(answer, dict) else {}
 
-    def line_body(
-        self, jbn: str, trans_date: str, line: PlannedLine, number: int | None = None, voucher: str | None = None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "dataAreaId": self._cfg.data_area_id,
-            "JournalBatchNumber": jbn,
-            "TransDate": f"{trans_date}T12:00:00Z",
-            "AccountType": "Ledger",
-            "AccountDisplayValue": line.account,
-            "DebitAmount": line.debit,
-            "CreditAmount": line.credit,
-            "CurrencyCode": self._cfg.currency,
-            "Text": line.text,
-        }
-        if self._cfg.line_numbers == "client":
-            body["LineNumber"] = Decimal(number if number is not None else line.line_number)
-        if voucher is not None:
-            body["Voucher"] = voucher
-        return body
+    def _line_body(self, jbn: str, trans_date: str, line: PlannedLine, wire: _Wire) -> dict[str, Any]:
+        number = wire.numbers.get(line.line_number, line.line_number) if self._cfg.line_numbers == "client" else None
+        return line_body(self._cfg.data_area_id, jbn, trans_date, line, self._cfg.currency,
+                         line_number=number, voucher=wire.voucher)
 
     def _send_lines(self, key: str, jbn: str, lines: list[PlannedLine], occupied: set[int] | None = None) -> int:
         """Send lines in changesets of batch_size, up to the concurrency limit in flight at once.
@@ -394,7 +265,7 @@ class JournalPoster:
         # on one date, which balances because the journal does.
         wire = _Wire(numbers, posting.marker if self.journal_name.explicit_voucher else None)
         size = self._cfg.batch_size
-        chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
+        chunks = list(chunked(lines, size))
         limit = self._limit
         if limit is None or limit.maximum == 1 or len(chunks) <= 1 or self.journal_name.sequential:
             for chunk in chunks:
@@ -443,9 +314,8 @@ class JournalPoster:
         gate: _StopAfterFailure | None = None,
     ) -> None:
         ops = [
-            BatchOperation("POST", LINES,
-                           self.line_body(jbn, trans_date, ln, wire.numbers.get(ln.line_number), wire.voucher),
-                           str(i + 1), prefer="return=minimal")
+            BatchOperation("POST", LINES, self._line_body(jbn, trans_date, ln, wire), str(i + 1),
+                           prefer="return=minimal")
             for i, ln in enumerate(chunk)
         ]
         first, last = chunk[0].line_number, chunk[-1].line_number
@@ -509,18 +379,13 @@ class JournalPoster:
 
     # ------------------------------------------------------------------ recovery
 
-    def find_journals(self, marker: str) -> list[dict[str, Any]]:
-        flt = f"{filter_eq('dataAreaId', self._cfg.data_area_id)} and Description eq '*{marker}*'"
-        return list(self._odata.get_all(HEADERS, filter=flt, cross_company=True))
-
-    def journal_lines(self, jbn: str, *, top: int | None = None) -> list[dict[str, Any]]:
-        flt = f"{filter_eq('dataAreaId', self._cfg.data_area_id)} and {filter_eq('JournalBatchNumber', jbn)}"
-        return list(self._odata.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS, top=top))
+    def _find_journals(self, marker: str) -> list[dict[str, Any]]:
+        return find_journals(self._odata, self._cfg.data_area_id, [marker])[marker]
 
     def _survey(self, posting: Posting, lines: list[PlannedLine], jbn: str | None) -> _Survey:
         """Ask D365 what it holds under the marker; delete empty duplicates and surplus lines while unposted."""
         key = posting.key
-        found = self.find_journals(posting.marker)
+        found = self._find_journals(posting.marker)
         chosen = self._choose(posting, found, jbn)
         self._ledger.audit("recover", {"marker": posting.marker, "found": len(found),
                                        "journal_batch_number": chosen and chosen.get("JournalBatchNumber")}, key)
@@ -531,9 +396,9 @@ class JournalPoster:
         number = str(chosen["JournalBatchNumber"])
         if number != jbn:
             self._ledger.set_status(key, SENDING, journal_batch_number=number)
-        rows = self.journal_lines(number)
+        rows = journal_lines(self._odata, self._cfg.data_area_id, number)
         match = match_lines(lines, posting.trans_date, rows, by_number=self._cfg.line_numbers == "client")
-        posted = _is_posted(chosen)
+        posted = is_posted(chosen)
         self._ledger.audit("recover lines", {"journal_batch_number": number, "present": match.matched,
                                              "planned": len(lines), "missing": len(match.missing),
                                              "surplus": len(match.surplus)}, key)
@@ -555,7 +420,7 @@ class JournalPoster:
         if not found:
             return None
         numbers = ", ".join(sorted(str(h.get("JournalBatchNumber")) for h in found))
-        posted = [h for h in found if _is_posted(h)]
+        posted = [h for h in found if is_posted(h)]
         if len(posted) > 1:
             raise JournalMismatch(
                 f"{len(posted)} posted journals in D365 carry marker {posting.marker} ({numbers}): the pay run "
@@ -564,7 +429,8 @@ class JournalPoster:
             )
         chosen = posted[0] if posted else next((h for h in found if str(h.get("JournalBatchNumber")) == jbn), None)
         others = [h for h in found if h is not chosen]
-        non_empty = [h for h in others if self.journal_lines(str(h["JournalBatchNumber"]), top=1)]
+        area = self._cfg.data_area_id
+        non_empty = [h for h in others if journal_lines(self._odata, area, str(h["JournalBatchNumber"]), top=1)]
         if chosen is None:
             # No number recorded (a crash before the header's answer): the one holding lines is ours.
             if len(non_empty) > 1:
@@ -594,14 +460,13 @@ class JournalPoster:
         self._ledger.audit("request", {"op": "delete surplus lines", "journal_batch_number": jbn,
                                        "line_numbers": [str(r.get("LineNumber")) for r in rows[:50]],
                                        "count": len(rows)}, key)
-        size = self._cfg.batch_size
-        for start in range(0, len(rows), size):
+        for chunk in chunked(rows, self._cfg.batch_size):
             ops = [
                 BatchOperation("DELETE", entity_path(LINES, {"dataAreaId": self._cfg.data_area_id,
                                                              "JournalBatchNumber": jbn,
-                                                             "LineNumber": _key_number(r)}), None,
+                                                             "LineNumber": line_number_key(r)}), None,
                                str(i + 1))
-                for i, r in enumerate(rows[start : start + size])
+                for i, r in enumerate(chunk)
             ]
             try:
                 results = self._odata.batch([ops])
@@ -654,30 +519,6 @@ def _most_serious(errors: list[BaseException]) -> BaseException:
             if isinstance(exc, kind):
                 return exc
     return errors[0]
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return None
-
-
-def _int(value: Any) -> int | None:
-    number = _dec(value)
-    return int(number) if number is not None and number == number.to_integral_value() else None
-
-
-def _key_number(row: dict[str, Any]) -> Any:
-    """The row's LineNumber as a key literal: ``3``, not ``3.0000000000000000``."""
-    number = _int(row.get("LineNumber"))
-    return number if number is not None else _dec(row.get("LineNumber"))
-
-
-def _is_posted(header: dict[str, Any]) -> bool:
-    return str(header.get("IsPosted", "No")) == "Yes"
 
 
 def _only_generic(exc: RemoteError) -> bool:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ukg2d365.d365.dates import time_zone_mismatch
+from ukg2d365.d365.journals import read_journal_name
 from ukg2d365.d365.odata import filter_eq
+from ukg2d365.d365.setup import delimiter_problems, format_summary, setup_problems
 from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
-from ukg2d365.flows.journal_poster import read_journal_name
-from ukg2d365.flows.reference import ReferenceData, default_format_problems, format_summary, ledger_format_problems
+from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import delimiter_problems
 
 
 @dataclass
@@ -51,7 +51,7 @@ def ping(ctx: Context) -> list[Check]:
         return checks
     try:
         d365 = ctx.d365.ping()
-        problems = delimiter_problems(ctx)
+        problems = delimiter_problems(ctx.d365, ctx.config.mapping)
         if problems:
             checks.append(Check("D365", d365.host, False, d365.latency_ms, "; ".join(problems),
                                 ExitStatus.RECORDS_FAILED))
@@ -72,7 +72,7 @@ def format_check(ctx: Context, host: str) -> Check:
     started = time.monotonic()
     formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=True)
     latency_ms = int((time.monotonic() - started) * 1000)
-    problems = ledger_format_problems(formats, ctx.config.mapping) + default_format_problems(formats, ctx.config)
+    problems = setup_problems(ctx.d365, ctx.config, formats, default_format=True, delimiter=False)
     if problems:
         return Check("D365 formats", host, False, latency_ms, "; ".join(problems), ExitStatus.RECORDS_FAILED)
     return Check("D365 formats", host, True, latency_ms, format_summary(formats, ctx.config.mapping))
@@ -90,7 +90,7 @@ def _journal_name_check(ctx: Context, host: str) -> Check:
     cfg = ctx.config.d365
     started = time.monotonic()
     try:
-        setup = read_journal_name(ctx.d365, cfg.legal_entity, cfg.journal_name)
+        setup = read_journal_name(ctx.d365, cfg.data_area_id, cfg.journal_name)
     except Ukg2d365Error as exc:
         return _failed("Journal name", host, exc)
     series = f", voucher series {setup.voucher_series}" if setup.voucher_series else ""

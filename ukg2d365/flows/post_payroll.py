@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from ukg2d365.d365.odata import filter_eq
+from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.journal_poster import HEADERS, LINE_FIELDS, LINES, JournalPoster, PostOutcome, match_lines
-from ukg2d365.flows.reference import ReferenceData, ledger_format_problems
+from ukg2d365.flows.gl_read import GlFilter, ledger_mapper, read_gl
+from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
-from ukg2d365.flows.sync_dimensions import SetupError
-from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
+from ukg2d365.journal import JournalPlan, PostingKey
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
-from ukg2d365.mapping import Mapper
-from ukg2d365.ukg.records import parse_date, parse_gl_line
+from ukg2d365.ukg.records import parse_date
+
+MAX_ERRORS_PER_RUN = 5  # bad lines named per run; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Selection:
                 hint="give --run-id ID, --pay-group CODE and/or --period-end DATE, or --due for every closed "
                 "period not yet posted",
             )
+
+    def gl_filter(self, companies: Iterable[str], due: DuePeriods | None = None) -> GlFilter:
+        """The pay runs this selection names. Not by run id: UKG is asked for that run alone."""
+        return GlFilter(companies=frozenset(companies), pay_group=self.pay_group, period_end=self.period_end,
+                        periods=frozenset(due.targets) if due is not None else None)
 
 
 @dataclass
@@ -59,10 +65,6 @@ class PayrollPlan:
     # Found in D365 by marker although the ledger has no record of posting it (a lost or new ledger):
     in_d365: dict[str, str] = field(default_factory=dict)  # key -> journal number holding the whole plan
     partly_in_d365: dict[str, str] = field(default_factory=dict)  # key -> unposted journal holding part of it
-
-    @property
-    def nothing_to_do(self) -> bool:
-        return not self.to_post and not self.refused and not self.unattributed_errors
 
     @property
     def to_write(self) -> list[JournalPlan]:
@@ -125,116 +127,51 @@ def _period_fully_posted(ctx: Context, pay_group: str, period_end: date) -> bool
     return bool(statuses) and all(s == POSTED for s in statuses)
 
 
-def _raw_in_selection(raw: Any, selection: Selection, due: DuePeriods | None) -> bool:
-    """Best-effort test on a raw item that failed validation: is it part of what we were asked to post?"""
-    if not isinstance(raw, dict):
-        return True
-    if selection.pay_group and raw.get("payGroup") not in (None, selection.pay_group):
-        return False
-    period = str(raw.get("periodEndDate") or raw.get("payPeriodEndDate") or "")[:10]
-    if selection.period_end and period and period != selection.period_end.isoformat():
-        return False
-    if due is not None and period and (str(raw.get("payGroup")), period) not in {
-        (pg, d.isoformat()) for pg, d in due.targets
-    }:
-        return False
-    return True
-
-
-def _selected(line_key: PostingKey, selection: Selection, due: DuePeriods | None, companies: set[str]) -> bool:
-    if companies and line_key.company not in companies:
-        return False
-    if selection.pay_group and line_key.pay_group != selection.pay_group:
-        return False
-    if selection.period_end and line_key.period_end != selection.period_end:
-        return False
-    if due is not None and (line_key.pay_group, line_key.period_end) not in due.targets:
-        return False
-    return True
-
-
-def ledger_mapper(ctx: Context, command: str, *, fresh: bool = True) -> Mapper:
-    """A mapper in D365's active ledger dimension format; SetupError (audited) when lines cannot be built.
-
-    Read fresh by default: a customer may change the global format for another integration, and a line
-    built in yesterday's order would put values into the wrong dimensions.
-    """
-    formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=fresh)
-    problems = ledger_format_problems(formats, ctx.config.mapping)
-    if problems:
-        for problem in problems:
-            ctx.ledger.audit("setup.problem", {"command": command, "problem": problem})
-        raise SetupError("; ".join(problems))
-    return Mapper(ctx.config.mapping, formats)
-
-
 def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = None) -> PayrollPlan:
     """Stream the selected GL runs from UKG and plan one journal per pay run (nothing is written)."""
     selection.validate()
-    config = ctx.config
     plan = PayrollPlan()
-    due: DuePeriods | None = None
     if selection.due:
-        groups = [selection.pay_group] if selection.pay_group else list(config.ukg.pay_groups)
-        if not groups:
-            raise UsageError("--due needs pay groups", hint="set ukg.pay_groups in the config or pass --pay-group")
-        due = due_periods(ctx, groups, today or date.today())
-        plan.due = due
-        if not due.targets:
+        plan.due = due_periods(ctx, _due_pay_groups(ctx, selection), today or date.today())
+        if not plan.due.targets:
             return plan
-
     mapper = ledger_mapper(ctx, "post-payroll")
-    builders: dict[PostingKey, JournalBuilder] = {}
-    routes: dict[tuple[Any, ...], JournalBuilder | None] = {}  # key fields -> its builder, None if not selected
-    errors_by_run: dict[str, list[str]] = {}
-    companies = set(config.ukg.company_ids)
-    precision = config.d365.currency_precision
-    for position, raw in enumerate(_gl_items(ctx, selection), start=1):
-        plan.lines_read += 1
-        try:
-            line = parse_gl_line(raw, position, precision)
-        except DataError as exc:
-            if not _raw_in_selection(raw, selection, due):
-                continue
-            run = raw.get("runId") if isinstance(raw, dict) else None
-            if run:
-                errors_by_run.setdefault(str(run), []).append(str(exc))
-            else:
-                plan.unattributed_errors.append(str(exc))
-            continue
-        # A run's lines share one posting key: decide once per distinct key, not once per line.
-        ident = PostingKey.fields_of(line)
-        try:
-            builder = routes[ident]
-        except KeyError:
-            key = PostingKey(*ident)
-            builder = None
-            if _selected(key, selection, due, companies):
-                builder = builders[key] = JournalBuilder(key, config, mapper)
-            routes[ident] = builder
-        if builder is not None:
-            builder.add(line)
-
-    journals = [builders[k].finish() for k in sorted(builders)]
-    for journal in journals:
-        for message in errors_by_run.get(journal.key.run_id, [])[:5]:
-            journal.problems.append(message.removeprefix("UKG "))
-        extra = len(errors_by_run.get(journal.key.run_id, [])) - 5
-        if extra > 0:
-            journal.problems.append(f"and {extra} more bad lines in run {journal.key.run_id}")
-    known_runs = {j.key.run_id for j in journals}
-    for run, messages in errors_by_run.items():
-        if run not in known_runs:
-            plan.unattributed_errors.extend(messages[:5])
-
-    if due is not None:
-        found = {(j.key.pay_group, j.key.period_end) for j in journals}
-        plan.runs_without_gl = sorted(due.targets - found)
-    elif not journals and not errors_by_run and not plan.unattributed_errors:
-        plan.unattributed_errors.append(_nothing_matched(ctx, selection, [PostingKey(*k) for k in routes]))
-
+    selected = selection.gl_filter(ctx.config.ukg.company_ids, plan.due)
+    read = read_gl(ctx.ukg.gl_lines(run_id=selection.run_id), ctx.config, mapper,
+                   wanted=selected.covers, may_want=selected.may_cover)
+    plan.lines_read = read.lines_read
+    journals = read.journals()
+    _attribute_errors(plan, journals, read.errors_by_run)
+    if plan.due is not None:
+        plan.runs_without_gl = sorted(plan.due.targets - {(j.key.pay_group, j.key.period_end) for j in journals})
+    elif not journals and not read.errors_by_run:
+        plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen))
     _classify(ctx, plan, journals)
     return plan
+
+
+def _due_pay_groups(ctx: Context, selection: Selection) -> list[str]:
+    groups = [selection.pay_group] if selection.pay_group else list(ctx.config.ukg.pay_groups)
+    if not groups:
+        raise UsageError("--due needs pay groups", hint="set ukg.pay_groups in the config or pass --pay-group")
+    return groups
+
+
+def _attribute_errors(plan: PayrollPlan, journals: list[JournalPlan], errors_by_run: dict[str, list[str]]) -> None:
+    """A bad line refuses its run's journal (the first few named); one of no run, or of a run not planned, is
+    reported on its own."""
+    errors = dict(errors_by_run)
+    plan.unattributed_errors.extend(errors.pop("", []))
+    for journal in journals:
+        messages = errors.get(journal.key.run_id, [])
+        journal.problems.extend(message.removeprefix("UKG ") for message in messages[:MAX_ERRORS_PER_RUN])
+        if len(messages) > MAX_ERRORS_PER_RUN:
+            journal.problems.append(f"and {len(messages) - MAX_ERRORS_PER_RUN} more bad lines in run "
+                                    f"{journal.key.run_id}")
+    planned = {j.key.run_id for j in journals}
+    for run, messages in errors.items():
+        if run not in planned:
+            plan.unattributed_errors.extend(messages[:MAX_ERRORS_PER_RUN])
 
 
 def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey]) -> str:
@@ -256,8 +193,8 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
                 hints.append(f"did you mean {flag} {near[0]}?")
     companies = set(ctx.config.ukg.company_ids)
     # UKG already filtered by run id; the pay group and period are checked as for a line, minus the company.
-    elsewhere = sorted({k.company for k in seen if k.company not in companies
-                        and _selected(k, selection, None, set())}) if companies else []
+    named = selection.gl_filter(())
+    elsewhere = sorted({k.company for k in seen if k.company not in companies and named.covers(k)}) if companies else []
     if elsewhere:
         hints.append(f"UKG has it for company {', '.join(elsewhere)}, which ukg.company_ids leaves out")
     if selection.period_end and not hints:
@@ -275,11 +212,26 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
     return message + ("; " + "; ".join(hints) if hints else "")
 
 
-def _gl_items(ctx: Context, selection: Selection) -> Iterator[Any]:
-    return iter(ctx.ukg.gl_lines(run_id=selection.run_id))
-
-
 def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
+    """Sort the planned journals into already posted, refused and to post; what is to post is checked against
+    D365's main accounts and dimension values, then looked up in D365 by marker."""
+    candidates = _not_yet_posted(ctx, plan, journals)
+    if not candidates:
+        return
+    _refuse_unknown_references(ctx, candidates)
+    for journal in candidates:
+        if journal.problems:
+            plan.refused.append(journal)
+            continue
+        existing = ctx.ledger.get_posting(journal.key.text)
+        if existing is not None and existing.status in (SENDING, FAILED):
+            plan.resumed.add(journal.key.text)
+        plan.to_post.append(journal)
+    _look_up_in_d365(ctx, plan)
+
+
+def _not_yet_posted(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> list[JournalPlan]:
+    """The postable journals the ledger has not posted; the posted ones and the refused ones go into the plan."""
     ledger = ctx.ledger
     posted = ledger.posted_keys(j.key.text for j in journals)
     candidates = []
@@ -290,23 +242,25 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
             if previous is not None and previous.source_hash != journal.source_hash:
                 # Never reposted (that would book it twice); reported so finance can look with reconcile.
                 plan.changed_since_posting.append(journal)
-        elif journal.problems or not journal.lines:
+        elif not journal.postable:
             plan.refused.append(journal)
         else:
             candidates.append(journal)
-    if not candidates:
-        return
-    # Refuse up front any journal D365 would reject half-way: unknown main accounts or dimension values.
-    reference = ReferenceData(ctx.d365, ledger, ctx.config)
-    accounts = set().union(*(j.accounts for j in candidates))
-    missing_accounts = reference.missing_main_accounts(accounts)
+    return candidates
+
+
+def _refuse_unknown_references(ctx: Context, journals: list[JournalPlan]) -> None:
+    """Name, on each journal, the main accounts and dimension values D365 does not know: D365 would reject the
+    journal half-way through its lines, so it is refused up front."""
+    reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
+    missing_accounts = reference.missing_main_accounts(set().union(*(j.accounts for j in journals)))
     missing_dims: dict[str, set[str]] = {}
     for name in ctx.config.mapping.dimensions:
-        values = set().union(*(j.dimension_values.get(name, set()) for j in candidates))
+        values = set().union(*(j.dimension_values.get(name, set()) for j in journals))
         missing = reference.missing_dimension_values(name, values)
         if missing:
             missing_dims[name] = missing
-    for journal in candidates:
+    for journal in journals:
         bad_accounts = sorted(journal.accounts & missing_accounts)
         if bad_accounts:
             journal.problems.append(f"main accounts not in D365: {', '.join(bad_accounts)}")
@@ -314,17 +268,6 @@ def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> N
             bad = sorted(journal.dimension_values.get(name, set()) & missing)
             if bad:
                 journal.problems.append(f"{name} values not in D365: {', '.join(bad)} (run sync-dimensions)")
-        if journal.problems:
-            plan.refused.append(journal)
-        else:
-            existing = ledger.get_posting(journal.key.text)
-            if existing is not None and existing.status in (SENDING, FAILED):
-                plan.resumed.add(journal.key.text)
-            plan.to_post.append(journal)
-    _look_up_in_d365(ctx, plan)
-
-
-MARKERS_PER_QUERY = 25  # keeps the URL well under the 2,048 characters proxies commonly allow
 
 
 def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
@@ -337,20 +280,10 @@ def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
     fresh = [j for j in plan.to_post if j.key.text not in plan.resumed]
     if not fresh:
         return
-    cfg = ctx.config.d365
-    by_marker: dict[str, list[dict[str, Any]]] = {}
-    for start in range(0, len(fresh), MARKERS_PER_QUERY):
-        chunk = fresh[start : start + MARKERS_PER_QUERY]
-        markers = " or ".join(f"Description eq '*{j.key.marker}*'" for j in chunk)
-        flt = f"{filter_eq('dataAreaId', cfg.data_area_id)} and ({markers})"
-        for header in ctx.d365.get_all(HEADERS, filter=flt, cross_company=True,
-                                       select=["dataAreaId", "JournalBatchNumber", "Description", "IsPosted"]):
-            for journal in chunk:
-                if journal.key.marker in str(header.get("Description", "")):
-                    by_marker.setdefault(journal.key.marker, []).append(header)
+    by_marker = find_journals(ctx.d365, ctx.config.d365.data_area_id, [j.key.marker for j in fresh])
     refused = []
     for journal in fresh:
-        headers = by_marker.get(journal.key.marker)
+        headers = by_marker[journal.key.marker]
         if not headers:
             continue
         verdict = _compare_with_d365(ctx, journal, headers)
@@ -375,13 +308,12 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
         return None
     header = headers[0]
     number = str(header["JournalBatchNumber"])
-    flt = f"{filter_eq('dataAreaId', cfg.data_area_id)} and {filter_eq('JournalBatchNumber', number)}"
-    rows = list(ctx.d365.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS))
+    rows = journal_lines(ctx.d365, cfg.data_area_id, number)
     match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
                         by_number=cfg.line_numbers == "client")
     if not match.missing and not match.surplus:
         return number, True
-    posted = str(header.get("IsPosted", "No")) == "Yes"
+    posted = is_posted(header)
     if not posted and not match.surplus:
         return number, False  # a run that died mid-send with its ledger: the poster completes it
     journal.problems.append(

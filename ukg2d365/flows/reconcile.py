@@ -22,15 +22,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ukg2d365.d365.odata import ODataClient, filter_eq
+from ukg2d365.d365.journals import find_journals, is_posted, journal_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.journal_poster import HEADERS, LINES
-from ukg2d365.flows.post_payroll import Selection, _raw_in_selection, _selected, ledger_mapper
+from ukg2d365.flows.gl_read import GlFilter, ledger_mapper, read_gl
 from ukg2d365.flows.runtime import Context
-from ukg2d365.journal import JournalBuilder, PostingKey
+from ukg2d365.journal import PostingKey
 from ukg2d365.ledger import POSTED, Posting
 from ukg2d365.money import AmountError, parse_amount, quantum
-from ukg2d365.ukg.records import parse_gl_line
 
 MATCH = "match"
 MISSING = "missing in D365"
@@ -62,10 +60,6 @@ class Amounts:
 
     def __sub__(self, other: Amounts) -> Amounts:
         return Amounts(self.debit - other.debit, self.credit - other.credit)
-
-    @property
-    def is_zero(self) -> bool:
-        return self.debit == 0 and self.credit == 0
 
 
 AccountAmounts = Mapping[str, Amounts]  # AccountDisplayValue -> debit/credit totals
@@ -198,19 +192,12 @@ class ReconcileSelection:
         if self.period_from and self.period_to and self.period_from > self.period_to:
             raise UsageError(f"--from {self.period_from} is after --to {self.period_to}")
 
-    @property
-    def payroll(self) -> Selection:
-        """The part post-payroll's own filters understand (run id, pay group, one period end)."""
-        return Selection(self.run_id, self.pay_group, self.period_end)
-
-    def in_range(self, period_end: date) -> bool:
-        return ((self.period_from is None or period_end >= self.period_from)
-                and (self.period_to is None or period_end <= self.period_to))
+    def gl_filter(self, companies: Iterable[str]) -> GlFilter:
+        return GlFilter(companies=frozenset(companies), pay_group=self.pay_group, period_end=self.period_end,
+                        run_id=self.run_id, period_from=self.period_from, period_to=self.period_to)
 
     def covers(self, key: PostingKey, companies: set[str]) -> bool:
-        if self.run_id is not None and key.run_id != self.run_id:
-            return False
-        return _selected(key, self.payroll, None, companies) and self.in_range(key.period_end)
+        return self.gl_filter(companies).covers(key)
 
 
 # ---------------------------------------------------------------------- report
@@ -294,12 +281,15 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
 
     ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
     d365 = ctx.d365
-    legal_entity = ctx.config.d365.legal_entity
-    for key in sorted(set(ukg_runs) | set(postings)):
+    area = ctx.config.d365.data_area_id
+    keys = sorted(set(ukg_runs) | set(postings))
+    markers = {key: postings[key].marker if key in postings else key.marker for key in keys}
+    headers = find_journals(d365, area, markers.values())
+    for key in keys:
         found = postings.get(key)
-        marker = found.marker if found is not None else key.marker
-        journals = [(header, _journal_amounts(d365, legal_entity, str(header["JournalBatchNumber"])))
-                    for header in find_journals(d365, legal_entity, marker)]
+        marker = markers[key]
+        journals = [(header, journal_lines(d365, area, str(header["JournalBatchNumber"])))
+                    for header in headers[marker]]
         run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals)
         unreadable = errors_by_run.get(key.run_id, [])
         run.notes.extend(unreadable[:MAX_NOTES_PER_CAUSE])
@@ -348,34 +338,20 @@ def _read_ukg(
     report: ReconcileReport,
 ) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
     """Plan the selected runs' UKG lines exactly as post-payroll would, and keep only the totals per account."""
-    config = ctx.config
     mapper = ledger_mapper(ctx, "reconcile", fresh=False)  # the cached format: reconcile only reads
-    precision = config.d365.currency_precision
-    builders: dict[PostingKey, JournalBuilder] = {}
-    errors_by_run: dict[str, list[str]] = {}
-    wanted_keys = set(postings)
-    for position, raw in enumerate(_ukg_items(ctx, selection, postings), start=1):
-        report.ukg_lines_read += 1
-        try:
-            line = parse_gl_line(raw, position, precision)
-        except DataError as exc:
-            if selection.explicit and not _raw_in_selection(raw, selection.payroll, None):
-                continue
-            run = raw.get("runId") if isinstance(raw, dict) else None
-            errors_by_run.setdefault(str(run) if run else "", []).append(f"unreadable line: {exc}")
-            continue
-        key = PostingKey.of(line)
-        if not (selection.covers(key, companies) if selection.explicit else key in wanted_keys):
-            continue
-        builder = builders.get(key)
-        if builder is None:
-            builder = builders[key] = JournalBuilder(key, config, mapper)
-        builder.add(line)
+    if selection.explicit:
+        selected = selection.gl_filter(companies)
+        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=selected.covers,
+                       may_want=selected.may_cover)
+    else:
+        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=postings.__contains__)
+    report.ukg_lines_read = read.lines_read
     runs: dict[PostingKey, _UkgRun] = {}
-    for key, builder in builders.items():
-        plan = builder.finish()
+    for plan in read.journals():
         amounts = sum_by_account((ln.account, ln.debit, ln.credit) for ln in plan.lines)
-        runs[key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+        runs[plan.key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+    errors_by_run = {run: [f"unreadable line: {message}" for message in messages]
+                     for run, messages in read.errors_by_run.items()}
     return runs, errors_by_run
 
 
@@ -388,22 +364,6 @@ def _ukg_items(ctx: Context, selection: ReconcileSelection, postings: Mapping[Po
         # The default selection comes from the ledger: ask UKG only for those runs, not for its whole history.
         for run_id in sorted({key.run_id for key in postings}):
             yield from ctx.ukg.gl_lines(run_id=run_id)
-
-
-def find_journals(odata: ODataClient, legal_entity: str, marker: str) -> list[dict[str, Any]]:
-    """Every journal header whose Description carries the marker (the same search post-payroll's recovery makes)."""
-    flt = f"{filter_eq('dataAreaId', legal_entity.lower())} and Description eq '*{marker}*'"
-    return list(odata.get_all(HEADERS, filter=flt, cross_company=True))
-
-
-def _journal_amounts(odata: ODataClient, legal_entity: str, journal_batch_number: str) -> list[tuple[str, Any, Any]]:
-    flt = (f"{filter_eq('dataAreaId', legal_entity.lower())} and "
-           f"{filter_eq('JournalBatchNumber', journal_batch_number)}")
-    return [
-        (str(row.get("AccountDisplayValue") or ""), row.get("DebitAmount"), row.get("CreditAmount"))
-        for row in odata.get_all(LINES, filter=flt, cross_company=True,
-                                 select=["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount"])
-    ]
 
 
 def _d365_amount(value: Any, journal_batch_number: str, precision: int) -> Decimal:
@@ -422,7 +382,7 @@ def _reconcile_run(
     marker: str,
     ukg_run: _UkgRun | None,
     posting: Posting | None,
-    journals: list[tuple[dict[str, Any], list[tuple[str, Any, Any]]]],
+    journals: list[tuple[dict[str, Any], list[dict[str, Any]]]],
 ) -> RunReconciliation:
     journal_maps: list[dict[str, Amounts]] = []
     refs: list[JournalRef] = []
@@ -430,9 +390,10 @@ def _reconcile_run(
     for header, rows in journals:
         number = str(header["JournalBatchNumber"])
         journal_maps.append(sum_by_account(
-            (account, _d365_amount(debit, number, precision), _d365_amount(credit, number, precision))
-            for account, debit, credit in rows))
-        refs.append(JournalRef(number, str(header.get("IsPosted", "No")) == "Yes", len(rows)))
+            (str(row.get("AccountDisplayValue") or ""), _d365_amount(row.get("DebitAmount"), number, precision),
+             _d365_amount(row.get("CreditAmount"), number, precision))
+            for row in rows))
+        refs.append(JournalRef(number, is_posted(header), len(rows)))
     ledger_map = None
     if posting is not None:
         ledger_map = sum_by_account((ln.account, ln.debit, ln.credit) for ln in ctx.ledger.plan_lines(posting.key))

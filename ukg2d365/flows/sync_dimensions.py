@@ -22,32 +22,32 @@ from typing import Any
 
 from ukg2d365.config import Config, DimensionMapping
 from ukg2d365.d365.batch import BatchOperation
-from ukg2d365.d365.odata import ODataClient, enum_literal, filter_eq, odata_literal
-from ukg2d365.errors import AmbiguousWriteError, ExitStatus, RemoteError, Ukg2d365Error
-from ukg2d365.flows.reference import CHUNK, DIMENSION, MAIN_ACCOUNT
+from ukg2d365.d365.odata import ODataClient, chunked
+from ukg2d365.errors import AmbiguousWriteError, RemoteError
+from ukg2d365.flows.reference import (
+    DIMENSION,
+    FINANCIAL_DIMENSION_VALUES,
+    MAIN_ACCOUNT,
+    OPERATING_UNITS,
+    ReferenceData,
+    read_dimension_values,
+    read_main_accounts,
+)
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import check_d365_setup
 from ukg2d365.mapping import MAX_MAIN_ACCOUNT_LENGTH, Mapper, MappingError, check_segment
 
-FINANCIAL_DIMENSION_VALUES = "FinancialDimensionValues"
-OPERATING_UNITS = "OperatingUnits"
-MAIN_ACCOUNTS = "MainAccounts"
 WHERE_MAIN_ACCOUNTS = "General ledger > Chart of accounts > Accounts > Main accounts"
 
 Progress = Callable[[int], None]
 
 
-class SetupError(Ukg2d365Error):
-    """D365 is not set up the way the config says (dimension format, delimiter); nothing was sent.
-
-    Exit 2, like a configuration error: the fix is in the config file or in D365's setup, never in a
-    record, so `replay` (exit 1's remedy) cannot help, and a cron wrapper must not retry blindly.
-    """
-
-    exit_status = ExitStatus.USAGE
-
-
 # ---------------------------------------------------------------------- plan objects
+
+
+@dataclass(frozen=True)
+class DimensionSelection:
+    """What sync-dimensions reads: it takes no options, so every mapped dimension and every main account the
+    mapping names (the flow contract still passes a selection, like every command's)."""
 
 
 @dataclass(frozen=True)
@@ -212,47 +212,16 @@ def main_account_targets(config: Config) -> list[str]:
 # ---------------------------------------------------------------------- read
 
 
-def check_setup(ctx: Context) -> None:
-    """Ledger dimension format and delimiter must match the config; raise SetupError naming both sides."""
-    problems = check_d365_setup(ctx)
-    if problems:
-        for problem in problems:
-            ctx.ledger.audit("setup.problem", {"command": "sync-dimensions", "problem": problem})
-        raise SetupError("; ".join(problems))
-
-
 def read_d365_values(odata: ODataClient, config: Config) -> dict[str, set[str]]:
     """Every D365 value of each mapped dimension (shared values have an empty LegalEntityId)."""
-    values: dict[str, set[str]] = {}
-    for name, dim in config.mapping.dimensions.items():
-        if dim.create_in == OPERATING_UNITS:
-            assert dim.operating_unit_type is not None  # the config validator fills it in
-            flt = f"OperatingUnitType eq {enum_literal('OmOperatingUnitType', dim.operating_unit_type)}"
-            rows = odata.get_all(OPERATING_UNITS, filter=flt, select=["OperatingUnitNumber"])
-            values[name] = {str(r.get("OperatingUnitNumber")) for r in rows if r.get("OperatingUnitNumber")}
-        else:
-            le = odata_literal(config.d365.data_area_id)
-            flt = f"{filter_eq('FinancialDimension', name)} and (LegalEntityId eq '' or LegalEntityId eq {le})"
-            rows = odata.get_all(FINANCIAL_DIMENSION_VALUES, filter=flt, select=["DimensionValue", "LegalEntityId"],
-                                 cross_company=True)
-            values[name] = {str(r.get("DimensionValue")) for r in rows if r.get("DimensionValue")}
-    return values
+    return {name: read_dimension_values(odata, config, name) for name in config.mapping.dimensions}
 
 
-def read_existing_main_accounts(odata: ODataClient, accounts: list[str]) -> set[str]:
-    """Which of these MainAccountIds D365 has (a few `or` filters per request)."""
-    found: set[str] = set()
-    for i in range(0, len(accounts), CHUNK):
-        flt = " or ".join(filter_eq("MainAccountId", a) for a in accounts[i : i + CHUNK])
-        for row in odata.get_all(MAIN_ACCOUNTS, filter=flt, select=["MainAccountId"]):
-            found.add(str(row.get("MainAccountId")))
-    return found
-
-
-def read_and_plan(ctx: Context) -> DimensionPlan:
+def read_and_plan(ctx: Context, selection: DimensionSelection) -> DimensionPlan:
     """Setup checks, then UKG org levels and D365 values -> the plan; fills the ledger's reference cache."""
     config = ctx.config
-    check_setup(ctx)
+    reference = ReferenceData(ctx.d365, ctx.ledger, config)
+    reference.require_setup("sync-dimensions")  # ledger dimension format and delimiter, read fresh
     org_levels = ctx.ukg.org_levels()
     d365_values = read_d365_values(ctx.d365, config)
     plan = plan_dimensions(org_levels, d365_values, config)
@@ -265,7 +234,7 @@ def read_and_plan(ctx: Context) -> DimensionPlan:
             valid.append(check_segment("main account", account, config.mapping.delimiter, MAX_MAIN_ACCOUNT_LENGTH))
         except MappingError:
             plan.missing_main_accounts.append(account)
-    found = read_existing_main_accounts(ctx.d365, valid)
+    found = read_main_accounts(ctx.d365, valid)
     plan.missing_main_accounts = sorted(set(plan.missing_main_accounts) | (set(valid) - found))
     plan.main_accounts_checked = len(targets)
 
@@ -310,9 +279,7 @@ def apply(ctx: Context, plan: DimensionPlan, progress: Progress | None = None) -
     if plan.missing_main_accounts:
         ctx.ledger.audit("setup.problem", {"command": "sync-dimensions",
                                            "missing_main_accounts": plan.missing_main_accounts})
-    size = ctx.config.d365.batch_size
-    for start in range(0, len(plan.to_create), size):
-        chunk = plan.to_create[start : start + size]
+    for chunk in chunked(plan.to_create, ctx.config.d365.batch_size):
         outcomes = _send_chunk(ctx, chunk)
         for outcome in outcomes:
             value = outcome.value

@@ -43,12 +43,11 @@ from typing import Any
 from ukg2d365.config import Config
 from ukg2d365.d365.batch import BatchOperation, ChangesetResult
 from ukg2d365.d365.dates import end_of_day, local_day, parse_instant, start_of_day
-from ukg2d365.d365.odata import ODataClient, entity_path, filter_eq, odata_literal
+from ukg2d365.d365.odata import ODataClient, chunked, entity_path, filter_eq, odata_literal
 from ukg2d365.errors import AmbiguousWriteError, RemoteError
-from ukg2d365.flows.reference import CHUNK, ReferenceData, default_format_problems
+from ukg2d365.flows.reference import CHUNK, ReferenceData
 from ukg2d365.flows.runtime import Context
-from ukg2d365.flows.setup_check import delimiter_problems
-from ukg2d365.flows.sync_dimensions import SetupError, org_level_number
+from ukg2d365.flows.sync_dimensions import org_level_number
 from ukg2d365.ledger import SyncedEmployee, content_hash, now_iso
 from ukg2d365.mapping import DimensionFormats, Mapper, MappingError
 from ukg2d365.ukg.records import parse_date
@@ -447,33 +446,13 @@ def plan_employees(
 # ---------------------------------------------------------------------- read
 
 
-def check_employee_setup(ctx: Context, planned: DimensionFormats) -> None:
-    """D365's default dimension format (and employees.default_dimensions, when set, equal to it); same delimiter.
-
-    ``planned`` is the format the targets were built in (the cache's): when D365's differs the cache now
-    holds D365's, and the run stops before any write so that a rerun compares in D365's order.
-    """
-    formats = ReferenceData(ctx.d365, ctx.ledger, ctx.config).dimension_formats(fresh=True)
-    problems = default_format_problems(formats, ctx.config)
-    if formats.default != planned.default and ctx.config.employees.default_dimensions != []:
-        problems.append(f"D365's active default dimension format changed since the last run "
-                        f"({' - '.join(planned.default) or '(none)'} -> {' - '.join(formats.default) or '(none)'});"
-                        " nothing was sent: run sync-employees again to build DimensionDisplayValue in it")
-    problems += delimiter_problems(ctx)
-    if problems:
-        for problem in problems:
-            ctx.ledger.audit("setup.problem", {"command": "sync-employees", "problem": problem})
-        raise SetupError("; ".join(problems))
-
-
 def read_d365_employments(odata: ODataClient, personnel_numbers: list[str], legal_entity: str,
                           zone: tzinfo = timezone.utc) -> dict[str, list[D365Employment]]:
     """EmployeesV2 rows of these personnel numbers in the legal entity, a few `or` filters per request."""
     found: dict[str, list[D365Employment]] = {}
     select = ["PersonnelNumber", "EmploymentLegalEntityId", "EmploymentId", "EmploymentStartDate",
               "EmploymentEndDate", "DimensionDisplayValue"]
-    for i in range(0, len(personnel_numbers), CHUNK):
-        chunk = personnel_numbers[i : i + CHUNK]
+    for chunk in chunked(personnel_numbers, CHUNK):
         flt = (f"{filter_eq('EmploymentLegalEntityId', legal_entity.lower())} and ("
                + " or ".join(filter_eq("PersonnelNumber", n) for n in chunk) + ")")
         for row in odata.get_all(EMPLOYEES, filter=flt, select=select):
@@ -502,13 +481,20 @@ def changed_since(ctx: Context, since: date | None) -> date | None:
     return datetime.fromisoformat(stored).date() - SINCE_OVERLAP
 
 
-def read_and_plan(ctx: Context, since: date | None, *, today: date | None = None) -> EmployeePlan:
+@dataclass(frozen=True)
+class EmployeeSelection:
+    """The UKG records sync-employees reads: changed on or after ``since`` (--since), else see changed_since."""
+
+    since: date | None = None
+
+
+def read_and_plan(ctx: Context, selection: EmployeeSelection, *, today: date | None = None) -> EmployeePlan:
     """Read what the plan needs, and no more: D365 and names only for employees whose hash changed."""
     started_at = now_iso()
-    start = changed_since(ctx, since)
+    start = changed_since(ctx, selection.since)
     plan = plan_records(ctx, ctx.ukg.employment_details(start), today=today)
     plan.changed_since = start
-    plan.since_option = since
+    plan.since_option = selection.since
     plan.started_at = started_at
     return plan
 
@@ -535,7 +521,10 @@ def plan_records(
     names: dict[tuple[str, str], PersonName] = {}
     if changed:
         # The setup check guards writes; a run with nothing changed has none to guard and stays read-free.
-        check_employee_setup(ctx, formats)
+        # D365's default format (and employees.default_dimensions, when set, equal to it), and the same
+        # delimiter. When D365's format differs from the cache's the targets were built in, the cache now
+        # holds D365's and the run stops before any write, so that a rerun compares in D365's order.
+        reference.require_setup("sync-employees", ledger_format=False, default_format=True, planned=formats)
         for name in {dim for t in changed for dim, _ in t.dimensions}:
             values = {value for t in changed for dim, value in t.dimensions if dim == name and value}
             missing_values[name] = reference.missing_dimension_values(name, values)
@@ -597,9 +586,7 @@ def apply(ctx: Context, plan: EmployeePlan, progress: Progress | None = None) ->
             ctx.ledger.audit(f"employee.{action.kind}", {"reason": action.reason}, action.audit_key)
             result.recorded_in_sync += 1
     writes = plan.writes
-    size = ctx.config.d365.batch_size
-    for start in range(0, len(writes), size):
-        chunk = writes[start : start + size]
+    for chunk in chunked(writes, ctx.config.d365.batch_size):
         for outcome in _send_chunk(ctx, chunk):
             action = outcome.action
             if outcome.ok:

@@ -1,0 +1,84 @@
+"""d365/journals.py: the one search by marker, the one read of a journal's lines, the line bodies."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ukg2d365.d365.journals import (
+    LINE_FIELDS,
+    MARKERS_PER_QUERY,
+    find_journals,
+    journal_lines,
+    line_body,
+    line_number_key,
+)
+from ukg2d365.d365.odata import chunked
+from ukg2d365.journal import PlannedLine
+
+
+class FakeOData:
+    """Answers LedgerJournalHeaders by the ``*marker*`` wildcards of the filter, without case, as D365 does."""
+
+    def __init__(self, headers: list[dict[str, Any]]) -> None:
+        self.headers = headers
+        self.queries: list[dict[str, Any]] = []
+
+    def get_all(self, entity_set: str, **options: Any) -> list[dict[str, Any]]:
+        self.queries.append(dict(options, entity_set=entity_set))
+        if entity_set == "LedgerJournalLines":
+            return [{"LineNumber": 1}]
+        wanted = [m.casefold() for m in re.findall(r"Description eq '\*([^*]+)\*'", options["filter"])]
+        return [h for h in self.headers if any(m in h["Description"].casefold() for m in wanted)]
+
+
+def test_find_journals_asks_a_few_markers_per_query_and_assigns_each_header_to_its_marker() -> None:
+    markers = [f"U2D-{n:012d}" for n in range(MARKERS_PER_QUERY + 3)]
+    odata = FakeOData([{"JournalBatchNumber": "J1", "Description": f"Payroll [{markers[0]}]"},
+                       {"JournalBatchNumber": "J2", "Description": f"Payroll [{markers[-1].lower()}]"},
+                       {"JournalBatchNumber": "J3", "Description": f"Payroll again [{markers[0]}]"}])
+    found = find_journals(odata, "usmf", markers)  # type: ignore[arg-type]
+    assert len(odata.queries) == 2
+    assert all(q["cross_company"] and q["filter"].startswith("dataAreaId eq 'usmf' and (") for q in odata.queries)
+    assert [h["JournalBatchNumber"] for h in found[markers[0]]] == ["J1", "J3"]
+    assert [h["JournalBatchNumber"] for h in found[markers[-1]]] == ["J2"]  # D365's wildcard ignores case
+    assert found[markers[1]] == []
+    assert set(found) == set(markers)
+
+
+def test_find_journals_without_markers_asks_nothing() -> None:
+    odata = FakeOData([])
+    assert find_journals(odata, "usmf", []) == {}  # type: ignore[arg-type]
+    assert odata.queries == []
+
+
+def test_journal_lines_reads_one_journal_of_the_legal_entity_with_the_line_fields() -> None:
+    odata = FakeOData([])
+    journal_lines(odata, "usmf", "USMF-000001", top=1)  # type: ignore[arg-type]
+    [query] = odata.queries
+    assert query["filter"] == "dataAreaId eq 'usmf' and JournalBatchNumber eq 'USMF-000001'"
+    assert query["select"] == LINE_FIELDS and query["top"] == 1 and query["cross_company"]
+
+
+def test_line_body_carries_a_line_number_only_when_the_client_numbers_lines() -> None:
+    line = PlannedLine(3, "601500-110", Decimal("5.00"), Decimal("0.00"), "Payroll")
+    body = line_body("usmf", "J1", "2026-11-13", line, "USD")
+    assert body["TransDate"] == "2026-11-13T12:00:00Z" and body["CurrencyCode"] == "USD"
+    assert "LineNumber" not in body and "Voucher" not in body
+    numbered = line_body("usmf", "J1", "2026-11-13", line, "USD", line_number=7, voucher="U2D-X")
+    assert numbered["LineNumber"] == Decimal(7) and numbered["Voucher"] == "U2D-X"
+
+
+def test_line_number_key_drops_the_scale_d365_answers_with() -> None:
+    assert line_number_key({"LineNumber": Decimal("3.0000000000000000")}) == 3
+    assert line_number_key({"LineNumber": "2.5"}) == Decimal("2.5")
+
+
+def test_chunked_slices_ids_for_queries_and_refuses_an_empty_size() -> None:
+    assert list(chunked([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+    assert list(chunked([], 25)) == []
+    with pytest.raises(ValueError):
+        list(chunked([1], 0))

@@ -1,0 +1,231 @@
+"""General journals in D365: find them by marker, read their lines, build their bodies, compare lines. No ledger.
+
+Everything here is D365 knowledge shared by the exactly-once poster, post-payroll's look-up before planning
+and reconcile: one search by marker, one read of a journal's lines, one notion of "the same line". The
+legal entity is a parameter of every call (``data_area_id``, lower case as D365's keys carry it), never read
+from the config here, so a journal may live in any company.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ukg2d365.d365.odata import ODataClient, chunked, filter_eq
+from ukg2d365.errors import RemoteError
+from ukg2d365.journal import PlannedLine
+
+HEADERS = "LedgerJournalHeaders"
+LINES = "LedgerJournalLines"
+JOURNAL_NAMES = "JournalNames"
+HEADER_FIELDS = ["dataAreaId", "JournalBatchNumber", "Description", "IsPosted"]
+LINE_FIELDS = ["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text", "Voucher"]
+NEW_VOUCHER_SETTINGS = ("OneVoucher", "BalanceSheet", "Manually")
+MARKERS_PER_QUERY = 25  # keeps the URL well under the 2,048 characters proxies commonly allow
+
+LineKey = tuple[str, Decimal, Decimal, str, str]
+
+
+# ---------------------------------------------------------------------- reads
+
+
+def find_journals(odata: ODataClient, data_area_id: str, markers: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every journal header whose Description carries each marker (cross-company), a few markers per query.
+
+    Each marker given is a key of the answer, with ``[]`` when D365 holds no journal carrying it. D365
+    matches the ``*marker*`` wildcard without case (SQL collation), so the headers are told apart the same way.
+    """
+    wanted = list(dict.fromkeys(markers))
+    found: dict[str, list[dict[str, Any]]] = {marker: [] for marker in wanted}
+    for chunk in chunked(wanted, MARKERS_PER_QUERY):
+        either = " or ".join(f"Description eq '*{marker}*'" for marker in chunk)
+        flt = f"{filter_eq('dataAreaId', data_area_id)} and ({either})"
+        for header in odata.get_all(HEADERS, filter=flt, cross_company=True, select=HEADER_FIELDS):
+            description = str(header.get("Description") or "").casefold()
+            for marker in chunk:
+                if marker.casefold() in description:
+                    found[marker].append(header)
+    return found
+
+
+def journal_lines(odata: ODataClient, data_area_id: str, number: str, top: int | None = None) -> list[dict[str, Any]]:
+    """The lines of journal ``number`` (LINE_FIELDS), in D365's order; ``top=1`` asks only whether it has any."""
+    flt = f"{filter_eq('dataAreaId', data_area_id)} and {filter_eq('JournalBatchNumber', number)}"
+    return list(odata.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS, top=top))
+
+
+def is_posted(header: dict[str, Any]) -> bool:
+    return str(header.get("IsPosted", "No")) == "Yes"
+
+
+@dataclass(frozen=True)
+class JournalNameSetup:
+    """The journal name's voucher rules, as JournalNames holds them."""
+
+    name: str
+    new_voucher: str  # OneVoucher | BalanceSheet | Manually
+    voucher_series: str | None
+
+    @property
+    def sequential(self) -> bool:
+        """BalanceSheet vouchers depend on the order lines arrive in: one changeset at a time."""
+        return self.new_voucher == "BalanceSheet"
+
+    @property
+    def explicit_voucher(self) -> bool:
+        return self.new_voucher == "Manually"
+
+
+def read_journal_name(odata: ODataClient, data_area_id: str, journal_name: str) -> JournalNameSetup:
+    """The journal name and its NewVoucher setting; refused, named, when D365 has no such name in the company."""
+    row = odata.get(JOURNAL_NAMES, {"dataAreaId": data_area_id, "Name": journal_name})
+    if row is None:
+        raise RemoteError(
+            f"journal name {journal_name} does not exist in D365 company {data_area_id.upper()}",
+            hint="create it under General ledger > Journal setup > Journal names, or set d365.journal_name",
+        )
+    setting = str(row.get("NewVoucher") or "")
+    if setting not in NEW_VOUCHER_SETTINGS:
+        raise RemoteError(
+            f"journal name {journal_name}: New voucher is {setting or 'empty'!s}, expected one of "
+            f"{', '.join(NEW_VOUCHER_SETTINGS)}"
+        )
+    series = row.get("VoucherSeriesCode")
+    return JournalNameSetup(journal_name, setting, str(series) if series else None)
+
+
+# ---------------------------------------------------------------------- bodies and keys (pure)
+
+
+def header_body(data_area_id: str, journal_name: str, description: str) -> dict[str, Any]:
+    """A LedgerJournalHeaders POST body: the Description carries the posting's marker."""
+    return {"dataAreaId": data_area_id, "JournalName": journal_name, "Description": description}
+
+
+def line_body(
+    data_area_id: str,
+    journal_batch_number: str,
+    trans_date: str,
+    line: PlannedLine,
+    currency: str,
+    *,
+    line_number: int | None = None,
+    voucher: str | None = None,
+) -> dict[str, Any]:
+    """A LedgerJournalLines POST body; ``line_number`` only when the client numbers lines, else D365 does."""
+    body: dict[str, Any] = {
+        "dataAreaId": data_area_id,
+        "JournalBatchNumber": journal_batch_number,
+        "TransDate": f"{trans_date}T12:00:00Z",
+        "AccountType": "Ledger",
+        "AccountDisplayValue": line.account,
+        "DebitAmount": line.debit,
+        "CreditAmount": line.credit,
+        "CurrencyCode": currency,
+        "Text": line.text,
+    }
+    if line_number is not None:
+        body["LineNumber"] = Decimal(line_number)
+    if voucher is not None:
+        body["Voucher"] = voucher
+    return body
+
+
+def line_number_key(row: dict[str, Any]) -> Any:
+    """The row's LineNumber as a key literal: ``3``, not ``3.0000000000000000``."""
+    number = _int(row.get("LineNumber"))
+    return number if number is not None else _dec(row.get("LineNumber"))
+
+
+def line_key(account: Any, debit: Any, credit: Any, trans_date: Any, text: Any) -> LineKey:
+    """What makes two journal lines the same line, whoever numbered them.
+
+    D365 answers the date as a date-time (``2026-06-26T12:00:00Z`` in NangoHQ/integration-templates
+    integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/list-ledger-journal-lines.test.json)
+    and the amounts as numbers of any scale, so those are normalized; dimension values are compared without
+    case, as D365 matches them.
+    """
+    return (
+        str(account or "").casefold(),
+        _dec(debit) or Decimal(0),
+        _dec(credit) or Decimal(0),
+        str(trans_date or "")[:10],
+        str(text or "").rstrip(),
+    )
+
+
+@dataclass
+class LineMatch:
+    """D365's lines against the plan, as multisets of content."""
+
+    missing: list[PlannedLine]
+    surplus: list[dict[str, Any]]  # D365 rows the plan does not account for
+    matched: int
+    occupied: set[int] = field(default_factory=set)  # line numbers D365 holds that stay
+
+
+def match_lines(
+    lines: list[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool
+) -> LineMatch:
+    """Pair D365 rows with planned lines by content; the rest is missing (plan) or surplus (D365).
+
+    Rows are taken in D365's line order, so when a line landed twice the later copy (a late write) is the
+    surplus one. With client line numbers a row is first paired with the planned line of its own number.
+    """
+    ordered = sorted(rows, key=lambda r: _dec(r.get("LineNumber")) or Decimal(0))
+    free: dict[LineKey, list[PlannedLine]] = defaultdict(list)
+    for ln in lines:
+        free[line_key(ln.account, ln.debit, ln.credit, trans_date, ln.text)].append(ln)
+    taken: set[int] = set()  # ids of planned lines already paired
+    unpaired: list[tuple[dict[str, Any], LineKey]] = []
+    occupied: set[int] = set()
+    by_num = {ln.line_number: ln for ln in lines} if by_number else {}
+    for row in ordered:
+        key = line_key(row.get("AccountDisplayValue"), row.get("DebitAmount"), row.get("CreditAmount"),
+                       row.get("TransDate"), row.get("Text"))
+        number = _int(row.get("LineNumber"))
+        same = by_num.get(number) if number is not None else None
+        if same is not None and id(same) not in taken and \
+                line_key(same.account, same.debit, same.credit, trans_date, same.text) == key:
+            taken.add(id(same))
+            occupied.add(number)  # type: ignore[arg-type]
+            continue
+        unpaired.append((row, key))
+    surplus: list[dict[str, Any]] = []
+    for row, key in unpaired:
+        candidate = next((ln for ln in free.get(key, []) if id(ln) not in taken), None)
+        if candidate is None:
+            surplus.append(row)
+            continue
+        taken.add(id(candidate))
+        number = _int(row.get("LineNumber"))
+        if number is not None:
+            occupied.add(number)
+    missing = [ln for ln in lines if id(ln) not in taken]
+    return LineMatch(missing, surplus, len(lines) - len(missing), occupied)
+
+
+def voucher_differences(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """Debit minus credit per (voucher, date) where it is not zero: the vouchers finance could not post."""
+    balance: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        voucher = (str(row.get("Voucher") or ""), str(row.get("TransDate") or "")[:10])
+        balance[voucher] += (_dec(row.get("DebitAmount")) or Decimal(0)) - (_dec(row.get("CreditAmount")) or 0)
+    return {v: d for v, d in balance.items() if d != 0}
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    number = _dec(value)
+    return int(number) if number is not None and number == number.to_integral_value() else None
