@@ -70,7 +70,7 @@ from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, Posting
 
 MAX_RECOVERIES = 3
 REPAIR_ROUNDS = 3
-# A plain POST may answer only this where $batch carries the whole Infolog (issue: "Whole error messages").
+# A plain POST may answer only this where $batch carries the whole Infolog.
 GENERIC_ERROR = "An error has occurred."
 
 Progress = Callable[[int], None]  # called with the number of lines just confirmed
