@@ -7,12 +7,12 @@ import http
 import re
 from dataclasses import dataclass
 
-from ukg2d365.sandbox.d365.errors import _odata_error
+from ukg2d365.sandbox.d365.errors import odata_error
 from ukg2d365.sandbox.types import SimResponse
 
 
 @dataclass(slots=True)
-class _BatchPart:
+class BatchPart:
     method: str
     url: str
     headers: dict[str, str]  # may be shared by parts with the same request head: never mutated
@@ -44,7 +44,7 @@ def _split_multipart(text: str, boundary: str) -> list[str]:
     delimiter = "--" + boundary
     pieces = text.split(delimiter)
     if len(pieces) < 3 or not pieces[-1].startswith("--"):
-        raise _odata_error(f"The multipart body is missing its closing boundary '--{boundary}--'.")
+        raise odata_error(f"The multipart body is missing its closing boundary '--{boundary}--'.")
     parts = []
     for piece in pieces[1:-1]:
         # the CRLF before a delimiter belongs to the delimiter, and so does the one after it
@@ -63,16 +63,16 @@ def _split_multipart(text: str, boundary: str) -> list[str]:
 _PART_LEAD = re.compile(r"^[ \t]*\r?\n")
 
 
-def _parse_multipart(body: bytes, content_type: str) -> list[_BatchPart | list[_BatchPart]]:
+def parse_multipart(body: bytes, content_type: str) -> list[BatchPart | list[BatchPart]]:
     """An OData v4 $batch body: top-level requests and changesets (lists of requests)."""
     boundary = _boundary(content_type)
     if not content_type.lower().startswith("multipart/mixed") or not boundary:
-        raise _odata_error("The $batch request must have Content-Type multipart/mixed with a boundary.")
+        raise odata_error("The $batch request must have Content-Type multipart/mixed with a boundary.")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise _odata_error("The $batch body is not valid UTF-8.") from None
-    items: list[_BatchPart | list[_BatchPart]] = []
+        raise odata_error("The $batch body is not valid UTF-8.") from None
+    items: list[BatchPart | list[BatchPart]] = []
     for part in _split_multipart(text, boundary):
         head, _, rest = _partition_blank(part)
         headers = _parse_headers(head)
@@ -80,7 +80,7 @@ def _parse_multipart(body: bytes, content_type: str) -> list[_BatchPart | list[_
         if ctype.lower().startswith("multipart/mixed"):
             inner = _boundary(ctype)
             if not inner:
-                raise _odata_error("A change set has no boundary.")
+                raise odata_error("A change set has no boundary.")
             changeset = []
             for op in _split_multipart(rest, inner):
                 op_head, _, op_rest = _partition_blank(op)
@@ -102,9 +102,9 @@ def _partition_blank(text: str) -> tuple[str, str, str]:
     return text[:start], text[start:end], text[end:]
 
 
-def _parse_http_part(headers: dict[str, str], text: str, in_changeset: bool) -> _BatchPart:
+def _parse_http_part(headers: dict[str, str], text: str, in_changeset: bool) -> BatchPart:
     if not headers.get("content-type", "").lower().startswith("application/http"):
-        raise _odata_error("Each batch part must have Content-Type application/http.")
+        raise odata_error("Each batch part must have Content-Type application/http.")
     head, _, body = _partition_blank(text)
     # The operations of a changeset usually share one request line and header block (POST to the same
     # set, same headers): parse each distinct block once, but keep no long one a hostile client may send.
@@ -113,8 +113,8 @@ def _parse_http_part(headers: dict[str, str], text: str, in_changeset: bool) -> 
     else:
         method, url, part_headers = _parse_request_head(head)
     if in_changeset and method == "GET":
-        raise _odata_error("A GET request cannot be part of a change set.")
-    return _BatchPart(method, url, part_headers, body.rstrip("\r\n").encode(), headers.get("content-id"))
+        raise odata_error("A GET request cannot be part of a change set.")
+    return BatchPart(method, url, part_headers, body.rstrip("\r\n").encode(), headers.get("content-id"))
 
 
 def _parse_request_head(head: str) -> tuple[str, str, dict[str, str]]:
@@ -122,14 +122,14 @@ def _parse_request_head(head: str) -> tuple[str, str, dict[str, str]]:
     lines = head.splitlines()
     request_line = lines[0].split() if lines else []
     if len(request_line) < 2:
-        raise _odata_error(f"Bad request line in a batch part: '{lines[0]}'.")
+        raise odata_error(f"Bad request line in a batch part: '{lines[0]}'.")
     return request_line[0].upper(), request_line[1], _parse_headers("\n".join(lines[1:]))
 
 
 _request_head = functools.lru_cache(maxsize=256)(_parse_request_head)
 
 
-def _render_part(content_id: str | None, response: SimResponse) -> str:
+def render_part(content_id: str | None, response: SimResponse) -> str:
     mime = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
     if content_id:
         mime += f"Content-ID: {content_id}\r\n"

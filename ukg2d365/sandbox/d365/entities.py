@@ -7,37 +7,47 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from ukg2d365.sandbox.d365.errors import _duplicate, _not_found, _write_error
+from ukg2d365.sandbox.d365.errors import duplicate_error, not_found, write_error
 from ukg2d365.sandbox.d365.schema import (
-    _EMPLOYEE_OWN_FIELDS,
-    _EMPLOYEE_TO_EMPLOYMENT,
-    _EMPLOYEE_TYPES,
-    _EMPLOYEE_WORKER_FIELDS,
-    _ZERO,
+    EMPLOYEE_OWN_FIELDS,
+    EMPLOYEE_TO_EMPLOYMENT,
+    EMPLOYEE_TYPES,
+    EMPLOYEE_WORKER_FIELDS,
     EMPTY_DATE,
     EMPTY_DATES,
     KNOWN_CURRENCIES,
     NEVER,
     SPECS,
+    ZERO,
     EntitySpec,
-    _type_default,
+    type_default,
 )
 from ukg2d365.sandbox.d365.store import (
-    _DISPLAY_VALUE_CACHE_SIZE,
+    DISPLAY_VALUE_CACHE_SIZE,
     D365State,
     DimensionBacking,
-    _journal_key,
-    _JournalKey,
-    _Key,
-    _key_of,
-    _person_name,
-    _Txn,
-    _update_person,
+    JournalKey,
+    RowKey,
+    Txn,
+    journal_key,
+    key_of,
 )
-from ukg2d365.sandbox.d365.values import _nk, _render_dto
+from ukg2d365.sandbox.d365.values import collation_key, render_dto
 
 
-class _Entities:
+def _person_name(rec: dict[str, Any]) -> str:
+    return " ".join(p for p in (rec["FirstName"], rec["MiddleName"], rec["LastName"]) if p)
+
+
+def _update_person(worker: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A worker with new person fields; the name follows first/last name unless it was given too."""
+    out = {**worker, **values}
+    if "Name" not in values and any(k in values for k in ("FirstName", "MiddleName", "LastName")):
+        out["Name"] = _person_name(out)
+    return out
+
+
+class Entities:
     """Create/update/delete rules per entity set, applied to a transaction."""
 
     def __init__(self, state: D365State) -> None:
@@ -48,37 +58,37 @@ class _Entities:
     def _company(self, spec: EntitySpec, value: str | None) -> str:
         area = (value or self.state.default_company).lower()
         if area not in self.state.legal_entities:
-            raise _write_error(spec, f"Error: Company '{area}' does not exist.")
+            raise write_error(spec, f"Error: Company '{area}' does not exist.")
         return area
 
     def _required(self, spec: EntitySpec, rec: dict[str, Any], *props: str) -> None:
         for prop in props:
             value = rec[prop]
             if value == "" or value in EMPTY_DATES:
-                raise _write_error(spec, f"Error: Field '{prop}' must be filled in.")
+                raise write_error(spec, f"Error: Field '{prop}' must be filled in.")
 
-    def _insert(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any]) -> dict[str, Any]:
-        key = _key_of(spec, rec)
+    def _insert(self, txn: Txn, spec: EntitySpec, rec: dict[str, Any]) -> dict[str, Any]:
+        key = key_of(spec, rec)
         if txn.get(spec.name, key) is not None:
-            raise _duplicate(spec, rec)
+            raise duplicate_error(spec, rec)
         txn.put(spec.name, key, rec)
         return rec
 
-    def _existing(self, txn: _Txn, spec: EntitySpec, key: _Key) -> dict[str, Any]:
+    def _existing(self, txn: Txn, spec: EntitySpec, key: RowKey) -> dict[str, Any]:
         rec = txn.get(spec.name, key)
         if rec is None:
-            raise _not_found(spec.name)
+            raise not_found(spec.name)
         return rec
 
     def _merge(self, spec: EntitySpec, current: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         for k in spec.keys:
-            if k in values and _nk(values[k]) != _nk(current[k]):
-                raise _write_error(spec, f"Error: The key field '{k}' cannot be changed.")
+            if k in values and collation_key(values[k]) != collation_key(current[k]):
+                raise write_error(spec, f"Error: The key field '{k}' cannot be changed.")
         return {**current, **{k: v for k, v in values.items() if k not in spec.keys}}
 
     # ---- dimensions ----
 
-    def validate_display_value(self, spec: EntitySpec, txn: _Txn, value: str, legal_entity: str,
+    def validate_display_value(self, spec: EntitySpec, txn: Txn, value: str, legal_entity: str,
                                ledger: bool) -> str:
         """Split a display value like F&O's import does and check every segment; returns the stored form."""
         # A value already found valid against the same committed setup is valid again (see
@@ -91,17 +101,17 @@ class _Entities:
                 return stored
         stored = self._validate_display_value(spec, txn, value, legal_entity, ledger)
         if cache is not None:
-            if len(cache) >= _DISPLAY_VALUE_CACHE_SIZE:
+            if len(cache) >= DISPLAY_VALUE_CACHE_SIZE:
                 cache.clear()
             cache[cache_key] = stored
         return stored
 
-    def _validate_display_value(self, spec: EntitySpec, txn: _Txn, value: str, legal_entity: str,
+    def _validate_display_value(self, spec: EntitySpec, txn: Txn, value: str, legal_entity: str,
                                 ledger: bool) -> str:
         fmt = self.state._ledger_format if ledger else self.state._default_format
         kind = "ledger" if ledger else "default"
         if not fmt:
-            raise _write_error(spec, f"Error: No active {kind} dimension format is set up in Financial dimension "
+            raise write_error(spec, f"Error: No active {kind} dimension format is set up in Financial dimension "
                                      "configuration for integrating applications.")
         delimiter = self.state.delimiter
         segments = value.split(delimiter)
@@ -116,40 +126,41 @@ class _Entities:
                 self._check_dimension_value(spec, txn, name, backing, segment, legal_entity)
         return delimiter.join(kept)
 
-    def _check_main_account(self, spec: EntitySpec, txn: _Txn, main_account: str, display: str) -> None:
+    def _check_main_account(self, spec: EntitySpec, txn: Txn, main_account: str, display: str) -> None:
         if not main_account:
-            raise _write_error(spec, f"Error: The main account segment of '{display}' is empty.",
+            raise write_error(spec, f"Error: The main account segment of '{display}' is empty.",
                                "Error: Account number for transaction type Ledger journal does not exist.")
-        acct = txn.get("MainAccounts", (_nk(self.state.chart_of_accounts), _nk(main_account)))
+        acct = txn.get("MainAccounts", (collation_key(self.state.chart_of_accounts), collation_key(main_account)))
         if acct is None:
-            raise _write_error(spec, f"Error: Main account {main_account} does not exist.",
+            raise write_error(spec, f"Error: Main account {main_account} does not exist.",
                                "Error: Account number for transaction type Ledger journal does not exist.")
         if acct["IsSuspended"] == "Yes":
-            raise _write_error(spec, f"Error: Main account {main_account} is suspended.")
+            raise write_error(spec, f"Error: Main account {main_account} is suspended.")
 
-    def _check_dimension_value(self, spec: EntitySpec, txn: _Txn, name: str, backing: DimensionBacking,
+    def _check_dimension_value(self, spec: EntitySpec, txn: Txn, name: str, backing: DimensionBacking,
                                value: str, legal_entity: str) -> None:
         if backing.kind == "custom":
-            rec = (txn.get("FinancialDimensionValues", (_nk(name), "", _nk(value)))
-                   or txn.get("FinancialDimensionValues", (_nk(name), _nk(legal_entity), _nk(value))))
+            dimension, member = collation_key(name), collation_key(value)
+            rec = (txn.get("FinancialDimensionValues", (dimension, "", member))
+                   or txn.get("FinancialDimensionValues", (dimension, collation_key(legal_entity), member)))
         else:
-            unit = txn.get("OperatingUnits", (_nk(value),))
+            unit = txn.get("OperatingUnits", (collation_key(value),))
             rec = unit if unit is not None and unit["OperatingUnitType"] == backing.operating_unit_type else None
         if rec is None:
-            raise _write_error(spec, f"Error: Value '{value}' does not exist for dimension '{name}'.")
+            raise write_error(spec, f"Error: Value '{value}' does not exist for dimension '{name}'.")
         if rec.get("IsSuspended") == "Yes":
-            raise _write_error(spec, f"Error: Value '{value}' of dimension '{name}' is suspended.")
+            raise write_error(spec, f"Error: Value '{value}' of dimension '{name}' is suspended.")
 
     # ---- LedgerJournalHeaders ----
 
-    def create_LedgerJournalHeaders(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_LedgerJournalHeaders(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         rec["dataAreaId"] = self._company(spec, values.get("dataAreaId"))
         self._required(spec, rec, "JournalName")
-        journal_name = txn.get("JournalNames", (_nk(rec["dataAreaId"]), _nk(rec["JournalName"])))
+        journal_name = txn.get("JournalNames", (collation_key(rec["dataAreaId"]), collation_key(rec["JournalName"])))
         if journal_name is None:
-            raise _write_error(spec, f"Error: Journal name {rec['JournalName']} does not exist.")
+            raise write_error(spec, f"Error: Journal name {rec['JournalName']} does not exist.")
         rec["JournalName"] = journal_name["Name"]
         if not rec["JournalBatchNumber"]:
             rec["JournalBatchNumber"] = self.state.next_number(
@@ -164,20 +175,20 @@ class _Entities:
         rec["JournalTotalDebit"] = rec["JournalTotalCredit"] = Decimal("0")
         return self._insert(txn, spec, rec)
 
-    def update_LedgerJournalHeaders(self, txn: _Txn, spec: EntitySpec, key: _Key,
+    def update_LedgerJournalHeaders(self, txn: Txn, spec: EntitySpec, key: RowKey,
                                     values: dict[str, Any]) -> dict[str, Any]:
         current = self._existing(txn, spec, key)
         self._refuse_posted(spec, current)
         if values.get("IsPosted", "No") != "No":
-            raise _write_error(spec, "Error: A journal cannot be posted by updating IsPosted.")
-        if "JournalName" in values and _nk(values["JournalName"]) != _nk(current["JournalName"]):
-            raise _write_error(spec, "Error: The journal name of an existing journal cannot be changed.")
+            raise write_error(spec, "Error: A journal cannot be posted by updating IsPosted.")
+        if "JournalName" in values and collation_key(values["JournalName"]) != collation_key(current["JournalName"]):
+            raise write_error(spec, "Error: The journal name of an existing journal cannot be changed.")
         values = {k: v for k, v in values.items() if k not in ("JournalTotalDebit", "JournalTotalCredit")}
         rec = self._merge(spec, current, values)
         txn.put(spec.name, key, rec)
         return rec
 
-    def delete_LedgerJournalHeaders(self, txn: _Txn, spec: EntitySpec, key: _Key) -> None:
+    def delete_LedgerJournalHeaders(self, txn: Txn, spec: EntitySpec, key: RowKey) -> None:
         current = self._existing(txn, spec, key)
         self._refuse_posted(spec, current)
         for line_key in txn.journal_line_keys(key[:2]):
@@ -186,28 +197,28 @@ class _Entities:
 
     def _refuse_posted(self, spec: EntitySpec, header: dict[str, Any]) -> None:
         if header["IsPosted"] == "Yes":
-            raise _write_error(spec, f"Error: Journal {header['JournalBatchNumber']} is posted and cannot be "
+            raise write_error(spec, f"Error: Journal {header['JournalBatchNumber']} is posted and cannot be "
                                      "changed.")
 
     # ---- LedgerJournalLines ----
 
-    def create_LedgerJournalLines(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_LedgerJournalLines(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         area = rec["dataAreaId"] = self._company(spec, values.get("dataAreaId"))
         header = self._line_header(txn, spec, rec)
         rec["JournalBatchNumber"] = header["JournalBatchNumber"]
-        jkey = _journal_key(rec)
+        jkey = journal_key(rec)
         if self.state.refuse_client_line_numbers and "LineNumber" in values:
-            raise _write_error(spec, "Error: The field 'LineNumber' cannot be set: the line number of a journal "
+            raise write_error(spec, "Error: The field 'LineNumber' cannot be set: the line number of a journal "
                                      "line is assigned by the system.")
         if "LineNumber" not in values or rec["LineNumber"] == 0:
             rec["LineNumber"] = txn.next_line_base(jkey) + 1
         elif rec["LineNumber"] < 0:
-            raise _write_error(spec, "Error: The line number cannot be negative.")
-        key = (*jkey, _nk(rec["LineNumber"]))  # = _key_of(spec, rec)
+            raise write_error(spec, "Error: The line number cannot be negative.")
+        key = (*jkey, collation_key(rec["LineNumber"]))  # = key_of(spec, rec)
         if txn.get(spec.name, key) is not None:
-            raise _duplicate(spec, rec)
+            raise duplicate_error(spec, rec)
         self._validate_line(txn, spec, rec, values, area)
         rec["Voucher"] = self._voucher(txn, spec, header, jkey, rec, area)
         rec["Company"] = rec["Company"] or area
@@ -217,52 +228,52 @@ class _Entities:
         txn.put(spec.name, key, rec)
         return rec
 
-    def _line_header(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any]) -> dict[str, Any]:
+    def _line_header(self, txn: Txn, spec: EntitySpec, rec: dict[str, Any]) -> dict[str, Any]:
         if not rec["JournalBatchNumber"]:
-            raise _write_error(spec, "Error: Field 'Journal batch number' must be filled in.")
-        header = txn.get("LedgerJournalHeaders", _journal_key(rec))
+            raise write_error(spec, "Error: Field 'Journal batch number' must be filled in.")
+        header = txn.get("LedgerJournalHeaders", journal_key(rec))
         if header is None:
-            raise _write_error(spec, f"Error: Journal batch number {rec['JournalBatchNumber']} does not exist in "
+            raise write_error(spec, f"Error: Journal batch number {rec['JournalBatchNumber']} does not exist in "
                                      f"company {rec['dataAreaId']}. Lines must reference an existing, unposted "
                                      "journal header.")
         if header["IsPosted"] == "Yes":
-            raise _write_error(spec, f"Error: Journal {header['JournalBatchNumber']} is posted; its lines cannot "
+            raise write_error(spec, f"Error: Journal {header['JournalBatchNumber']} is posted; its lines cannot "
                                      "be changed.")
         return header
 
-    def _validate_line(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any],
+    def _validate_line(self, txn: Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any],
                        area: str) -> None:
         if rec["TransDate"] in EMPTY_DATES:
-            raise _write_error(spec, "Error: Field 'Date' must be filled in.")
+            raise write_error(spec, "Error: Field 'Date' must be filled in.")
         if not rec["CurrencyCode"]:
-            raise _write_error(spec, "Error: Field 'Currency' must be filled in.")
+            raise write_error(spec, "Error: Field 'Currency' must be filled in.")
         if rec["CurrencyCode"].upper() not in KNOWN_CURRENCIES:
-            raise _write_error(spec, f"Error: Currency code {rec['CurrencyCode']} does not exist.")
+            raise write_error(spec, f"Error: Currency code {rec['CurrencyCode']} does not exist.")
         debit, credit = rec["DebitAmount"], rec["CreditAmount"]
-        if debit < _ZERO or credit < _ZERO:  # a Decimal zero: cheaper to compare with than the int 0
-            raise _write_error(spec, "Error: Debit and credit amounts cannot be negative.")
-        if debit != _ZERO and credit != _ZERO:
-            raise _write_error(spec, "Error: A line can have a debit amount or a credit amount, not both.")
-        if debit == _ZERO and credit == _ZERO:
-            raise _write_error(spec, "Error: Enter a debit amount or a credit amount.")
-        if (rec["Company"] and _nk(rec["Company"]) != _nk(area)) or (
-                rec["OffsetCompany"] and _nk(rec["OffsetCompany"]) != _nk(area)):
-            raise _write_error(spec, "Error: This entity doesn't support intercompany transactions.")
+        if debit < ZERO or credit < ZERO:  # a Decimal zero: cheaper to compare with than the int 0
+            raise write_error(spec, "Error: Debit and credit amounts cannot be negative.")
+        if debit != ZERO and credit != ZERO:
+            raise write_error(spec, "Error: A line can have a debit amount or a credit amount, not both.")
+        if debit == ZERO and credit == ZERO:
+            raise write_error(spec, "Error: Enter a debit amount or a credit amount.")
+        if (rec["Company"] and collation_key(rec["Company"]) != collation_key(area)) or (
+                rec["OffsetCompany"] and collation_key(rec["OffsetCompany"]) != collation_key(area)):
+            raise write_error(spec, "Error: This entity doesn't support intercompany transactions.")
         for type_prop, value_prop in (("AccountType", "AccountDisplayValue"),
                                       ("OffsetAccountType", "OffsetAccountDisplayValue")):
             if value_prop == "AccountDisplayValue" and not rec[value_prop]:
-                raise _write_error(spec, "Error: Field 'Account' must be filled in.")
+                raise write_error(spec, "Error: Field 'Account' must be filled in.")
             if not rec[value_prop] or (value_prop not in given and type_prop not in given):
                 continue
             if rec[type_prop] != "Ledger":
-                raise _write_error(spec, f"Error: Account '{rec[value_prop]}' does not exist for account type "
+                raise write_error(spec, f"Error: Account '{rec[value_prop]}' does not exist for account type "
                                          f"{rec[type_prop]}.")
             rec[value_prop] = self.validate_display_value(spec, txn, rec[value_prop], area, ledger=True)
         for prop in ("DefaultDimensionDisplayValue", "OffsetDefaultDimensionDisplayValue"):
             if rec[prop] and prop in given:
                 rec[prop] = self.validate_display_value(spec, txn, rec[prop], area, ledger=False)
 
-    def _voucher(self, txn: _Txn, spec: EntitySpec, header: dict[str, Any], jkey: _JournalKey,
+    def _voucher(self, txn: Txn, spec: EntitySpec, header: dict[str, Any], jkey: JournalKey,
                  rec: dict[str, Any], area: str) -> str:
         """The line's voucher, by the journal name's New voucher setting (JournalNames.NewVoucher, whose members
         ntrtd/d365-agent asset/client/src/NewVoucher.ts lists: BalanceSheet, Manually, OneVoucher).
@@ -278,11 +289,11 @@ class _Entities:
         if given:
             voucher = given
         else:
-            name = txn.get("JournalNames", (_nk(area), _nk(header["JournalName"])))
+            name = txn.get("JournalNames", (collation_key(area), collation_key(header["JournalName"])))
             setting = name["NewVoucher"] if name is not None else "BalanceSheet"
             last = txn.last_line_voucher(jkey)
             if setting == "Manually":
-                raise _write_error(spec, "Error: Field 'Voucher' must be filled in: the journal name "
+                raise write_error(spec, "Error: Field 'Voucher' must be filled in: the journal name "
                                          f"{header['JournalName']} assigns vouchers manually.")
             if last is not None and (setting == "OneVoucher" or (not last[1] and txn.journal_balance(jkey) != 0)):
                 voucher = last[0]
@@ -293,7 +304,7 @@ class _Entities:
         txn.last_voucher[jkey] = (voucher, has_offset)
         return voucher
 
-    def update_LedgerJournalLines(self, txn: _Txn, spec: EntitySpec, key: _Key,
+    def update_LedgerJournalLines(self, txn: Txn, spec: EntitySpec, key: RowKey,
                                   values: dict[str, Any]) -> dict[str, Any]:
         current = self._existing(txn, spec, key)
         self._line_header(txn, spec, current)
@@ -302,40 +313,40 @@ class _Entities:
         txn.put(spec.name, key, rec)
         return rec
 
-    def delete_LedgerJournalLines(self, txn: _Txn, spec: EntitySpec, key: _Key) -> None:
+    def delete_LedgerJournalLines(self, txn: Txn, spec: EntitySpec, key: RowKey) -> None:
         current = self._existing(txn, spec, key)
         self._line_header(txn, spec, current)
         txn.delete(spec.name, key)
 
     # ---- FinancialDimensionValues ----
 
-    def create_FinancialDimensionValues(self, txn: _Txn, spec: EntitySpec,
+    def create_FinancialDimensionValues(self, txn: Txn, spec: EntitySpec,
                                         values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         self._required(spec, rec, "FinancialDimension", "DimensionValue")
         name = next((n for n in self.state.dimensions if n.casefold() == rec["FinancialDimension"].casefold()), None)
         if name is None or name == "MainAccount":
-            raise _write_error(spec, f"Error: Financial dimension {rec['FinancialDimension']} does not exist.")
+            raise write_error(spec, f"Error: Financial dimension {rec['FinancialDimension']} does not exist.")
         rec["FinancialDimension"] = name
         backing = self.state.dimensions[name]
         if backing.kind != "custom":
-            raise _write_error(
+            raise write_error(
                 spec, f"Error: The financial dimension {name} is not a custom list. Its values come from "
                       f"{backing.operating_unit_type} operating units; create them there.")
         if rec["LegalEntityId"]:
             rec["LegalEntityId"] = self._company(spec, rec["LegalEntityId"])
         if len(rec["DimensionValue"]) > 30:
-            raise _write_error(spec, "Error: The dimension value cannot be longer than 30 characters.")
+            raise write_error(spec, "Error: The dimension value cannot be longer than 30 characters.")
         return self._insert(txn, spec, rec)
 
     # ---- OperatingUnits ----
 
-    def create_OperatingUnits(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_OperatingUnits(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         if rec["OperatingUnitType"] == "None":
-            raise _write_error(spec, "Error: Field 'Operating unit type' must be filled in.")
+            raise write_error(spec, "Error: Field 'Operating unit type' must be filled in.")
         self._required(spec, rec, "Name")
         if not rec["OperatingUnitNumber"]:
             rec["OperatingUnitNumber"] = self.state.next_number("OperatingUnitNumber", "", "{n:06d}")
@@ -345,7 +356,7 @@ class _Entities:
 
     # ---- MainAccounts ----
 
-    def create_MainAccounts(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_MainAccounts(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         rec["ChartOfAccounts"] = rec["ChartOfAccounts"] or self.state.chart_of_accounts
@@ -356,7 +367,7 @@ class _Entities:
 
     # ---- workers and employments ----
 
-    def create_Workers(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_Workers(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         self._worker_defaults(rec)
@@ -370,29 +381,29 @@ class _Entities:
         if not rec["PartyNumber"]:
             rec["PartyNumber"] = self.state.next_number("PartyNumber", "", "{n:06d}")
 
-    def delete_Workers(self, txn: _Txn, spec: EntitySpec, key: _Key) -> None:
+    def delete_Workers(self, txn: Txn, spec: EntitySpec, key: RowKey) -> None:
         self._existing(txn, spec, key)
         if self.state._employments_by_worker.get(key[0]) or txn.staged_employments(key[0]):
-            raise _write_error(spec, "Error: The worker has employments and cannot be deleted.")
+            raise write_error(spec, "Error: The worker has employments and cannot be deleted.")
         txn.delete(spec.name, key)
 
-    def create_EmploymentsV2(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_EmploymentsV2(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         rec = spec.default_record()
         rec.update(values)
         return self._insert(txn, spec, self._employment(txn, spec, rec, values))
 
-    def _employment(self, txn: _Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    def _employment(self, txn: Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
         self._required(spec, rec, "PersonnelNumber")
-        worker = txn.get("Workers", (_nk(rec["PersonnelNumber"]),))
+        worker = txn.get("Workers", (collation_key(rec["PersonnelNumber"]),))
         if worker is None:
-            raise _write_error(spec, f"Error: Worker {rec['PersonnelNumber']} does not exist.")
+            raise write_error(spec, f"Error: Worker {rec['PersonnelNumber']} does not exist.")
         rec["PersonnelNumber"] = worker["PersonnelNumber"]
         rec["LegalEntityId"] = self._company(spec, rec["LegalEntityId"] or None)
         if not rec["EmploymentId"]:
             rec["EmploymentId"] = self.state.next_number("EmploymentId", "", "E{n:06d}")
         if "EmploymentStartDate" not in given:
             now = datetime.fromtimestamp(self.state.clock(), timezone.utc)
-            rec["EmploymentStartDate"] = _render_dto(now.replace(hour=0, minute=0, second=0, microsecond=0))
+            rec["EmploymentStartDate"] = render_dto(now.replace(hour=0, minute=0, second=0, microsecond=0))
         if "EmploymentEndDate" not in given or rec["EmploymentEndDate"] == EMPTY_DATE:
             rec["EmploymentEndDate"] = NEVER
         if rec["DimensionDisplayValue"]:
@@ -400,7 +411,7 @@ class _Entities:
                 spec, txn, rec["DimensionDisplayValue"], rec["LegalEntityId"], ledger=False)
         return rec
 
-    def update_EmploymentsV2(self, txn: _Txn, spec: EntitySpec, key: _Key, values: dict[str, Any]) -> dict[str, Any]:
+    def update_EmploymentsV2(self, txn: Txn, spec: EntitySpec, key: RowKey, values: dict[str, Any]) -> dict[str, Any]:
         current = self._existing(txn, spec, key)
         rec = self._merge(spec, current, values)
         if values.get("DimensionDisplayValue"):
@@ -411,24 +422,24 @@ class _Entities:
         txn.put(spec.name, key, rec)
         return rec
 
-    def delete_EmploymentsV2(self, txn: _Txn, spec: EntitySpec, key: _Key) -> None:
+    def delete_EmploymentsV2(self, txn: Txn, spec: EntitySpec, key: RowKey) -> None:
         self._existing(txn, spec, key)
         txn.delete(spec.name, key)
         if txn.get("EmployeesV2", key) is not None:
             txn.delete("EmployeesV2", key)
 
     def _split_employee(self, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        employment = {_EMPLOYEE_TO_EMPLOYMENT[k]: v for k, v in values.items() if k in _EMPLOYEE_TO_EMPLOYMENT}
-        worker = {k: v for k, v in values.items() if k in _EMPLOYEE_WORKER_FIELDS}
-        own = {k: v for k, v in values.items() if k in _EMPLOYEE_OWN_FIELDS}
+        employment = {EMPLOYEE_TO_EMPLOYMENT[k]: v for k, v in values.items() if k in EMPLOYEE_TO_EMPLOYMENT}
+        worker = {k: v for k, v in values.items() if k in EMPLOYEE_WORKER_FIELDS}
+        own = {k: v for k, v in values.items() if k in EMPLOYEE_OWN_FIELDS}
         return employment, worker, own
 
-    def create_EmployeesV2(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create_EmployeesV2(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         employment, worker_values, own = self._split_employee(values)
         if not values.get("PersonnelNumber"):
-            raise _write_error(spec, "Error: Field 'Personnel number' must be filled in.")
+            raise write_error(spec, "Error: Field 'Personnel number' must be filled in.")
         workers = SPECS["Workers"]
-        worker_key = (_nk(values["PersonnelNumber"]),)
+        worker_key = (collation_key(values["PersonnelNumber"]),)
         worker = txn.get("Workers", worker_key)
         if worker is None:
             worker = workers.default_record()
@@ -444,19 +455,19 @@ class _Entities:
         emp.update(employment)
         emp["WorkerType"] = "Employee"
         emp = self._employment(txn, spec, emp, employment)
-        emp_key = _key_of(emp_spec, emp)
+        emp_key = key_of(emp_spec, emp)
         if txn.get("EmploymentsV2", emp_key) is not None:
-            raise _duplicate(spec, {"PersonnelNumber": emp["PersonnelNumber"],
+            raise duplicate_error(spec, {"PersonnelNumber": emp["PersonnelNumber"],
                                     "EmploymentLegalEntityId": emp["LegalEntityId"],
                                     "EmploymentId": emp["EmploymentId"]})
         txn.put("EmploymentsV2", emp_key, emp)
         txn.put("EmployeesV2", emp_key, own)
         return self.compose_employee(txn.get, emp)
 
-    def update_EmployeesV2(self, txn: _Txn, spec: EntitySpec, key: _Key, values: dict[str, Any]) -> dict[str, Any]:
+    def update_EmployeesV2(self, txn: Txn, spec: EntitySpec, key: RowKey, values: dict[str, Any]) -> dict[str, Any]:
         emp = txn.get("EmploymentsV2", key)
         if emp is None:
-            raise _not_found(spec.name)
+            raise not_found(spec.name)
         employment, worker_values, own = self._split_employee(values)
         if employment:
             self.update_EmploymentsV2(txn, spec, key, employment)
@@ -468,27 +479,27 @@ class _Entities:
             txn.put("EmployeesV2", key, {**(txn.get("EmployeesV2", key) or {}), **own})
         return self.compose_employee(txn.get, txn.get("EmploymentsV2", key) or emp)
 
-    def delete_EmployeesV2(self, txn: _Txn, spec: EntitySpec, key: _Key) -> None:
+    def delete_EmployeesV2(self, txn: Txn, spec: EntitySpec, key: RowKey) -> None:
         self.delete_EmploymentsV2(txn, SPECS["EmploymentsV2"], key)
 
-    def compose_employee(self, get: Callable[[str, _Key], dict[str, Any] | None],
+    def compose_employee(self, get: Callable[[str, RowKey], dict[str, Any] | None],
                          emp: dict[str, Any]) -> dict[str, Any]:
         """The EmployeesV2 row of one employment: employment fields, the worker's person fields, own fields."""
-        worker = get("Workers", (_nk(emp["PersonnelNumber"]),)) or {}
-        own = get("EmployeesV2", _key_of(SPECS["EmploymentsV2"], emp)) or {}
+        worker = get("Workers", (collation_key(emp["PersonnelNumber"]),)) or {}
+        own = get("EmployeesV2", key_of(SPECS["EmploymentsV2"], emp)) or {}
         out: dict[str, Any] = {}
-        for prop, code in _EMPLOYEE_TYPES.items():
-            if prop in _EMPLOYEE_TO_EMPLOYMENT:
-                out[prop] = emp[_EMPLOYEE_TO_EMPLOYMENT[prop]]
-            elif prop in _EMPLOYEE_WORKER_FIELDS:
-                out[prop] = worker.get(prop, _type_default(code))
+        for prop, code in EMPLOYEE_TYPES.items():
+            if prop in EMPLOYEE_TO_EMPLOYMENT:
+                out[prop] = emp[EMPLOYEE_TO_EMPLOYMENT[prop]]
+            elif prop in EMPLOYEE_WORKER_FIELDS:
+                out[prop] = worker.get(prop, type_default(code))
             else:
-                out[prop] = own.get(prop, _type_default(code))
+                out[prop] = own.get(prop, type_default(code))
         return out
 
     # ---- generic ----
 
-    def create(self, txn: _Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
+    def create(self, txn: Txn, spec: EntitySpec, values: dict[str, Any]) -> dict[str, Any]:
         custom = getattr(self, f"create_{spec.name}", None)
         if custom is not None:
             return custom(txn, spec, values)  # type: ignore[no-any-return]
@@ -499,7 +510,7 @@ class _Entities:
         self._required(spec, rec, *[k for k in spec.keys if spec.types[k] == "s" and k != "LegalEntityId"])
         return self._insert(txn, spec, rec)
 
-    def update(self, txn: _Txn, spec: EntitySpec, key: _Key, values: dict[str, Any]) -> dict[str, Any]:
+    def update(self, txn: Txn, spec: EntitySpec, key: RowKey, values: dict[str, Any]) -> dict[str, Any]:
         custom = getattr(self, f"update_{spec.name}", None)
         if custom is not None:
             return custom(txn, spec, key, values)  # type: ignore[no-any-return]
@@ -507,7 +518,7 @@ class _Entities:
         txn.put(spec.name, key, rec)
         return rec
 
-    def delete(self, txn: _Txn, spec: EntitySpec, key: _Key) -> None:
+    def delete(self, txn: Txn, spec: EntitySpec, key: RowKey) -> None:
         custom = getattr(self, f"delete_{spec.name}", None)
         if custom is not None:
             custom(txn, spec, key)

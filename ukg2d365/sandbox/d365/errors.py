@@ -24,26 +24,26 @@ class ODataError(Exception):
             "message": self.inner_message, "type": self.inner_type, "stacktrace": ""}}}
 
 
-def _write_error(spec: EntitySpec, *infolog: str) -> ODataError:
+def write_error(spec: EntitySpec, *infolog: str) -> ODataError:
     """F&O's write failure: the Infolog lines joined into innererror.message (note the final '..')."""
     inner = f"Write failed for table row of type '{spec.aot}'. Infolog: {'; '.join(infolog)}."
     return ODataError(None, "An error has occurred.", inner, AX_WRITE_EXCEPTION)
 
 
-def _odata_error(message: str, status: int = 400) -> ODataError:
+def odata_error(message: str, status: int = 400) -> ODataError:
     return ODataError(status, message, message, ODATA_EXCEPTION)
 
 
-def _not_found(segment: str) -> ODataError:
+def not_found(segment: str) -> ODataError:
     msg = f"Resource not found for the segment '{segment}'."
     return ODataError(404, msg, msg, PATH_EXCEPTION)
 
 
-def _no_route(url: str) -> ODataError:
+def no_route(url: str) -> ODataError:
     return ODataError(404, f"No HTTP resource was found that matches the request URI '{url}'.",
                       "No route data was found for this request.", "")
 
 
-def _duplicate(spec: EntitySpec, rec: dict[str, Any]) -> ODataError:
+def duplicate_error(spec: EntitySpec, rec: dict[str, Any]) -> ODataError:
     keys = ", ".join(f"{k}: {rec[k]}" for k in spec.keys)
-    return _write_error(spec, f"Info: Cannot create a record in {spec.table}. {keys}. The record already exists.")
+    return write_error(spec, f"Info: Cannot create a record in {spec.table}. {keys}. The record already exists.")

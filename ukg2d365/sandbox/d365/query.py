@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ukg2d365.sandbox.d365.errors import ODataError, _odata_error
+from ukg2d365.sandbox.d365.errors import ODataError, odata_error
 from ukg2d365.sandbox.d365.schema import ENUMS, NAMESPACE, EntitySpec
-from ukg2d365.sandbox.d365.values import _parse_dto, _render_dto
+from ukg2d365.sandbox.d365.values import parse_dto, render_dto
 
 _TOKEN_RE = re.compile(
     r"""\s*(?:
@@ -40,7 +40,7 @@ def _tokenize(text: str) -> list[_Tok]:
             break
         m = _TOKEN_RE.match(text, pos)
         if not m or m.end() == pos:
-            raise _odata_error(f"Syntax error at position {pos} in '{text}'.")
+            raise odata_error(f"Syntax error at position {pos} in '{text}'.")
         kind = m.lastgroup or ""
         raw = m.group(kind)
         value: Any = None
@@ -52,9 +52,9 @@ def _tokenize(text: str) -> list[_Tok]:
         elif kind == "num":
             value = Decimal(raw)
         elif kind == "dt":
-            value = _parse_dto(raw, require_time=False)
+            value = parse_dto(raw, require_time=False)
             if value is None:
-                raise _odata_error(f"Unrecognized 'Edm.DateTimeOffset' literal '{raw}' in '{text}'.")
+                raise odata_error(f"Unrecognized 'Edm.DateTimeOffset' literal '{raw}' in '{text}'.")
         toks.append(_Tok(kind, raw, value))
         pos = m.end()
     toks.append(_Tok("end", ""))
@@ -67,7 +67,7 @@ _OPERATOR_NAMES = {"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "
 Predicate = Callable[[dict[str, Any]], bool]
 
 
-class _FilterParser:
+class FilterParser:
     """$filter as F&O's OData layer accepts it: comparisons joined by and/or/not, with parentheses.
 
     String comparisons are case-insensitive (SQL Server collation) and `eq '*x*'` is a LIKE
@@ -97,7 +97,7 @@ class _FilterParser:
     def _syntax(self) -> ODataError:
         tok = self._peek()
         where = f"'{tok.text}'" if tok.kind != "end" else "the end"
-        return _odata_error(f"The query specified in the URI is not valid. Syntax error at {where} in '{self.text}'.")
+        return odata_error(f"The query specified in the URI is not valid. Syntax error at {where} in '{self.text}'.")
 
     def _is_word(self, word: str) -> bool:
         tok = self._peek()
@@ -146,13 +146,13 @@ class _FilterParser:
             if tok.text == "null":
                 return "null", None
             if self._peek().kind == "lp":
-                raise _odata_error(f"The query specified in the URI is not valid. The function '{tok.text}' is "
+                raise odata_error(f"The query specified in the URI is not valid. The function '{tok.text}' is "
                                    "not supported.")
             if "/" in tok.text:
-                raise _odata_error("The query specified in the URI is not valid. Navigation paths are not supported "
+                raise odata_error("The query specified in the URI is not valid. Navigation paths are not supported "
                                    f"in $filter: '{tok.text}'.")
             if tok.text not in self.spec.types:
-                raise _odata_error(f"The query specified in the URI is not valid. Could not find a property named "
+                raise odata_error(f"The query specified in the URI is not valid. Could not find a property named "
                                    f"'{tok.text}' on type '{NAMESPACE}.{self.spec.type_name}'.")
             return "prop", tok.text
         if tok.kind in ("str", "num", "enum", "dt"):
@@ -166,7 +166,7 @@ class _FilterParser:
         if op_tok.kind != "ident" or op_tok.text not in _COMPARISONS:
             self.pos -= 1
             if op_tok.kind == "ident" and op_tok.text in ("has", "in"):
-                raise _odata_error(f"The query specified in the URI is not valid. The operator '{op_tok.text}' is "
+                raise odata_error(f"The query specified in the URI is not valid. The operator '{op_tok.text}' is "
                                    "not supported.")
             raise self._syntax()
         op = op_tok.text
@@ -175,11 +175,11 @@ class _FilterParser:
             flipped = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
             left, right, op = right, left, flipped
         if left[0] != "prop":
-            raise _odata_error("The query specified in the URI is not valid. A comparison needs a property.")
+            raise odata_error("The query specified in the URI is not valid. A comparison needs a property.")
         return self._compile(left[1], op, right)
 
     def _incompatible(self, prop: str, literal_type: str, op: str) -> ODataError:
-        return _odata_error(
+        return odata_error(
             "The query specified in the URI is not valid. A binary operator with incompatible types was detected. "
             f"Found operand types '{self.spec.edm(prop)}' and '{literal_type}' for operator kind "
             f"'{_OPERATOR_NAMES[op]}'."
@@ -210,10 +210,10 @@ class _FilterParser:
         if code in ("t", "D"):
             if kind != "dt":
                 raise self._incompatible(prop, _literal_edm(kind, value), op)
-            return lambda rec: _compare(op, _parse_dto(rec[prop]), value)
+            return lambda rec: _compare(op, parse_dto(rec[prop]), value)
         enum_name = code[2:]
         if op not in ("eq", "ne"):
-            raise _odata_error("The query specified in the URI is not valid. Enum properties support only eq and ne.")
+            raise odata_error("The query specified in the URI is not valid. Enum properties support only eq and ne.")
         if kind == "enum":
             type_name, member = value
             if type_name != f"{NAMESPACE}.{enum_name}":
@@ -223,7 +223,7 @@ class _FilterParser:
         else:
             raise self._incompatible(prop, _literal_edm(kind, value), op)
         if member not in ENUMS[enum_name]:
-            raise _odata_error(f"The query specified in the URI is not valid. The string '{member}' is not a valid "
+            raise odata_error(f"The query specified in the URI is not valid. The string '{member}' is not a valid "
                                "enumeration type constant.")
         return lambda rec: (rec[prop] == member) == (op == "eq")
 
@@ -251,7 +251,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return bool(a <= b)
 
 
-def _sort_key(prop: str) -> Callable[[dict[str, Any]], Any]:
+def sort_key(prop: str) -> Callable[[dict[str, Any]], Any]:
     return lambda rec: _sortable(rec[prop])
 
 
@@ -259,7 +259,7 @@ def _sortable(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
-def _parse_key(spec: EntitySpec, text: str) -> dict[str, Any]:
+def parse_key(spec: EntitySpec, text: str) -> dict[str, Any]:
     """`dataAreaId='usmf',JournalBatchNumber='X'` (or `'X'` for a single key) -> {prop: typed value}."""
     toks = _tokenize(text)
     pairs: list[tuple[str | None, _Tok]] = []
@@ -276,8 +276,8 @@ def _parse_key(spec: EntitySpec, text: str) -> dict[str, Any]:
         if toks[i].kind == "comma":
             i += 1
         elif toks[i].kind != "end":
-            raise _odata_error(f"Bad key predicate '({text})'.")
-    mismatch = _odata_error(
+            raise odata_error(f"Bad key predicate '({text})'.")
+    mismatch = odata_error(
         "The number of keys specified in the URI does not match number of key properties for the resource "
         f"'{NAMESPACE}.{spec.type_name}'."
     )
@@ -295,7 +295,7 @@ def _parse_key(spec: EntitySpec, text: str) -> dict[str, Any]:
 
 def _key_value(spec: EntitySpec, name: str, lit: _Tok, text: str) -> Any:
     code = spec.types[name]
-    bad = _odata_error(f"The key value in '({text})' is not valid for the key property '{name}' of type "
+    bad = odata_error(f"The key value in '({text})' is not valid for the key property '{name}' of type "
                        f"'{spec.edm(name)}'.")
     if code == "s":
         if lit.kind != "str":
@@ -313,4 +313,4 @@ def _key_value(spec: EntitySpec, name: str, lit: _Tok, text: str) -> Any:
         raise bad
     if lit.kind != "dt":
         raise bad
-    return _render_dto(lit.value)
+    return render_dto(lit.value)

@@ -122,7 +122,7 @@ class EntitySpec:
         # Every default is immutable (str, Decimal, int), so one template per entity can be copied.
         template = _DEFAULT_TEMPLATES.get(id(self))
         if template is None:
-            template = {name: _type_default(code) for name, code in self.types.items()}
+            template = {name: type_default(code) for name, code in self.types.items()}
             template.update(self.defaults)
             _DEFAULT_TEMPLATES[id(self)] = template
         return dict(template)
@@ -135,7 +135,7 @@ class EntitySpec:
 _DEFAULT_TEMPLATES: dict[int, dict[str, Any]] = {}
 
 
-def _type_default(code: str) -> Any:
+def type_default(code: str) -> Any:
     if code == "s":
         return ""  # X++ strings are never null: F&O answers "" for an unset string
     if code == "d":
@@ -177,7 +177,7 @@ PostingType e:LedgerPostingType; ReportingExchangeAdjustmentRateType s; ParentMa
 AdjustmentMethod e:AdjustmentMethodMx; Monetary e:NoYes; ValidatePostingType e:FieldControl
 """)
 
-_EMPLOYEE_TYPES = _props("""
+EMPLOYEE_TYPES = _props("""
 PersonnelNumber s; EmploymentLegalEntityId s; EmploymentId s; MilitaryServiceStartDate t; EmploymentStartDate t;
 EmploymentNoticeWorkerQuantity i; LastName s; ExpatriateRulingValidTo t; AddressValidTo t;
 NameSequenceDisplayAs s; DimensionDisplayValue s; PersonDetailsValidFrom t; TerminationReasonCodeId s;
@@ -270,7 +270,7 @@ SPECS: dict[str, EntitySpec] = {
         ),
         EntitySpec(
             "EmployeesV2", "EmployeeV2", "HcmEmployeeV2Entity", "Employment (HcmEmployment)",
-            ("PersonnelNumber", "EmploymentLegalEntityId", "EmploymentId"), _EMPLOYEE_TYPES,
+            ("PersonnelNumber", "EmploymentLegalEntityId", "EmploymentId"), EMPLOYEE_TYPES,
             navigation=("Worker",),
         ),
         EntitySpec(
@@ -313,7 +313,7 @@ SPECS: dict[str, EntitySpec] = {
 # HcmWorker, DirPerson and HcmEmployment). The sandbox stores the worker in Workers, the employment in
 # EmploymentsV2 and the remaining EmployeesV2-only fields in its own table, and joins them on read, so
 # that a hire through EmployeesV2 and a termination through EmploymentsV2 see the same employment.
-_EMPLOYEE_TO_EMPLOYMENT = {
+EMPLOYEE_TO_EMPLOYMENT = {
     "PersonnelNumber": "PersonnelNumber",
     "EmploymentLegalEntityId": "LegalEntityId",
     "EmploymentId": "EmploymentId",
@@ -321,12 +321,12 @@ _EMPLOYEE_TO_EMPLOYMENT = {
     "EmploymentStartDate": "EmploymentStartDate",
     "EmploymentEndDate": "EmploymentEndDate",
 }
-_EMPLOYEE_WORKER_FIELDS = tuple(
-    p for p in _EMPLOYEE_TYPES if p in _WORKER_TYPES and p not in _EMPLOYEE_TO_EMPLOYMENT
+EMPLOYEE_WORKER_FIELDS = tuple(
+    p for p in EMPLOYEE_TYPES if p in _WORKER_TYPES and p not in EMPLOYEE_TO_EMPLOYMENT
 )
-_EMPLOYEE_OWN_FIELDS = tuple(
-    p for p in _EMPLOYEE_TYPES if p not in _EMPLOYEE_TO_EMPLOYMENT and p not in _EMPLOYEE_WORKER_FIELDS
+EMPLOYEE_OWN_FIELDS = tuple(
+    p for p in EMPLOYEE_TYPES if p not in EMPLOYEE_TO_EMPLOYMENT and p not in EMPLOYEE_WORKER_FIELDS
 )
 
-_ZERO = Decimal("0")
+ZERO = Decimal("0")
 KNOWN_CURRENCIES = frozenset({"USD", "CAD", "EUR", "GBP", "MXN", "JPY", "CHF", "AUD", "CNY", "INR", "BRL", "DKK"})

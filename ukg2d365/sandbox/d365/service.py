@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from xml.sax.saxutils import quoteattr
 
-from ukg2d365.sandbox.d365.batch import _BatchPart, _parse_multipart, _render_part
-from ukg2d365.sandbox.d365.entities import _Entities
-from ukg2d365.sandbox.d365.errors import ODataError, _no_route, _not_found, _odata_error
-from ukg2d365.sandbox.d365.query import _FilterParser, _parse_key, _sort_key
+from ukg2d365.sandbox.d365.batch import BatchPart, parse_multipart, render_part
+from ukg2d365.sandbox.d365.entities import Entities
+from ukg2d365.sandbox.d365.errors import ODataError, no_route, not_found, odata_error
+from ukg2d365.sandbox.d365.query import FilterParser, parse_key, sort_key
 from ukg2d365.sandbox.d365.schema import (
     DEFAULT_PAGE_SIZE,
     ENUMS,
@@ -28,8 +28,8 @@ from ukg2d365.sandbox.d365.schema import (
     SPECS,
     EntitySpec,
 )
-from ukg2d365.sandbox.d365.store import D365State, _journal_key, _Key, _Txn
-from ukg2d365.sandbox.d365.values import _coerce_body, _key_predicate, _nk, _parse_json_body
+from ukg2d365.sandbox.d365.store import D365State, RowKey, Txn, journal_key
+from ukg2d365.sandbox.d365.values import coerce_body, collation_key, key_predicate, parse_json_body
 from ukg2d365.sandbox.tokens import TokenRegistry
 from ukg2d365.sandbox.types import SimRequest, SimResponse, dumps
 
@@ -65,7 +65,7 @@ class D365Service:
         # (DefaultODataBatchHandler.ProcessBatchAsync: HasEnabledContinueOnErrorHeader): False models a server
         # that stops at the first failed changeset whatever the request prefers.
         self.honor_continue_on_error = True
-        self.entities = _Entities(state)
+        self.entities = Entities(state)
 
     # ---- entry point ----
 
@@ -99,14 +99,14 @@ class D365Service:
         if path in ("/data", "/data/"):
             return self._service_document()
         if not path.startswith("/data/"):
-            raise _no_route(self.base_url + req.raw_path)
+            raise no_route(self.base_url + req.raw_path)
         rest = path[len("/data/"):]
         if rest == "$metadata":
             self._count("$metadata")
             return SimResponse(200, self._metadata().encode(), {"Content-Type": "application/xml", **ODATA_HEADERS})
         if rest == "$batch":
             if req.method.upper() != "POST":
-                raise _odata_error("$batch accepts only POST.", 405)
+                raise odata_error("$batch accepts only POST.", 405)
             self._count("$batch")
             return self._batch(req)
         return self._operation(req, None)
@@ -126,7 +126,7 @@ class D365Service:
         name = rest[:i]
         spec = SPECS.get(name)  # exact match: entity set names are case-sensitive
         if spec is None:
-            raise _no_route(raw)
+            raise no_route(raw)
         key_text = None
         if i < len(rest) and rest[i] == "(":
             j, in_quote = i + 1, False
@@ -138,15 +138,15 @@ class D365Service:
                     break
                 j += 1
             if j >= len(rest):
-                raise _odata_error(f"Bad key predicate in '{rest}'.")
+                raise odata_error(f"Bad key predicate in '{rest}'.")
             key_text = rest[i + 1:j]
             i = j + 1
-        key = _parse_key(spec, key_text) if key_text is not None else None
+        key = parse_key(spec, key_text) if key_text is not None else None
         return _Target(spec, key, rest[i:])
 
     # ---- one operation (standalone or inside a changeset) ----
 
-    def _operation(self, req: SimRequest, txn: _Txn | None) -> SimResponse:
+    def _operation(self, req: SimRequest, txn: Txn | None) -> SimResponse:
         target = self._target(req.path[len("/data/"):], self.base_url + req.raw_path)
         method = req.method.upper()
         if txn is None:
@@ -154,21 +154,21 @@ class D365Service:
         else:  # inside a changeset, which holds the lock already
             self.state.request_count[target.spec.name] += 1
         if target.suffix and not (target.suffix == "/$count" and target.key is None and method == "GET"):
-            raise _not_found(target.suffix.strip("/"))
+            raise not_found(target.suffix.strip("/"))
         if method == "GET":
             if txn is not None:
-                raise _odata_error("A GET request cannot be part of a change set.")
+                raise odata_error("A GET request cannot be part of a change set.")
             return self._read(req, target)
         if method not in ("POST", "PATCH", "PUT", "DELETE"):
-            raise _odata_error(f"The HTTP method '{method}' is not allowed here.", 405)
+            raise odata_error(f"The HTTP method '{method}' is not allowed here.", 405)
         if not target.spec.writable:
-            raise _odata_error(f"The entity set '{target.spec.name}' is read-only: {method} is not allowed.", 405)
+            raise odata_error(f"The entity set '{target.spec.name}' is read-only: {method} is not allowed.", 405)
         if (method == "POST") == (target.key is not None):
-            raise _odata_error(f"{method} is not allowed on this resource.", 405)
+            raise odata_error(f"{method} is not allowed on this resource.", 405)
         if txn is not None:
             return self._write(req, target, method, txn)
         with self.state.lock:
-            own = _Txn(self.state)
+            own = Txn(self.state)
             response = self._write(req, target, method, own)
             own.commit()
             return response
@@ -176,26 +176,26 @@ class D365Service:
     def _company_filtered(self, req: SimRequest, spec: EntitySpec) -> bool:
         return spec.company and (req.arg("cross-company") or "").lower() != "true"
 
-    def _key_tuple(self, req: SimRequest, target: _Target) -> _Key:
+    def _key_tuple(self, req: SimRequest, target: _Target) -> RowKey:
         assert target.key is not None
-        key = tuple(_nk(target.key[k]) for k in target.spec.keys)
-        if self._company_filtered(req, target.spec) and key[0] != _nk(self.state.default_company):
-            raise _not_found(target.spec.name)  # another company is invisible without cross-company=true
+        key = tuple(collation_key(target.key[k]) for k in target.spec.keys)
+        if self._company_filtered(req, target.spec) and key[0] != collation_key(self.state.default_company):
+            raise not_found(target.spec.name)  # another company is invisible without cross-company=true
         return key
 
-    def _write(self, req: SimRequest, target: _Target, method: str, txn: _Txn) -> SimResponse:
+    def _write(self, req: SimRequest, target: _Target, method: str, txn: Txn) -> SimResponse:
         spec = target.spec
         ieee754 = _ieee754(req.headers.get("content-type") or "")  # header names are lower-case already
         prefer = (req.headers.get("prefer") or "").lower()
         if method == "DELETE":
             self.entities.delete(txn, spec, self._key_tuple(req, target))
             return SimResponse.empty(204, dict(ODATA_HEADERS))
-        values = _coerce_body(spec, _parse_json_body(req.body), ieee754)
+        values = coerce_body(spec, parse_json_body(req.body), ieee754)
         if method == "POST":
             rec = self.entities.create(txn, spec, values)
             minimal = "return=minimal" in prefer
             view = rec if minimal else self._view(spec, rec, txn)  # the key is all a minimal answer needs
-            predicate = _key_predicate(spec, view)
+            predicate = key_predicate(spec, view)
             if not _URL_SAFE_RE.fullmatch(predicate):  # quote() would change nothing in a safe predicate
                 predicate = quote(predicate, safe=_URL_SAFE)
             location = f"{self._data_url}{spec.name}({predicate})"
@@ -208,19 +208,19 @@ class D365Service:
             return self._json(200, self._entity_body(spec, self._view(spec, rec, txn)))
         return SimResponse.empty(204, dict(ODATA_HEADERS))
 
-    def _view(self, spec: EntitySpec, rec: dict[str, Any], txn: _Txn | None) -> dict[str, Any]:
+    def _view(self, spec: EntitySpec, rec: dict[str, Any], txn: Txn | None) -> dict[str, Any]:
         """What a client reads for a stored row: computed fields added."""
         if spec.name == "LedgerJournalHeaders":
             if txn is None:
                 return self.state.header_view(rec)
             debit = credit = Decimal("0")
-            for key in txn.journal_line_keys(_journal_key(rec)):
+            for key in txn.journal_line_keys(journal_key(rec)):
                 line = txn.get("LedgerJournalLines", key) or {}
                 debit += line.get("DebitAmount", Decimal("0"))
                 credit += line.get("CreditAmount", Decimal("0"))
             return {**rec, "JournalTotalDebit": debit, "JournalTotalCredit": credit}
         if spec.name == "Workers":
-            extra = txn.staged_employments(_nk(rec["PersonnelNumber"])) if txn is not None else []
+            extra = txn.staged_employments(collation_key(rec["PersonnelNumber"])) if txn is not None else []
             return {**rec, "WorkerStatus": self.state.worker_status(rec, extra)}
         return rec
 
@@ -263,7 +263,7 @@ class D365Service:
         else:
             yield from state.tables[spec.name].values()
 
-    def _committed_get(self, set_name: str, key: _Key) -> dict[str, Any] | None:
+    def _committed_get(self, set_name: str, key: RowKey) -> dict[str, Any] | None:
         return self.state.tables[set_name].get(key)
 
     @staticmethod
@@ -273,7 +273,7 @@ class D365Service:
                     "Description": unit["Name"], "Owner": unit["PartyNumber"]})
         return rec
 
-    def _get_one(self, spec: EntitySpec, key: _Key) -> dict[str, Any] | None:
+    def _get_one(self, spec: EntitySpec, key: RowKey) -> dict[str, Any] | None:
         state = self.state
         if spec.name == "EmployeesV2":
             emp = state.tables["EmploymentsV2"].get(key)
@@ -296,10 +296,10 @@ class D365Service:
             if target.key is not None:
                 rec = self._get_one(spec, self._key_tuple(req, target))
                 if rec is None:
-                    raise _not_found(spec.name)
+                    raise not_found(spec.name)
                 body = self._entity_body(spec, rec, select)
                 if expand:
-                    lines = self.state._journal_lines(_journal_key(rec)).values()
+                    lines = self.state._journal_lines(journal_key(rec)).values()
                     body[expand] = [self._row(line, None) for line in lines]
                 return self._json(200, body)
             rows = self._query(req, spec)
@@ -314,7 +314,7 @@ class D365Service:
         props = [p.strip() for p in text.split(",") if p.strip()]
         for prop in props:
             if prop != "*" and prop not in spec.types:
-                raise _odata_error(f"The query specified in the URI is not valid. Could not find a property named "
+                raise odata_error(f"The query specified in the URI is not valid. Could not find a property named "
                                    f"'{prop}' on type '{NAMESPACE}.{spec.type_name}'.")
         return None if "*" in props else props
 
@@ -324,24 +324,24 @@ class D365Service:
             return None
         if spec.name == "LedgerJournalHeaders" and text == "LedgerJournalLine":
             return text
-        raise _odata_error(f"The query specified in the URI is not valid. $expand={text} is not supported by the "
+        raise odata_error(f"The query specified in the URI is not valid. $expand={text} is not supported by the "
                            "sandbox (only LedgerJournalHeaders?$expand=LedgerJournalLine).")
 
     def _query(self, req: SimRequest, spec: EntitySpec) -> list[dict[str, Any]]:
         rows: Iterable[dict[str, Any]] = self._rows(spec)
         if self._company_filtered(req, spec):
-            company = _nk(self.state.default_company)
-            rows = (r for r in rows if _nk(r["dataAreaId"]) == company)
+            company = collation_key(self.state.default_company)
+            rows = (r for r in rows if collation_key(r["dataAreaId"]) == company)
         text = req.arg("$filter")
         if text:
-            pred = _FilterParser(spec, text).parse()
+            pred = FilterParser(spec, text).parse()
             rows = (r for r in rows if pred(r))
         result = list(rows)
         order = req.arg("$orderby")
         if order:
             # stable sorts from the last key to the first give a multi-key order
             for prop, descending in reversed(self._orderby(spec, order)):
-                result.sort(key=_sort_key(prop), reverse=descending)
+                result.sort(key=sort_key(prop), reverse=descending)
         return result
 
     @staticmethod
@@ -350,9 +350,9 @@ class D365Service:
         for item in text.split(","):
             parts = item.split()
             if not parts or len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
-                raise _odata_error(f"The query specified in the URI is not valid. Bad $orderby '{text}'.")
+                raise odata_error(f"The query specified in the URI is not valid. Bad $orderby '{text}'.")
             if parts[0] not in spec.types:
-                raise _odata_error(f"The query specified in the URI is not valid. Could not find a property named "
+                raise odata_error(f"The query specified in the URI is not valid. Could not find a property named "
                                    f"'{parts[0]}' on type '{NAMESPACE}.{spec.type_name}'.")
             out.append((parts[0], len(parts) == 2 and parts[1] == "desc"))
         return out
@@ -363,7 +363,7 @@ class D365Service:
         if text is None:
             return None
         if not text.isdigit():
-            raise _odata_error(f"Invalid value '{text}' for {name} query option found. The {name} query option "
+            raise odata_error(f"Invalid value '{text}' for {name} query option found. The {name} query option "
                                "requires a non-negative integer value.")
         return int(text)
 
@@ -383,7 +383,7 @@ class D365Service:
             row = self._row(rec, select)
             if expand:
                 row[expand] = [self._row(line, None)
-                               for line in self.state._journal_lines(_journal_key(rec)).values()]
+                               for line in self.state._journal_lines(journal_key(rec)).values()]
             values.append(row)
         body["value"] = values
         if len(page) < wanted:
@@ -399,10 +399,10 @@ class D365Service:
     # ---- $batch ----
 
     def _batch(self, req: SimRequest) -> SimResponse:
-        items = _parse_multipart(req.body, req.header("content-type") or "")
+        items = parse_multipart(req.body, req.header("content-type") or "")
         count = sum(len(item) if isinstance(item, list) else 1 for item in items)
         if count > self.max_batch_operations:
-            raise _odata_error(
+            raise odata_error(
                 "The current batch message contains too many operations. Only batch messages with a maximum "
                 f"number of '{self.max_batch_operations}' operations are allowed.")
         # Without Prefer: odata.continue-on-error the batch stops after the first failed request or changeset
@@ -419,7 +419,7 @@ class D365Service:
             else:
                 response = self._single(req, item)
                 ok = response.status < 400
-                out.append(_render_part(item.content_id, response))
+                out.append(render_part(item.content_id, response))
             if not ok and not go_on:
                 break
         out.append(f"--{boundary}--\r\n")
@@ -427,15 +427,15 @@ class D365Service:
         return SimResponse(200, "".join(out).encode(), {
             "Content-Type": f"multipart/mixed; boundary={boundary}", **ODATA_HEADERS, **applied})
 
-    def _inner_request(self, outer: SimRequest, part: _BatchPart, refs: dict[str, str]) -> SimRequest:
+    def _inner_request(self, outer: SimRequest, part: BatchPart, refs: dict[str, str]) -> SimRequest:
         url = part.url
         if url.startswith("$"):
             ref, _, after = url[1:].partition("/")
             if ref not in refs:
-                raise _odata_error(f"The Content-ID reference '${ref}' does not refer to an earlier operation in the "
+                raise odata_error(f"The Content-ID reference '${ref}' does not refer to an earlier operation in the "
                                    "change set.")
             if after:
-                raise _odata_error("Navigation after a Content-ID reference is not supported by the sandbox.")
+                raise odata_error("Navigation after a Content-ID reference is not supported by the sandbox.")
             url = refs[ref]
         headers = dict(part.headers)
         headers.setdefault("authorization", outer.headers.get("authorization") or "")
@@ -449,26 +449,26 @@ class D365Service:
         return SimRequest(part.method, unquote(path), raw, parse_qs(split.query, keep_blank_values=True), headers,
                           part.body)
 
-    def _single(self, outer: SimRequest, part: _BatchPart) -> SimResponse:
+    def _single(self, outer: SimRequest, part: BatchPart) -> SimResponse:
         try:
             return self._operation(self._inner_request(outer, part, {}), None)
         except ODataError as err:
             return self._error_response(err)
 
-    def _changeset(self, outer: SimRequest, parts: list[_BatchPart]) -> tuple[str, bool]:
+    def _changeset(self, outer: SimRequest, parts: list[BatchPart]) -> tuple[str, bool]:
         """All or nothing: stage every operation, commit only if all succeeded (under one lock).
         Returns the rendered answer and whether the changeset was committed."""
         boundary = f"changesetresponse_{uuid.uuid4()}"
         responses: list[tuple[str | None, SimResponse]] = []
         refs: dict[str, str] = {}
         with self.state.lock:
-            txn = _Txn(self.state)
+            txn = Txn(self.state)
             for part in parts:
                 try:
                     response = self._operation(self._inner_request(outer, part, refs), txn)
                 except ODataError as err:
                     # the whole changeset is rolled back and answered by the one failed operation
-                    failed = _render_part(part.content_id, self._error_response(err))
+                    failed = render_part(part.content_id, self._error_response(err))
                     return (f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n--{boundary}\r\n{failed}"
                             f"--{boundary}--\r\n"), False
                 if part.content_id and "OData-EntityId" in response.headers:
@@ -478,7 +478,7 @@ class D365Service:
         body = [f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n"]
         for content_id, response in responses:
             body.append(f"--{boundary}\r\n")
-            body.append(_render_part(content_id, response))
+            body.append(render_part(content_id, response))
         body.append(f"--{boundary}--\r\n")
         return "".join(body), True
 

@@ -1,4 +1,4 @@
-"""What the simulated F&O holds (`D365State`) and a changeset's staged writes over it (`_Txn`)."""
+"""What the simulated F&O holds (`D365State`) and a changeset's staged writes over it (`Txn`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from ukg2d365.sandbox import catalog
-from ukg2d365.sandbox.d365.schema import _ZERO, DELIMITERS, ENUMS, SPECS, EntitySpec
-from ukg2d365.sandbox.d365.values import _nk, _parse_dto
+from ukg2d365.sandbox.d365.schema import DELIMITERS, ENUMS, SPECS, ZERO, EntitySpec
+from ukg2d365.sandbox.d365.values import collation_key, parse_dto
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ class DimensionBacking:
     operating_unit_type: str = ""  # for kind "operating_unit", e.g. OMDepartment
 
 
-_Key = tuple[Any, ...]
-_JournalKey = tuple[Any, Any]
+RowKey = tuple[Any, ...]
+JournalKey = tuple[Any, Any]
 # Entity sets whose rows decide whether a display value is valid (or describe the dimension setup).
 _DIMENSION_SETUP_SETS = frozenset({
     "MainAccounts", "FinancialDimensionValues", "OperatingUnits", "DimensionAttributes",
     "DimensionIntegrationFormats", "DimensionParameters"})
-_DISPLAY_VALUE_CACHE_SIZE = 8192  # D365State._display_values starts over when full
+DISPLAY_VALUE_CACHE_SIZE = 8192  # D365State._display_values starts over when full
 
 
 class D365State:
@@ -42,14 +42,14 @@ class D365State:
         self.default_company = default_company.lower()
         self.clock = clock
         self.legal_entities: set[str] = {self.default_company}
-        self.tables: dict[str, dict[_Key, dict[str, Any]]] = {name: {} for name in SPECS}
+        self.tables: dict[str, dict[RowKey, dict[str, Any]]] = {name: {} for name in SPECS}
         self.request_count: Counter[str] = Counter()
         self.dimensions: dict[str, DimensionBacking] = {"MainAccount": DimensionBacking("main")}
         self._chart_of_accounts = catalog.CHART_OF_ACCOUNTS
         # Display values that passed validation against the committed dimension setup: (value, legal entity,
         # ledger?) -> stored form. Emptied by _dimension_setup_changed whenever anything the check reads may
         # change (main accounts, dimension values, operating units, dimensions, formats, delimiter, chart of
-        # accounts, legal entities); a changeset that stages such rows does not use it (_Txn.dimension_rows).
+        # accounts, legal entities); a changeset that stages such rows does not use it (Txn.dimension_rows).
         self._display_values: dict[tuple[str, str, bool], str] = {}
         self._delimiter_enum = "Hyphen"
         self._ledger_format: list[str] | None = None
@@ -57,13 +57,13 @@ class D365State:
         self._format_names: dict[tuple[str, str], list[str]] = {}
         self._sequences: Counter[str] = Counter()
         # secondary indexes, maintained when a transaction commits
-        self._lines_by_journal: dict[_JournalKey, dict[_Key, dict[str, Any]]] = {}
-        self._max_line: dict[_JournalKey, Decimal] = {}
+        self._lines_by_journal: dict[JournalKey, dict[RowKey, dict[str, Any]]] = {}
+        self._max_line: dict[JournalKey, Decimal] = {}
         # For the journal name's NewVoucher: debit minus credit of each journal's lines, and the voucher (and
         # whether it had an offset account) of the line created last.
-        self._journal_balance: dict[_JournalKey, Decimal] = {}
-        self._last_voucher: dict[_JournalKey, tuple[str, bool]] = {}
-        self._employments_by_worker: dict[Any, set[_Key]] = {}
+        self._journal_balance: dict[JournalKey, Decimal] = {}
+        self._last_voucher: dict[JournalKey, tuple[str, bool]] = {}
+        self._employments_by_worker: dict[Any, set[RowKey]] = {}
         # A mode: refuse a LineNumber sent by the client, as peer code reports some F&O environments do
         # (Microsoft only says LineNumber "isn't required for an insert": MicrosoftDocs/dynamics-365-unified-
         # operations-public articles/fin-ops-core/dev-itpro/data-entities/entity-general-journal-ledgerjournalline.md).
@@ -123,7 +123,7 @@ class D365State:
         rec = spec.default_record()
         rec.update(values)
         with self.lock:
-            self._apply(set_name, _key_of(spec, rec), rec)
+            self._apply(set_name, key_of(spec, rec), rec)
         return rec
 
     # ---- reconfiguration (tests, demo) ----
@@ -138,7 +138,7 @@ class D365State:
 
     def remove_main_account(self, main_account_id: str) -> None:
         with self.lock:
-            self._apply("MainAccounts", (_nk(self.chart_of_accounts), _nk(main_account_id)), None)
+            self._apply("MainAccounts", (collation_key(self.chart_of_accounts), collation_key(main_account_id)), None)
 
     def add_legal_entity(self, data_area_id: str, journal_name: str = catalog.JOURNAL_NAME) -> None:
         """A second company, with its own journal name and number sequence (for cross-company tests)."""
@@ -169,7 +169,7 @@ class D365State:
         if setting not in ENUMS["NewVoucher"]:
             raise ValueError(f"unknown NewVoucher {setting!r}")
         with self.lock:
-            key = (_nk(legal_entity or self.default_company), _nk(journal_name))
+            key = (collation_key(legal_entity or self.default_company), collation_key(journal_name))
             row = self.tables["JournalNames"].get(key)
             if row is None:
                 raise ValueError(f"no journal name {journal_name} in {legal_entity or self.default_company}")
@@ -273,24 +273,24 @@ class D365State:
                 if legal_entity is not None and rec["dataAreaId"] != legal_entity.lower():
                     continue
                 header = self.header_view(rec)
-                header["lines"] = [dict(line) for line in self._journal_lines(_journal_key(rec)).values()]
+                header["lines"] = [dict(line) for line in self._journal_lines(journal_key(rec)).values()]
                 out.append(header)
             return out
 
     def lines(self, journal_batch_number: str, legal_entity: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            jkey = (_nk(legal_entity or self.default_company), _nk(journal_batch_number))
+            jkey = (collation_key(legal_entity or self.default_company), collation_key(journal_batch_number))
             return [dict(line) for line in self._journal_lines(jkey).values()]
 
     def header_view(self, rec: dict[str, Any]) -> dict[str, Any]:
         """The header as F&O answers it: JournalTotalDebit/Credit summed from its lines."""
         debit = credit = Decimal("0")
-        for line in self._journal_lines(_journal_key(rec)).values():
+        for line in self._journal_lines(journal_key(rec)).values():
             debit += line["DebitAmount"]
             credit += line["CreditAmount"]
         return {**rec, "JournalTotalDebit": debit, "JournalTotalCredit": credit}
 
-    def _journal_lines(self, jkey: _JournalKey) -> dict[_Key, dict[str, Any]]:
+    def _journal_lines(self, jkey: JournalKey) -> dict[RowKey, dict[str, Any]]:
         return self._lines_by_journal.get(jkey, {})
 
     def post_journal(self, journal_batch_number: str, legal_entity: str | None = None) -> str:
@@ -298,7 +298,7 @@ class D365State:
         header posted and writes GeneralJournalAccountEntries. Returns the GL journal number."""
         with self.lock:
             area = (legal_entity or self.default_company).lower()
-            hkey = (_nk(area), _nk(journal_batch_number))
+            hkey = (collation_key(area), collation_key(journal_batch_number))
             header = self.tables["LedgerJournalHeaders"].get(hkey)
             if header is None:
                 raise ValueError(f"Journal {journal_batch_number} does not exist in {area}.")
@@ -339,7 +339,7 @@ class D365State:
 
     # ---- storage primitives ----
 
-    def _apply(self, set_name: str, key: _Key, rec: dict[str, Any] | None) -> None:
+    def _apply(self, set_name: str, key: RowKey, rec: dict[str, Any] | None) -> None:
         """Write one row to storage and keep the secondary indexes in step (caller holds the lock)."""
         table = self.tables[set_name]
         old = table.get(key)
@@ -357,8 +357,8 @@ class D365State:
                     lines.pop(key, None)
             else:
                 self._lines_by_journal.setdefault(jkey, {})[key] = rec
-                self._max_line[jkey] = max(self._max_line.get(jkey, _ZERO), rec["LineNumber"])
-            self._journal_balance[jkey] = self._journal_balance.get(jkey, _ZERO) + _net(rec) - _net(old)
+                self._max_line[jkey] = max(self._max_line.get(jkey, ZERO), rec["LineNumber"])
+            self._journal_balance[jkey] = self._journal_balance.get(jkey, ZERO) + _net(rec) - _net(old)
         elif set_name == "LedgerJournalHeaders" and rec is None:
             self._lines_by_journal.pop(key, None)
             self._max_line.pop(key, None)
@@ -374,13 +374,13 @@ class D365State:
     def worker_status(self, worker: dict[str, Any], extra: Iterable[dict[str, Any]] = ()) -> str:
         """Employed while an employment is open, Terminated once all have ended, else what was stored."""
         employments = [self.tables["EmploymentsV2"][k]
-                       for k in self._employments_by_worker.get(_nk(worker["PersonnelNumber"]), ())]
+                       for k in self._employments_by_worker.get(collation_key(worker["PersonnelNumber"]), ())]
         employments.extend(extra)
         if not employments:
             return str(worker["WorkerStatus"])
         now = datetime.fromtimestamp(self.clock(), timezone.utc)
         for emp in employments:
-            end = _parse_dto(emp["EmploymentEndDate"])
+            end = parse_dto(emp["EmploymentEndDate"])
             if end is None or end.year <= 1900 or end > now:
                 return "Employed"
         return "Terminated"
@@ -388,33 +388,21 @@ class D365State:
 
 def _net(line: dict[str, Any] | None) -> Decimal:
     """Debit minus credit of a journal line (zero for none)."""
-    return _ZERO if line is None else line["DebitAmount"] - line["CreditAmount"]
+    return ZERO if line is None else line["DebitAmount"] - line["CreditAmount"]
 
 
-def _person_name(rec: dict[str, Any]) -> str:
-    return " ".join(p for p in (rec["FirstName"], rec["MiddleName"], rec["LastName"]) if p)
+def key_of(spec: EntitySpec, rec: dict[str, Any]) -> RowKey:
+    return tuple([collation_key(rec[k]) for k in spec.keys])
 
 
-def _update_person(worker: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A worker with new person fields; the name follows first/last name unless it was given too."""
-    out = {**worker, **values}
-    if "Name" not in values and any(k in values for k in ("FirstName", "MiddleName", "LastName")):
-        out["Name"] = _person_name(out)
-    return out
-
-
-def _key_of(spec: EntitySpec, rec: dict[str, Any]) -> _Key:
-    return tuple([_nk(rec[k]) for k in spec.keys])
-
-
-def _journal_key(rec: dict[str, Any]) -> _JournalKey:
+def journal_key(rec: dict[str, Any]) -> JournalKey:
     area, number = rec["dataAreaId"], rec["JournalBatchNumber"]
-    # _nk inlined: this runs twice per journal line written
+    # collation_key inlined: this runs twice per journal line written
     return (area.casefold() if isinstance(area, str) else area,
             number.casefold() if isinstance(number, str) else number)
 
 
-class _Txn:
+class Txn:
     """A changeset's writes, staged over the committed state and applied only at commit.
 
     Reads see staged rows first, so a line can reference a header created earlier in the same
@@ -423,48 +411,48 @@ class _Txn:
 
     def __init__(self, state: D365State) -> None:
         self.state = state
-        self.staged: dict[str, dict[_Key, dict[str, Any] | None]] = {}
-        self.max_line: dict[_JournalKey, Decimal] = {}
-        self.balance_delta: dict[_JournalKey, Decimal] = {}
-        self.last_voucher: dict[_JournalKey, tuple[str, bool]] = {}
+        self.staged: dict[str, dict[RowKey, dict[str, Any] | None]] = {}
+        self.max_line: dict[JournalKey, Decimal] = {}
+        self.balance_delta: dict[JournalKey, Decimal] = {}
+        self.last_voucher: dict[JournalKey, tuple[str, bool]] = {}
         self.dimension_rows = False  # staged a row of _DIMENSION_SETUP_SETS: display values are checked afresh
 
-    def get(self, set_name: str, key: _Key) -> dict[str, Any] | None:
+    def get(self, set_name: str, key: RowKey) -> dict[str, Any] | None:
         staged = self.staged.get(set_name)
         if staged is not None and key in staged:
             return staged[key]
         return self.state.tables[set_name].get(key)
 
-    def put(self, set_name: str, key: _Key, rec: dict[str, Any]) -> None:
+    def put(self, set_name: str, key: RowKey, rec: dict[str, Any]) -> None:
         if set_name == "LedgerJournalLines":
             jkey = key[:2]
-            self.balance_delta[jkey] = self.balance_delta.get(jkey, _ZERO) + _net(rec) - _net(self.get(set_name, key))
+            self.balance_delta[jkey] = self.balance_delta.get(jkey, ZERO) + _net(rec) - _net(self.get(set_name, key))
             self.max_line[jkey] = max(self.next_line_base(jkey), rec["LineNumber"])
         elif set_name in _DIMENSION_SETUP_SETS:
             self.dimension_rows = True
         self.staged.setdefault(set_name, {})[key] = rec
 
-    def delete(self, set_name: str, key: _Key) -> None:
+    def delete(self, set_name: str, key: RowKey) -> None:
         if set_name == "LedgerJournalLines":
             jkey = key[:2]
-            self.balance_delta[jkey] = self.balance_delta.get(jkey, _ZERO) - _net(self.get(set_name, key))
+            self.balance_delta[jkey] = self.balance_delta.get(jkey, ZERO) - _net(self.get(set_name, key))
         self.staged.setdefault(set_name, {})[key] = None
         if set_name in _DIMENSION_SETUP_SETS:
             self.dimension_rows = True
 
-    def journal_balance(self, jkey: _JournalKey) -> Decimal:
+    def journal_balance(self, jkey: JournalKey) -> Decimal:
         """Debit minus credit of the journal's lines, staged ones included."""
-        return self.state._journal_balance.get(jkey, _ZERO) + self.balance_delta.get(jkey, _ZERO)
+        return self.state._journal_balance.get(jkey, ZERO) + self.balance_delta.get(jkey, ZERO)
 
-    def last_line_voucher(self, jkey: _JournalKey) -> tuple[str, bool] | None:
+    def last_line_voucher(self, jkey: JournalKey) -> tuple[str, bool] | None:
         return self.last_voucher.get(jkey) or self.state._last_voucher.get(jkey)
 
-    def next_line_base(self, jkey: _JournalKey) -> Decimal:
+    def next_line_base(self, jkey: JournalKey) -> Decimal:
         if jkey in self.max_line:
             return self.max_line[jkey]
-        return self.state._max_line.get(jkey, _ZERO)
+        return self.state._max_line.get(jkey, ZERO)
 
-    def journal_line_keys(self, jkey: _JournalKey) -> list[_Key]:
+    def journal_line_keys(self, jkey: JournalKey) -> list[RowKey]:
         keys = dict.fromkeys(self.state._journal_lines(jkey))
         for key, rec in self.staged.get("LedgerJournalLines", {}).items():
             if key[:2] == jkey:

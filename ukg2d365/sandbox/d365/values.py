@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ukg2d365.sandbox.d365.errors import _odata_error
+from ukg2d365.sandbox.d365.errors import odata_error
 from ukg2d365.sandbox.d365.schema import EMPTY_DATE, EMPTY_DAY, ENUMS, NAMESPACE, EntitySpec
 
 _DTO_RE = re.compile(
@@ -18,7 +18,7 @@ _DTO_RE = re.compile(
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_dto(text: str, require_time: bool = True) -> datetime | None:
+def parse_dto(text: str, require_time: bool = True) -> datetime | None:
     m = _DTO_RE.match(text)
     if not m or (require_time and m.group(4) is None):
         return None
@@ -36,22 +36,22 @@ def _parse_dto(text: str, require_time: bool = True) -> datetime | None:
         return None
 
 
-def _render_dto(value: datetime) -> str:
+def render_dto(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _normalize_date_field(text: str, date_only: bool) -> str | None:
     """The form F&O answers: utcdatetime in UTC with Z; a date field at 12:00:00Z; empty = 1900-01-01."""
-    parsed = _parse_dto(text)
+    parsed = parse_dto(text)
     if parsed is None:
         return None
     if date_only:
         day = parsed.date()  # the date the caller wrote, in the caller's offset
         return EMPTY_DAY if day.year <= 1900 else f"{day.isoformat()}T12:00:00Z"
-    return EMPTY_DATE if parsed.year <= 1900 else _render_dto(parsed)
+    return EMPTY_DATE if parsed.year <= 1900 else render_dto(parsed)
 
 
-def _nk(value: Any) -> Any:
+def collation_key(value: Any) -> Any:
     """Key part as F&O's SQL collation compares it: strings case-insensitively, numbers by value."""
     return value.casefold() if isinstance(value, str) else value
 
@@ -62,7 +62,7 @@ def _literal(value: Any) -> str:
     return str(value)
 
 
-def _key_predicate(spec: EntitySpec, rec: dict[str, Any]) -> str:
+def key_predicate(spec: EntitySpec, rec: dict[str, Any]) -> str:
     return ",".join([f"{k}={_literal(rec[k])}" for k in spec.keys])
 
 
@@ -77,11 +77,11 @@ def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any
             return ""
         if code.startswith("e:"):
             return ENUMS[code[2:]][0]
-        raise _odata_error(
+        raise odata_error(
             f"A null value was found for the property named '{name}', which has the expected type "
             f"'{edm}[Nullable=False]'. The expected type '{edm}[Nullable=False]' does not allow null values."
         )
-    convert_error = _odata_error(
+    convert_error = odata_error(
         f"Cannot convert a primitive value to the expected type '{edm}'. See the inner exception for more details."
     ) if code != "d" or not isinstance(value, Decimal) else None
     if code == "d" and convert_error is None:
@@ -113,14 +113,14 @@ def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any
     if code in ("t", "D"):
         normalized = _normalize_date_field(value, code == "D") if isinstance(value, str) else None
         if normalized is None:
-            raise _odata_error(f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.")
+            raise odata_error(f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.")
         return normalized
     members = ENUMS[code[2:]]
     if not isinstance(value, str):
         raise convert_error
     member = value.split("'")[1] if value.startswith(NAMESPACE) and value.endswith("'") else value
     if member not in members:
-        raise _odata_error(f"The string '{value}' is not a valid enumeration type constant.")
+        raise odata_error(f"The string '{value}' is not a valid enumeration type constant.")
     return member
 
 
@@ -140,7 +140,7 @@ def _passthrough(spec: EntitySpec) -> dict[str, type]:
 _PASSTHROUGH: dict[int, dict[str, type]] = {}
 
 
-def _coerce_body(spec: EntitySpec, body: dict[str, Any], ieee754: bool) -> dict[str, Any]:
+def coerce_body(spec: EntitySpec, body: dict[str, Any], ieee754: bool) -> dict[str, Any]:
     types = spec.types
     passthrough = _passthrough(spec)
     out: dict[str, Any] = {}
@@ -153,8 +153,8 @@ def _coerce_body(spec: EntitySpec, body: dict[str, Any], ieee754: bool) -> dict[
             if name.startswith("@") or "@odata." in name:
                 continue  # annotations such as @odata.type or Prop@odata.bind
             if name in spec.navigation:
-                raise _odata_error(f"Deep insert through the navigation property '{name}' is not supported.")
-            raise _odata_error(
+                raise odata_error(f"Deep insert through the navigation property '{name}' is not supported.")
+            raise odata_error(
                 f"The property '{name}' does not exist on type '{NAMESPACE}.{spec.type_name}'. Make sure to only "
                 "use property names that are defined by the type or mark the type as open type."
             )
@@ -201,11 +201,11 @@ def _decode_json(text: str) -> Any:
     return _JSON_DECODER.decode(text)  # anything else, including every error, as decode() answers it
 
 
-def _parse_json_body(body: bytes) -> dict[str, Any]:
+def parse_json_body(body: bytes) -> dict[str, Any]:
     try:
         value = _decode_json(body.decode("utf-8") or "null")
     except (UnicodeDecodeError, ValueError):
-        raise _odata_error("The request body is not valid JSON: an unexpected character was found.") from None
+        raise odata_error("The request body is not valid JSON: an unexpected character was found.") from None
     if not isinstance(value, dict):
-        raise _odata_error("The request body must be a JSON object describing one entity.")
+        raise odata_error("The request body must be a JSON object describing one entity.")
     return value
