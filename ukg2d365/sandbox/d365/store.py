@@ -192,9 +192,6 @@ class D365State:
             self._insert("DimensionAttributes", {"DimensionName": name, "ReportColumnName": name,
                                                  "UseValuesFrom": use_values_from})
 
-    def dimension_backing(self, name: str) -> DimensionBacking | None:
-        return self.dimensions.get(name)
-
     def set_ledger_format(self, names: list[str] | None) -> None:
         """Make `names` the active ledger dimension format; None or [] leaves no active format."""
         self._set_format("LedgerDimensionFormat", "DataEntityLedgerDimensionFormat", names, main_account=True)
