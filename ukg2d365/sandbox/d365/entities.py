@@ -112,7 +112,7 @@ class Entities:
         kind = "ledger" if ledger else "default"
         if not fmt:
             raise write_error(spec, f"Error: No active {kind} dimension format is set up in Financial dimension "
-                                     "configuration for integrating applications.")
+                                    "configuration for integrating applications.")
         delimiter = self.state.delimiter
         segments = value.split(delimiter)
         # extra segments beyond the format are silently dropped; missing trailing ones are blank
@@ -129,11 +129,11 @@ class Entities:
     def _check_main_account(self, spec: EntitySpec, txn: Txn, main_account: str, display: str) -> None:
         if not main_account:
             raise write_error(spec, f"Error: The main account segment of '{display}' is empty.",
-                               "Error: Account number for transaction type Ledger journal does not exist.")
+                              "Error: Account number for transaction type Ledger journal does not exist.")
         acct = txn.get("MainAccounts", (collation_key(self.state.chart_of_accounts), collation_key(main_account)))
         if acct is None:
             raise write_error(spec, f"Error: Main account {main_account} does not exist.",
-                               "Error: Account number for transaction type Ledger journal does not exist.")
+                              "Error: Account number for transaction type Ledger journal does not exist.")
         if acct["IsSuspended"] == "Yes":
             raise write_error(spec, f"Error: Main account {main_account} is suspended.")
 
@@ -198,7 +198,7 @@ class Entities:
     def _refuse_posted(self, spec: EntitySpec, header: dict[str, Any]) -> None:
         if header["IsPosted"] == "Yes":
             raise write_error(spec, f"Error: Journal {header['JournalBatchNumber']} is posted and cannot be "
-                                     "changed.")
+                                    "changed.")
 
     # ---- LedgerJournalLines ----
 
@@ -211,7 +211,7 @@ class Entities:
         jkey = journal_key(rec)
         if self.state.refuse_client_line_numbers and "LineNumber" in values:
             raise write_error(spec, "Error: The field 'LineNumber' cannot be set: the line number of a journal "
-                                     "line is assigned by the system.")
+                                    "line is assigned by the system.")
         if "LineNumber" not in values or rec["LineNumber"] == 0:
             rec["LineNumber"] = txn.next_line_base(jkey) + 1
         elif rec["LineNumber"] < 0:
@@ -234,11 +234,11 @@ class Entities:
         header = txn.get("LedgerJournalHeaders", journal_key(rec))
         if header is None:
             raise write_error(spec, f"Error: Journal batch number {rec['JournalBatchNumber']} does not exist in "
-                                     f"company {rec['dataAreaId']}. Lines must reference an existing, unposted "
-                                     "journal header.")
+                                    f"company {rec['dataAreaId']}. Lines must reference an existing, unposted "
+                                    "journal header.")
         if header["IsPosted"] == "Yes":
             raise write_error(spec, f"Error: Journal {header['JournalBatchNumber']} is posted; its lines cannot "
-                                     "be changed.")
+                                    "be changed.")
         return header
 
     def _validate_line(self, txn: Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any],
@@ -267,7 +267,7 @@ class Entities:
                 continue
             if rec[type_prop] != "Ledger":
                 raise write_error(spec, f"Error: Account '{rec[value_prop]}' does not exist for account type "
-                                         f"{rec[type_prop]}.")
+                                        f"{rec[type_prop]}.")
             rec[value_prop] = self.validate_display_value(spec, txn, rec[value_prop], area, ledger=True)
         for prop in ("DefaultDimensionDisplayValue", "OffsetDefaultDimensionDisplayValue"):
             if rec[prop] and prop in given:
@@ -294,7 +294,7 @@ class Entities:
             last = txn.last_line_voucher(jkey)
             if setting == "Manually":
                 raise write_error(spec, "Error: Field 'Voucher' must be filled in: the journal name "
-                                         f"{header['JournalName']} assigns vouchers manually.")
+                                        f"{header['JournalName']} assigns vouchers manually.")
             if last is not None and (setting == "OneVoucher" or (not last[1] and txn.journal_balance(jkey) != 0)):
                 voucher = last[0]
             else:
@@ -458,8 +458,8 @@ class Entities:
         emp_key = key_of(emp_spec, emp)
         if txn.get("EmploymentsV2", emp_key) is not None:
             raise duplicate_error(spec, {"PersonnelNumber": emp["PersonnelNumber"],
-                                    "EmploymentLegalEntityId": emp["LegalEntityId"],
-                                    "EmploymentId": emp["EmploymentId"]})
+                                         "EmploymentLegalEntityId": emp["LegalEntityId"],
+                                         "EmploymentId": emp["EmploymentId"]})
         txn.put("EmploymentsV2", emp_key, emp)
         txn.put("EmployeesV2", emp_key, own)
         return self.compose_employee(txn.get, emp)

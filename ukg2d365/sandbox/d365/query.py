@@ -147,13 +147,13 @@ class FilterParser:
                 return "null", None
             if self._peek().kind == "lp":
                 raise odata_error(f"The query specified in the URI is not valid. The function '{tok.text}' is "
-                                   "not supported.")
+                                  "not supported.")
             if "/" in tok.text:
                 raise odata_error("The query specified in the URI is not valid. Navigation paths are not supported "
-                                   f"in $filter: '{tok.text}'.")
+                                  f"in $filter: '{tok.text}'.")
             if tok.text not in self.spec.types:
                 raise odata_error(f"The query specified in the URI is not valid. Could not find a property named "
-                                   f"'{tok.text}' on type '{NAMESPACE}.{self.spec.type_name}'.")
+                                  f"'{tok.text}' on type '{NAMESPACE}.{self.spec.type_name}'.")
             return "prop", tok.text
         if tok.kind in ("str", "num", "enum", "dt"):
             return tok.kind, tok.value
@@ -167,7 +167,7 @@ class FilterParser:
             self.pos -= 1
             if op_tok.kind == "ident" and op_tok.text in ("has", "in"):
                 raise odata_error(f"The query specified in the URI is not valid. The operator '{op_tok.text}' is "
-                                   "not supported.")
+                                  "not supported.")
             raise self._syntax()
         op = op_tok.text
         right = self._operand()
@@ -224,7 +224,7 @@ class FilterParser:
             raise self._incompatible(prop, _literal_edm(kind, value), op)
         if member not in ENUMS[enum_name]:
             raise odata_error(f"The query specified in the URI is not valid. The string '{member}' is not a valid "
-                               "enumeration type constant.")
+                              "enumeration type constant.")
         return lambda rec: (rec[prop] == member) == (op == "eq")
 
 
@@ -296,7 +296,7 @@ def parse_key(spec: EntitySpec, text: str) -> dict[str, Any]:
 def _key_value(spec: EntitySpec, name: str, lit: _Tok, text: str) -> Any:
     code = spec.types[name]
     bad = odata_error(f"The key value in '({text})' is not valid for the key property '{name}' of type "
-                       f"'{spec.edm(name)}'.")
+                      f"'{spec.edm(name)}'.")
     if code == "s":
         if lit.kind != "str":
             raise bad

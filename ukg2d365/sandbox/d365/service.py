@@ -315,7 +315,7 @@ class D365Service:
         for prop in props:
             if prop != "*" and prop not in spec.types:
                 raise odata_error(f"The query specified in the URI is not valid. Could not find a property named "
-                                   f"'{prop}' on type '{NAMESPACE}.{spec.type_name}'.")
+                                  f"'{prop}' on type '{NAMESPACE}.{spec.type_name}'.")
         return None if "*" in props else props
 
     def _expand(self, req: SimRequest, spec: EntitySpec) -> str | None:
@@ -325,7 +325,7 @@ class D365Service:
         if spec.name == "LedgerJournalHeaders" and text == "LedgerJournalLine":
             return text
         raise odata_error(f"The query specified in the URI is not valid. $expand={text} is not supported by the "
-                           "sandbox (only LedgerJournalHeaders?$expand=LedgerJournalLine).")
+                          "sandbox (only LedgerJournalHeaders?$expand=LedgerJournalLine).")
 
     def _query(self, req: SimRequest, spec: EntitySpec) -> list[dict[str, Any]]:
         rows: Iterable[dict[str, Any]] = self._rows(spec)
@@ -353,7 +353,7 @@ class D365Service:
                 raise odata_error(f"The query specified in the URI is not valid. Bad $orderby '{text}'.")
             if parts[0] not in spec.types:
                 raise odata_error(f"The query specified in the URI is not valid. Could not find a property named "
-                                   f"'{parts[0]}' on type '{NAMESPACE}.{spec.type_name}'.")
+                                  f"'{parts[0]}' on type '{NAMESPACE}.{spec.type_name}'.")
             out.append((parts[0], len(parts) == 2 and parts[1] == "desc"))
         return out
 
@@ -364,7 +364,7 @@ class D365Service:
             return None
         if not text.isdigit():
             raise odata_error(f"Invalid value '{text}' for {name} query option found. The {name} query option "
-                               "requires a non-negative integer value.")
+                              "requires a non-negative integer value.")
         return int(text)
 
     def _page(self, req: SimRequest, spec: EntitySpec, rows: list[dict[str, Any]], select: list[str] | None,
@@ -433,7 +433,7 @@ class D365Service:
             ref, _, after = url[1:].partition("/")
             if ref not in refs:
                 raise odata_error(f"The Content-ID reference '${ref}' does not refer to an earlier operation in the "
-                                   "change set.")
+                                  "change set.")
             if after:
                 raise odata_error("Navigation after a Content-ID reference is not supported by the sandbox.")
             url = refs[ref]
