@@ -47,6 +47,30 @@ def _update_person(worker: dict[str, Any], values: dict[str, Any]) -> dict[str, 
     return out
 
 
+def _check_line_values(spec: EntitySpec, rec: dict[str, Any], area: str) -> None:
+    """A journal line's date, currency, amounts and companies, checked before its accounts."""
+    if rec["TransDate"] in EMPTY_DATES:
+        raise write_error(spec, "Error: Field 'Date' must be filled in.")
+    if not rec["CurrencyCode"]:
+        raise write_error(spec, "Error: Field 'Currency' must be filled in.")
+    if rec["CurrencyCode"].upper() not in KNOWN_CURRENCIES:
+        raise write_error(spec, f"Error: Currency code {rec['CurrencyCode']} does not exist.")
+    _check_amounts(spec, rec["DebitAmount"], rec["CreditAmount"])
+    if (rec["Company"] and collation_key(rec["Company"]) != collation_key(area)) or (
+            rec["OffsetCompany"] and collation_key(rec["OffsetCompany"]) != collation_key(area)):
+        raise write_error(spec, "Error: This entity doesn't support intercompany transactions.")
+
+
+def _check_amounts(spec: EntitySpec, debit: Decimal, credit: Decimal) -> None:
+    """One of debit and credit, positive; the other zero."""
+    if debit < ZERO or credit < ZERO:  # a Decimal zero: cheaper to compare with than the int 0
+        raise write_error(spec, "Error: Debit and credit amounts cannot be negative.")
+    if debit != ZERO and credit != ZERO:
+        raise write_error(spec, "Error: A line can have a debit amount or a credit amount, not both.")
+    if debit == ZERO and credit == ZERO:
+        raise write_error(spec, "Error: Enter a debit amount or a credit amount.")
+
+
 class Entities:
     """Create/update/delete rules per entity set, applied to a transaction."""
 
@@ -243,35 +267,23 @@ class Entities:
 
     def _validate_line(self, txn: Txn, spec: EntitySpec, rec: dict[str, Any], given: dict[str, Any],
                        area: str) -> None:
-        if rec["TransDate"] in EMPTY_DATES:
-            raise write_error(spec, "Error: Field 'Date' must be filled in.")
-        if not rec["CurrencyCode"]:
-            raise write_error(spec, "Error: Field 'Currency' must be filled in.")
-        if rec["CurrencyCode"].upper() not in KNOWN_CURRENCIES:
-            raise write_error(spec, f"Error: Currency code {rec['CurrencyCode']} does not exist.")
-        debit, credit = rec["DebitAmount"], rec["CreditAmount"]
-        if debit < ZERO or credit < ZERO:  # a Decimal zero: cheaper to compare with than the int 0
-            raise write_error(spec, "Error: Debit and credit amounts cannot be negative.")
-        if debit != ZERO and credit != ZERO:
-            raise write_error(spec, "Error: A line can have a debit amount or a credit amount, not both.")
-        if debit == ZERO and credit == ZERO:
-            raise write_error(spec, "Error: Enter a debit amount or a credit amount.")
-        if (rec["Company"] and collation_key(rec["Company"]) != collation_key(area)) or (
-                rec["OffsetCompany"] and collation_key(rec["OffsetCompany"]) != collation_key(area)):
-            raise write_error(spec, "Error: This entity doesn't support intercompany transactions.")
+        """Check a line as F&O does on write; the display values `given` are replaced by their stored form."""
+        _check_line_values(spec, rec, area)
+        if not rec["AccountDisplayValue"]:
+            raise write_error(spec, "Error: Field 'Account' must be filled in.")
         for type_prop, value_prop in (("AccountType", "AccountDisplayValue"),
                                       ("OffsetAccountType", "OffsetAccountDisplayValue")):
-            if value_prop == "AccountDisplayValue" and not rec[value_prop]:
-                raise write_error(spec, "Error: Field 'Account' must be filled in.")
-            if not rec[value_prop] or (value_prop not in given and type_prop not in given):
-                continue
-            if rec[type_prop] != "Ledger":
-                raise write_error(spec, f"Error: Account '{rec[value_prop]}' does not exist for account type "
-                                        f"{rec[type_prop]}.")
-            rec[value_prop] = self.validate_display_value(spec, txn, rec[value_prop], area, ledger=True)
+            if rec[value_prop] and (value_prop in given or type_prop in given):
+                rec[value_prop] = self._ledger_account(txn, spec, rec[type_prop], rec[value_prop], area)
         for prop in ("DefaultDimensionDisplayValue", "OffsetDefaultDimensionDisplayValue"):
             if rec[prop] and prop in given:
                 rec[prop] = self.validate_display_value(spec, txn, rec[prop], area, ledger=False)
+
+    def _ledger_account(self, txn: Txn, spec: EntitySpec, account_type: str, display: str, area: str) -> str:
+        """The stored form of a line's (offset) account: only Ledger accounts exist in the sandbox."""
+        if account_type != "Ledger":
+            raise write_error(spec, f"Error: Account '{display}' does not exist for account type {account_type}.")
+        return self.validate_display_value(spec, txn, display, area, ledger=True)
 
     def _voucher(self, txn: Txn, spec: EntitySpec, header: dict[str, Any], jkey: JournalKey,
                  rec: dict[str, Any], area: str) -> str:

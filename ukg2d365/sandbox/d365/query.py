@@ -195,23 +195,26 @@ class FilterParser:
             # F&O never stores null: only an "empty" value equals null
             return lambda rec: (rec[prop] in ("", None)) == (op == "eq")
         if code == "s":
-            if kind != "str":
-                raise self._incompatible(prop, _literal_edm(kind, value), op)
-            if op in ("eq", "ne") and "*" in value:
-                pattern = re.compile(".*".join(re.escape(part) for part in value.split("*")), re.I | re.S)
-                want = op == "eq"
-                return lambda rec: bool(pattern.fullmatch(rec[prop])) == want
-            folded = value.casefold()
-            return lambda rec: _compare(op, rec[prop].casefold(), folded)
-        if code in ("d", "i", "l"):
-            if kind != "num":
-                raise self._incompatible(prop, _literal_edm(kind, value), op)
-            return lambda rec: _compare(op, Decimal(rec[prop]), value)
-        if code in ("t", "D"):
-            if kind != "dt":
-                raise self._incompatible(prop, _literal_edm(kind, value), op)
-            return lambda rec: _compare(op, parse_dto(rec[prop]), value)
-        enum_name = code[2:]
+            return self._compile_string(prop, op, kind, value)
+        ordered = _ORDERED_TYPES.get(code)
+        if ordered is None:
+            return self._compile_enum(prop, op, kind, value, code[2:])
+        literal_kind, read = ordered
+        if kind != literal_kind:
+            raise self._incompatible(prop, _literal_edm(kind, value), op)
+        return lambda rec: _compare(op, read(rec[prop]), value)
+
+    def _compile_string(self, prop: str, op: str, kind: str, value: Any) -> Predicate:
+        if kind != "str":
+            raise self._incompatible(prop, _literal_edm(kind, value), op)
+        if op in ("eq", "ne") and "*" in value:
+            pattern = re.compile(".*".join(re.escape(part) for part in value.split("*")), re.I | re.S)
+            want = op == "eq"
+            return lambda rec: bool(pattern.fullmatch(rec[prop])) == want
+        folded = value.casefold()
+        return lambda rec: _compare(op, rec[prop].casefold(), folded)
+
+    def _compile_enum(self, prop: str, op: str, kind: str, value: Any, enum_name: str) -> Predicate:
         if op not in ("eq", "ne"):
             raise odata_error("The query specified in the URI is not valid. Enum properties support only eq and ne.")
         if kind == "enum":
@@ -226,6 +229,12 @@ class FilterParser:
             raise odata_error(f"The query specified in the URI is not valid. The string '{member}' is not a valid "
                               "enumeration type constant.")
         return lambda rec: (rec[prop] == member) == (op == "eq")
+
+
+# Numbers and dates: the literal kind each type code compares with, and how a stored value is read for it.
+_ORDERED_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "d": ("num", Decimal), "i": ("num", Decimal), "l": ("num", Decimal), "t": ("dt", parse_dto), "D": ("dt", parse_dto),
+}
 
 
 def _literal_edm(kind: str, value: Any) -> str:

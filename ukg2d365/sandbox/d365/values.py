@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ukg2d365.sandbox.d365.errors import odata_error
+from ukg2d365.sandbox.d365.errors import ODataError, odata_error
 from ukg2d365.sandbox.d365.schema import EMPTY_DATE, EMPTY_DAY, ENUMS, NAMESPACE, EntitySpec
 
 _DTO_RE = re.compile(
@@ -73,55 +74,80 @@ def _coerce_value(spec: EntitySpec, name: str, value: Any, ieee754: bool) -> Any
         return value  # the common case first: most properties are strings
     edm = spec.edm(name)
     if value is None:
-        if code == "s":
-            return ""
-        if code.startswith("e:"):
-            return ENUMS[code[2:]][0]
-        raise odata_error(
-            f"A null value was found for the property named '{name}', which has the expected type "
-            f"'{edm}[Nullable=False]'. The expected type '{edm}[Nullable=False]' does not allow null values."
-        )
-    convert_error = odata_error(
-        f"Cannot convert a primitive value to the expected type '{edm}'. See the inner exception for more details."
-    ) if code != "d" or not isinstance(value, Decimal) else None
-    if code == "d" and convert_error is None:
-        return value
-    assert convert_error is not None
+        return _null_value(name, code, edm)
+    return _CONVERTERS.get(code, _to_enum)(value, code, edm, ieee754)
+
+
+def _null_value(name: str, code: str, edm: str) -> Any:
+    """What a JSON null becomes: "" for a string, an enum's first member; other types refuse it."""
     if code == "s":
-        if not isinstance(value, str):
-            raise convert_error
-        return value
-    if code == "d":
-        if isinstance(value, bool):
-            raise convert_error
-        if isinstance(value, int):
-            return Decimal(value)
-        if isinstance(value, Decimal):
-            return value
-        if isinstance(value, str) and ieee754:  # IEEE754Compatible=true lets Edm.Decimal travel as a string
-            try:
-                parsed = Decimal(value)
-            except InvalidOperation:
-                raise convert_error from None
-            if parsed.is_finite():
-                return parsed
-        raise convert_error
-    if code in ("i", "l"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise convert_error
-        return value
-    if code in ("t", "D"):
-        normalized = _normalize_date_field(value, code == "D") if isinstance(value, str) else None
-        if normalized is None:
-            raise odata_error(f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.")
-        return normalized
-    members = ENUMS[code[2:]]
+        return ""
+    if code.startswith("e:"):
+        return ENUMS[code[2:]][0]
+    raise odata_error(
+        f"A null value was found for the property named '{name}', which has the expected type "
+        f"'{edm}[Nullable=False]'. The expected type '{edm}[Nullable=False]' does not allow null values."
+    )
+
+
+def _cannot_convert(edm: str) -> ODataError:
+    return odata_error(
+        f"Cannot convert a primitive value to the expected type '{edm}'. See the inner exception for more details."
+    )
+
+
+# Each converter takes (a non-null JSON value, the property's type code, its EDM type name, whether the
+# request is IEEE754Compatible) and returns the stored value or raises the OData reader's error.
+
+
+def _to_string(value: Any, code: str, edm: str, ieee754: bool) -> Any:
     if not isinstance(value, str):
-        raise convert_error
+        raise _cannot_convert(edm)
+    return value
+
+
+def _to_decimal(value: Any, code: str, edm: str, ieee754: bool) -> Any:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, str) and ieee754:  # IEEE754Compatible=true lets Edm.Decimal travel as a string
+        try:
+            parsed = Decimal(value)
+        except InvalidOperation:
+            raise _cannot_convert(edm) from None
+        if parsed.is_finite():
+            return parsed
+    raise _cannot_convert(edm)
+
+
+def _to_integer(value: Any, code: str, edm: str, ieee754: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _cannot_convert(edm)
+    return value
+
+
+def _to_date(value: Any, code: str, edm: str, ieee754: bool) -> Any:
+    normalized = _normalize_date_field(value, code == "D") if isinstance(value, str) else None
+    if normalized is None:
+        raise odata_error(f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'.")
+    return normalized
+
+
+def _to_enum(value: Any, code: str, edm: str, ieee754: bool) -> Any:
+    """A member name, bare or qualified (`Microsoft.Dynamics.DataEntities.NoYes'Yes'`); stored bare."""
+    if not isinstance(value, str):
+        raise _cannot_convert(edm)
     member = value.split("'")[1] if value.startswith(NAMESPACE) and value.endswith("'") else value
-    if member not in members:
+    if member not in ENUMS[code[2:]]:
         raise odata_error(f"The string '{value}' is not a valid enumeration type constant.")
     return member
+
+
+# The converter per type code (see schema._EDM); every "e:<Enum>" code has _to_enum.
+_CONVERTERS: dict[str, Callable[[Any, str, str, bool], Any]] = {
+    "s": _to_string, "d": _to_decimal, "i": _to_integer, "l": _to_integer, "t": _to_date, "D": _to_date,
+}
 
 
 _ENUM_MEMBERS: dict[str, frozenset[str]] = {f"e:{name}": frozenset(members) for name, members in ENUMS.items()}
@@ -141,6 +167,7 @@ _PASSTHROUGH: dict[int, dict[str, type]] = {}
 
 
 def coerce_body(spec: EntitySpec, body: dict[str, Any], ieee754: bool) -> dict[str, Any]:
+    """A request body's properties in their stored form; annotations dropped, anything else refused."""
     types = spec.types
     passthrough = _passthrough(spec)
     out: dict[str, Any] = {}
@@ -149,36 +176,42 @@ def coerce_body(spec: EntitySpec, body: dict[str, Any], ieee754: bool) -> dict[s
             out[name] = value
             continue
         code = types.get(name)
-        if code is None:  # (no property name has an "@": annotations are never properties)
-            if name.startswith("@") or "@odata." in name:
-                continue  # annotations such as @odata.type or Prop@odata.bind
-            if name in spec.navigation:
-                raise odata_error(f"Deep insert through the navigation property '{name}' is not supported.")
-            raise odata_error(
-                f"The property '{name}' does not exist on type '{NAMESPACE}.{spec.type_name}'. Make sure to only "
-                "use property names that are defined by the type or mark the type as open type."
-            )
-        # Fast paths for values that are already valid as sent (what _coerce_value would return unchanged
-        # or normalised); anything else, including every error, goes through _coerce_value.
-        kind = type(value)
-        if kind is str:
-            if code == "D" or code == "t":
-                normalized = _normalize_date_cached(value, code == "D")
-                if normalized is not None:
-                    out[name] = normalized
-                    continue
-            elif value in _ENUM_MEMBERS.get(code, ()):  # a bare member name (never starts with NAMESPACE)
-                out[name] = value
-                continue
-        elif kind is int:  # exactly int: a bool is refused by _coerce_value
-            if code == "d":
-                out[name] = Decimal(value)
-                continue
-            if code == "i" or code == "l":
-                out[name] = value
-                continue
-        out[name] = _coerce_value(spec, name, value, ieee754)
+        if code is None:
+            _refuse_unknown_property(spec, name)  # returns only for an annotation, which is dropped
+            continue
+        out[name] = _coerce_sent(spec, name, code, value, ieee754)
     return out
+
+
+def _refuse_unknown_property(spec: EntitySpec, name: str) -> None:
+    """A body member that is no property: an annotation passes (no property name has an "@"), else an error."""
+    if name.startswith("@") or "@odata." in name:
+        return  # annotations such as @odata.type or Prop@odata.bind
+    if name in spec.navigation:
+        raise odata_error(f"Deep insert through the navigation property '{name}' is not supported.")
+    raise odata_error(
+        f"The property '{name}' does not exist on type '{NAMESPACE}.{spec.type_name}'. Make sure to only "
+        "use property names that are defined by the type or mark the type as open type."
+    )
+
+
+def _coerce_sent(spec: EntitySpec, name: str, code: str, value: Any, ieee754: bool) -> Any:
+    """Fast paths for values that are already valid as sent (what _coerce_value would return unchanged
+    or normalised); anything else, including every error, goes through _coerce_value."""
+    kind = type(value)
+    if kind is str:
+        if code == "D" or code == "t":
+            normalized = _normalize_date_cached(value, code == "D")
+            if normalized is not None:
+                return normalized
+        elif value in _ENUM_MEMBERS.get(code, ()):  # a bare member name (never starts with NAMESPACE)
+            return value
+    elif kind is int:  # exactly int: a bool is refused by _coerce_value
+        if code == "d":
+            return Decimal(value)
+        if code == "i" or code == "l":
+            return value
+    return _coerce_value(spec, name, value, ieee754)
 
 
 def _reject_constant(constant: str) -> Any:
