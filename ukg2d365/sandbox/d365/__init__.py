@@ -7,7 +7,7 @@ values split by the active integration format and delimiter, server-driven pagin
 `@odata.nextLink`, `cross-company`, and `$batch` with atomic changesets that answer 200 even when a
 changeset failed.
 
-Two pieces:
+Two pieces matter to its users:
 - `D365State`: the company's data, guarded by one lock, with methods tests use to reconfigure it.
 - `D365Service`: turns a `SimRequest` into a `SimResponse`. The HTTPS server mounts it; tests call
   `handle()` directly.
