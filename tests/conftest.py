@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 
 from ukg2d365.sandbox import Sandbox
-from ukg2d365.sandbox.tokens import TokenRegistry
-from ukg2d365.sandbox.types import SimRequest, SimResponse
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,36 +16,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-class _PlaceholderD365:
-    """Used only while ukg2d365/sandbox/d365.py does not exist yet: checks the bearer token, nothing more."""
-
-    def __init__(self, tokens: TokenRegistry, base_url: str) -> None:
-        self.tokens = tokens
-        self.base_url = base_url
-
-    def handle(self, req: SimRequest) -> SimResponse:
-        auth = req.header("authorization") or ""
-        token = auth[7:] if auth[:7].lower() == "bearer " else None
-        if not self.tokens.check(token, self.base_url):
-            return SimResponse.empty(401, {"WWW-Authenticate": "Bearer"})
-        return SimResponse.json(200, {"value": []})
-
-
-def _d365_factory() -> Any:
-    try:
-        import ukg2d365.sandbox.d365  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name != "ukg2d365.sandbox.d365":
-            raise  # a real import error inside d365.py must not be hidden
-        return _PlaceholderD365
-    return None  # the real D365Service
-
-
 @pytest.fixture
 def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A started sandbox (60 employees unless ``@pytest.mark.sandbox(employees=...)`` says otherwise)."""
     marker = request.node.get_closest_marker("sandbox")
-    kwargs: dict[str, Any] = {"employees": 60, "d365_factory": _d365_factory()}
+    kwargs: dict[str, Any] = {"employees": 60}
     if marker is not None:
         kwargs.update(marker.kwargs)
     sb = Sandbox(tmp_path_factory.mktemp("sandbox"), **kwargs)
@@ -65,7 +38,6 @@ def make_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
     def make(**kwargs: Any) -> Sandbox:
         kwargs.setdefault("employees", 60)
-        kwargs.setdefault("d365_factory", _d365_factory())
         sb = Sandbox(kwargs.pop("dir", None) or tmp_path_factory.mktemp("sandbox"), **kwargs)
         started.append(sb)
         return sb.start()

@@ -296,6 +296,46 @@ def test_filter_with_escaped_quote_and_wildcard(client: Client) -> None:
     assert [w["PersonnelNumber"] for w in hits] == ["W3"]
 
 
+def test_filter_compares_two_properties_nulls_dates_and_enum_members(client: Client) -> None:
+    batch = new_journal(client)
+    assert client.post("/data/LedgerJournalLines", line(batch, debit="10", Text="paid")).status == 201
+    later = line(batch, credit="10", TransDate="2024-03-20T00:00:00Z")
+    assert client.post("/data/LedgerJournalLines", later).status == 201
+
+    def numbers(condition: str) -> list[int]:
+        url = f"/data/LedgerJournalLines?$filter=JournalBatchNumber eq '{batch}' and {condition}"
+        return [row["LineNumber"] for row in decode(client.get(url))["value"]]
+
+    assert numbers("DebitAmount gt CreditAmount") == [1]
+    assert numbers("Text eq null") == [2]  # F&O stores no null: an unset string is "", which equals null
+    assert numbers("Text ne null") == [1]
+    assert numbers("TransDate ge 2024-03-16") == [2]
+    assert numbers("TransDate lt 2024-03-16T00:00:00Z") == [1]
+    assert numbers("AccountType eq Microsoft.Dynamics.DataEntities.LedgerJournalAcType'Ledger'") == [1, 2]
+    assert numbers("AccountType ne 'Ledger'") == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("Text eq 5", "Found operand types 'Edm.String' and 'Edm.Decimal' for operator kind 'Equal'"),
+        ("TransDate gt 'x'",
+         "Found operand types 'Edm.DateTimeOffset' and 'Edm.String' for operator kind 'GreaterThan'"),
+        ("AccountType gt 'Ledger'", "Enum properties support only eq and ne"),
+        ("AccountType eq Microsoft.Dynamics.DataEntities.NoYes'Yes'",
+         "Found operand types 'Microsoft.Dynamics.DataEntities.LedgerJournalAcType' and "
+         "'Microsoft.Dynamics.DataEntities.NoYes' for operator kind 'Equal'"),
+        ("AccountType ne 1", "Found operand types 'Microsoft.Dynamics.DataEntities.LedgerJournalAcType' and "
+                             "'Edm.Decimal' for operator kind 'NotEqual'"),
+        ("AccountType eq 'Customer'", "The string 'Customer' is not a valid enumeration type constant"),
+    ],
+)
+def test_filter_refuses_a_literal_of_another_type(client: Client, condition: str, expected: str) -> None:
+    response = client.get(f"/data/LedgerJournalLines?$filter={condition}")
+    assert response.status == 400
+    assert expected in decode(response)["error"]["message"]
+
+
 def test_filter_on_numbers_and_unknown_property(client: Client) -> None:
     batch = new_journal(client)
     for amount in ("10", "20", "30"):
@@ -484,6 +524,23 @@ def test_line_keeps_decimal_text_and_defaults(client: Client) -> None:
         ({"Bogus": "x"}, "The property 'Bogus' does not exist on type"),
         ({"DebitAmount": "5"}, "Cannot convert a primitive value to the expected type 'Edm.Decimal'"),
         ({"TransDate": "2024-03-15"}, "Cannot convert the literal '2024-03-15'"),
+        ({"TransDate": 20240315}, "Cannot convert the literal '20240315' to the expected type 'Edm.DateTimeOffset'"),
+        ({"CurrencyCode": "XYZ"}, "Currency code XYZ does not exist"),
+        ({"Company": "usrt"}, "This entity doesn't support intercompany transactions"),
+        ({"OffsetCompany": "USRT", "OffsetAccountDisplayValue": "211000"}, "doesn't support intercompany"),
+        ({"AccountType": "Cust"}, "Account '601500-110-PROD' does not exist for account type Cust"),
+        ({"OffsetAccountType": "Vend", "OffsetAccountDisplayValue": "V-100"},
+         "Account 'V-100' does not exist for account type Vend"),
+        ({"DefaultDimensionDisplayValue": "999-PROD"}, "Value '999' does not exist for dimension 'CostCenter'"),
+        ({"DebitAmount": None}, "A null value was found for the property named 'DebitAmount', which has the "
+                                "expected type 'Edm.Decimal[Nullable=False]'"),
+        ({"DebitAmount": True}, "Cannot convert a primitive value to the expected type 'Edm.Decimal'"),
+        ({"Text": 5}, "Cannot convert a primitive value to the expected type 'Edm.String'"),
+        ({"ReverseEntry": True}, "expected type 'Microsoft.Dynamics.DataEntities.NoYes'"),
+        ({"ReverseEntry": "Microsoft.Dynamics.DataEntities.NoYes'Maybe'"},
+         "The string 'Microsoft.Dynamics.DataEntities.NoYes'Maybe'' is not a valid enumeration type constant"),
+        ({"LedgerJournalHeader": {"JournalName": "GenJrn"}},
+         "Deep insert through the navigation property 'LedgerJournalHeader' is not supported"),
     ],
 )
 def test_line_validation_failures(client: Client, state: D365State, overrides: dict, expected: str) -> None:
@@ -497,6 +554,49 @@ def test_line_validation_failures(client: Client, state: D365State, overrides: d
     assert response.status == 400, response.body
     assert expected in inner_message(response)
     assert state.lines(batch) == []
+
+
+def test_line_body_is_read_as_the_odata_reader_reads_it(client: Client, state: D365State) -> None:
+    """Nulls become the empty value, a qualified enum member its bare name, an integer a decimal; annotations
+    are dropped; a default dimension is validated and stored without the segments past the format."""
+    batch = new_journal(client)
+    body = line(batch, Text=None, ReverseEntry=None, DefaultDimensionDisplayValue="110-PROD-XYZ",
+                OffsetAccountType="Microsoft.Dynamics.DataEntities.LedgerJournalAcType'Ledger'")
+    body["DebitAmount"] = 5
+    body["@odata.type"] = "#Microsoft.Dynamics.DataEntities.LedgerJournalLine"
+    body["LedgerJournalHeader@odata.bind"] = f"LedgerJournalHeaders(dataAreaId='usmf',JournalBatchNumber='{batch}')"
+    response = client.post("/data/LedgerJournalLines", body)
+    assert response.status == 201, response.body
+    [stored] = state.lines(batch)
+    assert (stored["Text"], stored["ReverseEntry"], stored["OffsetAccountType"]) == ("", "No", "Ledger")
+    assert type(stored["DebitAmount"]) is Decimal and stored["DebitAmount"] == 5
+    assert stored["DefaultDimensionDisplayValue"] == "110-PROD"
+    assert not [name for name in stored if "@" in name]
+
+
+def test_ieee754_compatible_body_may_send_a_decimal_as_a_string(client: Client, state: D365State) -> None:
+    batch = new_journal(client)
+    ieee754 = {"Content-Type": "application/json;IEEE754Compatible=true"}
+    response = client.post("/data/LedgerJournalLines", {**line(batch), "DebitAmount": "12.50"}, headers=ieee754)
+    assert response.status == 201, response.body
+    assert [ln["DebitAmount"] for ln in state.lines(batch)] == [Decimal("12.50")]
+    for text in ("NaN", "12,50"):
+        bad = client.post("/data/LedgerJournalLines", {**line(batch), "DebitAmount": text}, headers=ieee754)
+        assert bad.status == 400
+        assert "Cannot convert a primitive value to the expected type 'Edm.Decimal'" in inner_message(bad)
+    plain = client.post("/data/LedgerJournalLines", {**line(batch), "DebitAmount": "12.50"})
+    assert "Cannot convert a primitive value to the expected type 'Edm.Decimal'" in inner_message(plain)
+    assert len(state.lines(batch)) == 1
+
+
+def test_int32_property_takes_a_json_integer_only(client: Client) -> None:
+    created = client.post("/data/JournalNames", {"Name": "PAYJRN", "Description": "Payroll", "PostingLineLimit": 500})
+    assert created.status == 201, created.body
+    assert decode(created)["PostingLineLimit"] == 500
+    for value in ("500", True, Decimal("1.5")):
+        bad = client.post("/data/JournalNames", {"Name": "PAYJRN2", "PostingLineLimit": value})
+        assert bad.status == 400
+        assert "Cannot convert a primitive value to the expected type 'Edm.Int32'" in inner_message(bad)
 
 
 def test_suspended_main_account_and_removed_main_account(client: Client, state: D365State) -> None:

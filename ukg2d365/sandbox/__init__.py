@@ -16,7 +16,7 @@ import datetime as dt
 import shlex
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,11 @@ import yaml
 
 from ukg2d365.http import prompt_thread_switches
 from ukg2d365.sandbox import catalog
+from ukg2d365.sandbox.d365 import D365Service, D365State
 from ukg2d365.sandbox.data import DEFAULT_EMPLOYEES, DEFAULT_SEED, GlRun, PayPeriod, RawJson, UkgDataset
 from ukg2d365.sandbox.entra import EntraService
 from ukg2d365.sandbox.faults import FaultRule, FaultSet
-from ukg2d365.sandbox.server import AdminApi, Service, ServiceServer, Stats
+from ukg2d365.sandbox.server import AdminApi, ServiceServer, Stats
 from ukg2d365.sandbox.tls import TlsMaterial, generate
 from ukg2d365.sandbox.tokens import TokenRegistry
 from ukg2d365.sandbox.ukg import UkgService
@@ -53,10 +54,6 @@ CONFIG_NAME = "ukg2d365.yaml"
 CA_NAME = "ca.pem"
 SERVICES = ("entra", "ukg", "d365")
 
-# (tokens, d365 base URL) -> an object with handle(SimRequest) -> SimResponse
-D365Factory = Callable[[TokenRegistry, str], Service]
-
-
 @dataclass(frozen=True)
 class SandboxUrls:
     entra: str
@@ -68,12 +65,6 @@ class SandboxUrls:
 
     def __iter__(self) -> Iterator[str]:
         return iter(SERVICES)
-
-
-def _default_d365(tokens: TokenRegistry, base_url: str) -> Service:
-    from ukg2d365.sandbox.d365 import D365Service, D365State
-
-    return D365Service(D365State.seeded(), tokens, base_url)
 
 
 class Sandbox:
@@ -90,7 +81,6 @@ class Sandbox:
         today: dt.date | None = None,
         seed: int = DEFAULT_SEED,
         verbose: bool = False,
-        d365_factory: D365Factory | None = None,
     ) -> None:
         if port and not 1 <= port <= 65533:
             raise ValueError("port must be 0 (pick free ports) or 1..65533 (uses port, port+1, port+2)")
@@ -105,10 +95,9 @@ class Sandbox:
         self.ca_path = self.dir / CA_NAME
         self.config_path = self.dir / CONFIG_NAME
         self._urls: SandboxUrls | None = None
-        self.d365: Any = None  # the D365Service (its data: .d365.state)
+        self.d365: Any = None  # the D365Service once started (its data: .d365.state)
         self.entra: EntraService | None = None
         self.ukg = UkgService(self.dataset)
-        self._d365_factory = d365_factory or _default_d365
         self._stats = Stats(SERVICES)
         self._servers: dict[str, ServiceServer] = {}
         self._tls: TlsMaterial | None = None
@@ -134,7 +123,7 @@ class Sandbox:
                 )
             urls = SandboxUrls(**{name: srv.url for name, srv in self._servers.items()})
             self._urls = urls
-            self.d365 = self._d365_factory(self.tokens, urls.d365)
+            self.d365 = D365Service(D365State.seeded(), self.tokens, urls.d365)
             self.entra = EntraService(
                 self.tokens,
                 catalog.TENANT_ID,
