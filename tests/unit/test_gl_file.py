@@ -323,3 +323,15 @@ def test_from_file_with_due_is_a_usage_error_of_one_line(tmp_path):
     assert result.output.strip().splitlines() == [
         "error: --from-file cannot be combined with --due (--due asks UKG which periods closed; a file holds what it "
         "holds)"]
+
+
+def test_the_sandbox_exports_a_run_for_the_file_route(tmp_path):
+    run = UkgDataset(12).gl_runs[-1]
+    target = tmp_path / "gl.csv"
+    result = CliRunner().invoke(app, ["sandbox", "--employees", "12", "--export-gl", run.run_id, "--to", str(target)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote GL run {run.run_id} ({len(run)} lines)" in result.output
+    assert len(items(target, FileSourceConfig.model_validate(csv_file_source()))) == len(run)
+    unknown = CliRunner().invoke(app, ["sandbox", "--employees", "12", "--export-gl", "NOPE", "--to", str(target)])
+    assert unknown.exit_code == ExitStatus.USAGE
+    assert "error: --export-gl NOPE: the sandbox has no such GL run (it has GL" in unknown.output
