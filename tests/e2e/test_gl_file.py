@@ -190,3 +190,14 @@ def test_without_file_source_in_the_config_from_file_exits_2(world):
     result = world.cli("-c", str(config), "post-payroll", "--from-file", str(export(world, world.latest_run())),
                        expect=2)
     assert "error: --from-file needs a file_source: section in the config" in result.output
+
+
+def test_a_run_the_api_route_posted_is_already_posted_for_its_file_and_unchanged(world):
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    batches = world.d365.request_count["$batch"]
+    result = world.cli("post-payroll", "--from-file", str(export(world, run)), "--yes")
+    assert "already posted" in result.output
+    assert "changed after it was posted" not in result.output  # with line_id mapped the source hashes agree
+    assert world.d365.request_count["$batch"] == batches
+    assert len(world.journals()) == 1

@@ -122,6 +122,7 @@ class GlFile:
         self._debit_marks = {v.strip().casefold() for v in source.debit_indicators}
         self._credit_marks = {v.strip().casefold() for v in source.credit_indicators}
         self.checked: FileCheck | None = None
+        self._dates: dict[str, str] = {}  # a file's rows share a handful of period ends
 
     @property
     def run_id(self) -> str | None:
@@ -193,7 +194,7 @@ class GlFile:
             columns = self._columns(records)
             for line, record, content in self._without_footer(records):
                 digest.update(content.encode("utf-8", "surrogateescape") + b"\n")
-                yield line, self._convert(record, columns)
+                yield line, self._convert(record, columns, undecodable=bool(_UNDECODABLE.search(content)))
 
     def _open(self) -> IO[str]:
         encoding = self.source.encoding
@@ -291,9 +292,9 @@ class GlFile:
 
     # ------------------------------------------------------------------ values
 
-    def _convert(self, record: Any, columns: list[_Column]) -> dict[str, Any]:
+    def _convert(self, record: Any, columns: list[_Column], *, undecodable: bool) -> dict[str, Any]:
         """The row's fields as UKG's item values (text stripped, amounts Decimal, the date ISO); problems, each
-        naming its column, under the key ``""``."""
+        naming its column, under the key ``""``. ``undecodable``: the record holds bytes the encoding cannot read."""
         fields: dict[str, Any] = {"company": self.source.constants.company,
                                   "pay_group": self.source.constants.pay_group}
         problems: list[str] = []
@@ -305,7 +306,7 @@ class GlFile:
             if text is None:
                 problems.append(f"{column.label}: missing (the row has {len(record)} fields)")
                 continue
-            if _UNDECODABLE.search(text):
+            if undecodable and _UNDECODABLE.search(text):
                 problems.append(f"{column.label}: bytes that are not {self.source.encoding} (set file_source.encoding)")
                 continue
             raw[column.name] = text.strip()
@@ -332,10 +333,16 @@ class GlFile:
         return text
 
     def _date(self, text: str) -> str:
+        known = self._dates.get(text)
+        if known is not None:
+            return known
         try:
-            return datetime.strptime(text, self.source.date_format).date().isoformat()
+            day = datetime.strptime(text, self.source.date_format).date().isoformat()
         except ValueError:
             raise RowProblem(f"{text!r} is not a date in the format {self.source.date_format}") from None
+        if len(self._dates) < 1000:
+            self._dates[text] = day
+        return day
 
     def _sides(self, raw: dict[str, str], fields: dict[str, Any]) -> tuple[Decimal | None, Decimal | None]:
         """(debit, credit) under the configured amount convention. A RowProblem names its column, or (debit
