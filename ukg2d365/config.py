@@ -6,16 +6,26 @@ config file, so a cron job gets the same files whatever its working directory is
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
-from datetime import timezone, tzinfo
+from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ukg2d365.errors import ConfigError
 
@@ -318,6 +328,150 @@ class WebhooksConfig(_Section):
     port: int = Field(default=8765, ge=1, le=65535)
 
 
+class FixedWidthField(_Section):
+    """Where a field sits on a fixed-width line: 1-based first character and length."""
+
+    start: int = Field(ge=1, le=10000)
+    length: int = Field(ge=1, le=1000)
+
+
+# A CSV column by header name or by 1-based position, or a fixed-width field.
+ColumnRef = StrictStr | StrictInt | FixedWidthField
+
+AMOUNT_COLUMNS = {
+    "debit_credit": ("debit", "credit"),  # two columns, either may be blank
+    "signed": ("amount",),  # one column: positive debit, negative credit
+    "indicator": ("amount", "dc_indicator"),  # one amount column and a D/C column
+}
+
+
+class FileColumns(_Section):
+    """The GL export file's columns, by logical field (file_source.columns)."""
+
+    run_id: ColumnRef | None = None
+    company: ColumnRef | None = None
+    pay_group: ColumnRef | None = None
+    period_end: ColumnRef | None = None
+    account: ColumnRef | None = None
+    debit: ColumnRef | None = None
+    credit: ColumnRef | None = None
+    amount: ColumnRef | None = None
+    dc_indicator: ColumnRef | None = None
+    org_level1: ColumnRef | None = None
+    org_level2: ColumnRef | None = None
+    org_level3: ColumnRef | None = None
+    org_level4: ColumnRef | None = None
+    line_id: ColumnRef | None = None
+
+    def mapped(self) -> dict[str, StrictStr | StrictInt | FixedWidthField]:
+        """Every logical field that has a column, in declaration order."""
+        return {name: ref for name, ref in self if ref is not None}
+
+
+class FileConstants(_Section):
+    """Values every row of the file shares when it has no column for them (file_source.constants)."""
+
+    company: str | None = None
+    pay_group: str | None = None
+
+
+class FileSourceConfig(_Section):
+    """UKG's GL export file (post-payroll --from-file, reconcile --from-file): its layout, as configured in
+    UKG's GL export template; UKG publishes no standard layout, so every position and name is configuration."""
+
+    format: Literal["csv", "fixed_width"] = "csv"
+    encoding: str = "utf-8"
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quotechar: str = Field(default='"', min_length=1, max_length=1)
+    header: bool = True
+    skip_lines: int = Field(default=0, ge=0, le=1000)
+    footer_lines: int = Field(default=0, ge=0, le=1000)
+    date_format: str = "%Y-%m-%d"
+    amounts: Literal["debit_credit", "signed", "indicator"] = "debit_credit"
+    decimal_separator: Literal[".", ","] = "."
+    thousands_separator: Literal["", ",", ".", " ", "'"] = ""
+    implied_decimals: int = Field(default=0, ge=0, le=4)
+    debit_indicators: list[str] = Field(default_factory=lambda: ["D", "DR"])
+    credit_indicators: list[str] = Field(default_factory=lambda: ["C", "CR"])
+    constants: FileConstants = Field(default_factory=FileConstants)
+    columns: FileColumns
+
+    # str_strip_whitespace would turn a tab delimiter into nothing
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"{v!r} is not an encoding Python knows (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        return v
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, v: str) -> str:
+        probe = date(2026, 11, 13)
+        try:
+            back = datetime.strptime(probe.strftime(v), v).date()
+        except ValueError:
+            back = None
+        if back != probe:
+            raise ValueError(f"{v!r} does not read a whole date back (use strptime codes, e.g. %m/%d/%Y or %Y%m%d)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FileSourceConfig:
+        problems = self._column_problems() + self._amount_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _column_problems(self) -> list[str]:
+        problems = [f"columns.{name} is required" for name in ("period_end", "account")
+                    if getattr(self.columns, name) is None]
+        for name in ("company", "pay_group"):
+            column, constant = getattr(self.columns, name), getattr(self.constants, name)
+            if (column is None) == (constant is None):
+                problems.append(f"give columns.{name} or constants.{name} (a value every row shares), one of them")
+        for name, ref in self.columns.mapped().items():
+            if self.format == "fixed_width" and not isinstance(ref, FixedWidthField):
+                problems.append(f"columns.{name}: a fixed-width field is {{start: N, length: N}}")
+            elif self.format == "csv" and isinstance(ref, FixedWidthField):
+                problems.append(f"columns.{name}: a CSV column is a header name or a 1-based position, not "
+                                "{start, length}")
+            elif isinstance(ref, int) and ref < 1:
+                problems.append(f"columns.{name}: positions count from 1")
+            elif isinstance(ref, str) and not self.header:
+                problems.append(f"columns.{name}: {ref!r} is a header name but header is false; give the 1-based "
+                                "position")
+        if self.format == "csv" and self.delimiter == self.quotechar:
+            problems.append("delimiter and quotechar are the same character")
+        return problems
+
+    def _amount_problems(self) -> list[str]:
+        problems = []
+        wanted = AMOUNT_COLUMNS[self.amounts]
+        for name in ("debit", "credit", "amount", "dc_indicator"):
+            mapped = getattr(self.columns, name) is not None
+            if name in wanted and not mapped:
+                problems.append(f"columns.{name} is required with amounts: {self.amounts}")
+            elif name not in wanted and mapped:
+                problems.append(f"columns.{name} does not apply to amounts: {self.amounts}")
+        if self.decimal_separator == self.thousands_separator:
+            problems.append("decimal_separator and thousands_separator are the same")
+        debit = {v.strip().casefold() for v in self.debit_indicators}
+        credit = {v.strip().casefold() for v in self.credit_indicators}
+        if self.amounts == "indicator" and (not debit or not credit or "" in debit | credit or debit & credit):
+            problems.append("debit_indicators and credit_indicators must be non-empty and share no value")
+        return problems
+
+    @property
+    def run_id_derived(self) -> bool:
+        """No run id column: the run id is a hash of the file's rows."""
+        return self.columns.run_id is None
+
+
 class Config(_Section):
     ukg: UkgConfig
     d365: D365Config
@@ -327,6 +481,7 @@ class Config(_Section):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    file_source: FileSourceConfig | None = None
 
     source_path: Path | None = Field(default=None, exclude=True)
 

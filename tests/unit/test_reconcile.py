@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +144,14 @@ def test_ukg_run_gone_but_d365_holds_what_was_sent_is_amount_differs():
     result = compare_run(None, dict(UKG), [dict(UKG)])
     assert result.verdict == DIFFERS
     assert any("UKG returns no GL lines" in note for note in result.notes)
+    from_file = compare_run(None, dict(UKG), [dict(UKG)], source_file="gl.csv")
+    assert "gl.csv holds no GL lines for this run" in from_file.notes
+
+
+def test_from_file_without_another_selection_is_explicit_but_names_no_run():
+    selection = ReconcileSelection(from_file=Path("gl.csv"))
+    assert selection.explicit and not selection.names_runs
+    assert not ReconcileReport(selection, None).ok  # a file holding no run proves nothing
 
 
 def test_d365_differs_from_what_the_ledger_sent_even_when_it_equals_ukg():

@@ -44,6 +44,8 @@ RUN_ID = typer.Option(None, "--run-id", help="UKG GL run id")
 PAY_GROUP = typer.Option(None, "--pay-group", help="UKG pay group code")
 PERIOD_END = typer.Option(None, "--period-end", help="Pay period end date, YYYY-MM-DD")
 SYSTEM = typer.Argument(..., help="ukg | d365")
+FROM_FILE = typer.Option(None, "--from-file", dir_okay=False, help="Read UKG's GL export file (CSV or fixed width, "
+                         "laid out as file_source: in the config says) instead of the UKG API")
 
 
 def dry_run_option(help: str) -> Any:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import typer
 
-from ukg2d365.cli.app import PAY_GROUP, PERIOD_END, RUN_ID, app, command, dry_run_option, parse_date
+from ukg2d365.cli.app import FROM_FILE, PAY_GROUP, PERIOD_END, RUN_ID, app, command, dry_run_option, parse_date
 from ukg2d365.flows import post_payroll as payroll_flow
 from ukg2d365.flows import replay as replay_flow
 from ukg2d365.render import payroll as render
@@ -22,11 +23,13 @@ def post_payroll(
     due: bool = typer.Option(False, "--due", help="Every closed period of ukg.pay_groups not yet posted (cron)"),
     dry_run: bool = dry_run_option("Show the plan; write nothing to D365 or the ledger"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+    from_file: Path | None = FROM_FILE,
 ) -> None:
     """Read UKG GL runs, map and validate them, and create one general journal per pay run in D365."""
-    args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "due": due}
+    args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "due": due,
+            "from_file": str(from_file) if from_file else None}
     with command(ctx, "post-payroll", args, writes=not dry_run, dry_run=dry_run) as run:
-        selection = payroll_flow.Selection(run_id, pay_group, parse_date(period_end, "--period-end"), due)
+        selection = payroll_flow.Selection(run_id, pay_group, parse_date(period_end, "--period-end"), due, from_file)
         selection.validate()
         context, summary = run.context, run.summary
         started = time.monotonic()

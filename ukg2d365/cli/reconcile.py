@@ -5,9 +5,11 @@ Exit 0 only when every selected run matches; 1 otherwise; errors map through ``c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from ukg2d365.cli.app import PAY_GROUP, PERIOD_END, RUN_ID, app, command, parse_date
+from ukg2d365.cli.app import FROM_FILE, PAY_GROUP, PERIOD_END, RUN_ID, app, command, parse_date
 from ukg2d365.errors import UsageError
 from ukg2d365.flows import reconcile as flow
 from ukg2d365.render import Output
@@ -25,23 +27,24 @@ def reconcile(
     date_from: str | None = typer.Option(None, "--from", help="Period end on or after DATE (YYYY-MM-DD)"),
     date_to: str | None = typer.Option(None, "--to", help="Period end on or before DATE (YYYY-MM-DD)"),
     fmt: str = typer.Option("table", "--format", help="table | csv | json (the global --json means json)"),
+    from_file: Path | None = FROM_FILE,
 ) -> None:
     """Prove, per pay run, that D365 holds exactly what UKG paid. Read-only: never writes to D365 or UKG.
 
     For each selected pay run, compares UKG's GL lines (mapped and summarized as post-payroll does), what the
     ledger sent, and the D365 journal(s) carrying the run's marker (posted or not), by main account and
     dimensions. Verdicts: match, missing in D365, extra in D365, amount differs, duplicate journal.
-    Without a selection: every posting in the ledger with a period end in the last 60 days.
-    Exit 0 only when every selected run matches, 1 otherwise.
+    Without a selection: every posting in the ledger with a period end in the last 60 days; with --from-file:
+    every run the file holds. Exit 0 only when every selected run matches, 1 otherwise.
     """
     args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "from": date_from,
-            "to": date_to, "format": fmt}
+            "to": date_to, "format": fmt, "from_file": str(from_file) if from_file else None}
     # No HTTP audit events and no lock: a read-only check neither grows the posting trails nor blocks a post.
     with command(ctx, "reconcile", args, writes=False, record_http=False) as run:
         if fmt not in FORMATS:
             raise UsageError(f"--format {fmt!r}: use table, csv or json")
         selection = flow.ReconcileSelection(run_id, pay_group, parse_date(period_end, "--period-end"),
-                                            parse_date(date_from, "--from"), parse_date(date_to, "--to"))
+                                            parse_date(date_from, "--from"), parse_date(date_to, "--to"), from_file)
         selection.validate()
         report = flow.apply(run.context, flow.read_and_plan(run.context, selection))
         run.finish(ok=report.ok)

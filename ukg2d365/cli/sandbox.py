@@ -16,9 +16,17 @@ def sandbox(
     employees: int = typer.Option(600, "--employees", help="Employees in the generated company"),
     latency_ms: int = typer.Option(0, "--latency-ms", help="Latency added to every request"),
     directory: Path = typer.Option(Path("sandbox-run"), "--dir", help="Where the config, CA and ledger go"),
+    export_gl: str | None = typer.Option(None, "--export-gl", metavar="RUN_ID",
+                                         help="Write this GL run as UKG's GL export file (--to, --gl-format) and exit"),
+    to: Path = typer.Option(Path("gl-export.csv"), "--to", help="Where --export-gl writes"),
+    gl_format: str = typer.Option("csv", "--gl-format", help="csv (the layout the sandbox config reads) | fixed_width"),
 ) -> None:
     """Start local UKG Pro, Entra ID and D365 F&O simulators over HTTPS and write a ready config for them."""
-    with command(ctx):
+    with command(ctx) as run:
+        if export_gl is not None:
+            from ukg2d365.sandbox.gl_export import export_for_cli
+
+            return run.out.summary(export_for_cli(export_gl, to, gl_format, employees))
         # Imported here: the simulators (and their TLS set-up) load only for this command.
         from ukg2d365.sandbox import serve_forever_cli
 

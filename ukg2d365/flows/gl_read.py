@@ -1,7 +1,8 @@
 """Read UKG GL lines into one ``JournalBuilder`` per pay run: the loop post-payroll and reconcile share.
 
-The source is any iterable of raw GL items (UKG's JSON objects as the client yields them), so the same loop
-plans from the API or from another source of the same items. Each item is validated
+The source is any iterable of raw GL items (UKG's JSON objects as the client yields them, or the rows of UKG's
+GL export file as :mod:`ukg2d365.ukg.gl_file` turns them into the same items), so the same loop plans from the
+API or from the file. Each item is validated
 (:func:`ukg2d365.ukg.records.parse_gl_line`); an item that fails is attributed to its run when it names one;
 every valid line goes to the builder of its posting key, decided once per distinct key, or is skipped when
 the selection excludes it. Nothing is written; the builders keep only what the journals need.
@@ -12,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from ukg2d365.config import Config
-from ukg2d365.errors import DataError
+from ukg2d365.errors import DataError, UsageError
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import JournalPlan, JournalRouter, PostingKey
 from ukg2d365.mapping import Mapper
+from ukg2d365.ukg.gl_file import GlFile
 from ukg2d365.ukg.records import parse_gl_line
 
 
@@ -118,3 +121,15 @@ def ledger_mapper(ctx: Context, command: str, *, fresh: bool = True) -> Mapper:
     """
     reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
     return Mapper(ctx.config.mapping, reference.require_setup(command, fresh=fresh, delimiter=False))
+
+
+def gl_file(ctx: Context, path: Path) -> GlFile:
+    """UKG's GL export file at ``path``, read through ``file_source:``, checked whole before anything else is
+    read: a bad row refuses the file (DataError naming line and column) before D365 is asked anything."""
+    source = ctx.config.file_source
+    if source is None:
+        raise UsageError("--from-file needs a file_source: section in the config",
+                         hint="describe the GL export file's layout there; see config.example.yaml")
+    file = GlFile(path, source, ctx.config.d365.currency_precision)
+    file.check()
+    return file

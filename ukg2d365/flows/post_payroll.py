@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.gl_read import GlFilter, ledger_mapper, read_gl
+from ukg2d365.flows.gl_read import GlFilter, gl_file, ledger_mapper, read_gl
 from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalPlan, PostingKey
 from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
+from ukg2d365.ukg.gl_file import GlFile
 from ukg2d365.ukg.records import parse_date
 
 MAX_ERRORS_PER_RUN = 5  # bad lines named per run; the rest are counted
@@ -26,9 +28,13 @@ class Selection:
     pay_group: str | None = None
     period_end: date | None = None
     due: bool = False
+    from_file: Path | None = None  # UKG's GL export file instead of the API: every run in it, unless narrowed
 
     def validate(self) -> None:
-        if not (self.run_id or self.pay_group or self.period_end or self.due):
+        if self.due and self.from_file is not None:
+            raise UsageError("--from-file cannot be combined with --due",
+                             hint="--due asks UKG which periods closed; a file holds what it holds")
+        if not (self.run_id or self.pay_group or self.period_end or self.due or self.from_file):
             raise UsageError(
                 "post-payroll needs a selection",
                 hint="give --run-id ID, --pay-group CODE and/or --period-end DATE, or --due for every closed "
@@ -36,9 +42,10 @@ class Selection:
             )
 
     def gl_filter(self, companies: Iterable[str], due: DuePeriods | None = None) -> GlFilter:
-        """The pay runs this selection names. Not by run id: UKG is asked for that run alone."""
+        """The pay runs this selection names. By run id only for a file: UKG is asked for that run alone."""
         return GlFilter(companies=frozenset(companies), pay_group=self.pay_group, period_end=self.period_end,
-                        periods=frozenset(due.targets) if due is not None else None)
+                        periods=frozenset(due.targets) if due is not None else None,
+                        run_id=self.run_id if self.from_file is not None else None)
 
 
 @dataclass
@@ -135,18 +142,23 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
         plan.due = due_periods(ctx, _due_pay_groups(ctx, selection), today or date.today())
         if not plan.due.targets:
             return plan
+    file = gl_file(ctx, selection.from_file) if selection.from_file is not None else None
     mapper = ledger_mapper(ctx, "post-payroll")
     selected = selection.gl_filter(ctx.config.ukg.company_ids, plan.due)
-    read = read_gl(ctx.ukg.gl_lines(run_id=selection.run_id), ctx.config, mapper,
-                   wanted=selected.covers, may_want=selected.may_cover)
+    items = file.items() if file is not None else ctx.ukg.gl_lines(run_id=selection.run_id)
+    read = read_gl(items, ctx.config, mapper, wanted=selected.covers, may_want=selected.may_cover)
     plan.lines_read = read.lines_read
     journals = read.journals()
     _attribute_errors(plan, journals, read.errors_by_run)
     if plan.due is not None:
         plan.runs_without_gl = sorted(plan.due.targets - {(j.key.pay_group, j.key.period_end) for j in journals})
     elif not journals and not read.errors_by_run:
-        plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen))
+        plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen, file))
+    if file is not None and file.run_id is not None:
+        _refuse_other_runs_of_the_period(ctx, journals, file)
     _classify(ctx, plan, journals)
+    if file is not None:
+        _whole_file_or_nothing(plan, file)
     return plan
 
 
@@ -174,16 +186,17 @@ def _attribute_errors(plan: PayrollPlan, journals: list[JournalPlan], errors_by_
             plan.unattributed_errors.extend(messages[:MAX_ERRORS_PER_RUN])
 
 
-def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey]) -> str:
+def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey], file: GlFile | None) -> str:
     """Why an explicit selection found no GL run: a case slip, another company, an open period, a typo.
 
     "would post 0 journal(s)" with exit 0 reads as success to cron and to a person alike, so an empty
-    selection is a refusal (exit 1) that says what UKG does hold.
+    selection is a refusal (exit 1) that says what UKG (or its GL export file) does hold.
     """
     asked = " ".join(f"{flag} {value}" for flag, value in (
         ("--run-id", selection.run_id), ("--pay-group", selection.pay_group),
         ("--period-end", selection.period_end.isoformat() if selection.period_end else None)) if value)
-    message = f"no GL run in UKG matches {asked}"
+    source = "UKG" if file is None else file.name
+    message = f"no GL run in {source} matches {asked}" if asked else f"no GL run in {source} to post"
     hints = []
     for flag, wanted, values in (("--pay-group", selection.pay_group, {k.pay_group for k in seen}),
                                  ("--run-id", selection.run_id, {k.run_id for k in seen})):
@@ -196,8 +209,8 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
     named = selection.gl_filter(())
     elsewhere = sorted({k.company for k in seen if k.company not in companies and named.covers(k)}) if companies else []
     if elsewhere:
-        hints.append(f"UKG has it for company {', '.join(elsewhere)}, which ukg.company_ids leaves out")
-    if selection.period_end and not hints:
+        hints.append(f"{source} has it for company {', '.join(elsewhere)}, which ukg.company_ids leaves out")
+    if selection.period_end and not hints and file is None:
         groups = [selection.pay_group] if selection.pay_group else list(ctx.config.ukg.pay_groups)
         for group in groups:
             for period in ctx.ukg.pay_periods(group):
@@ -210,6 +223,36 @@ def _nothing_matched(ctx: Context, selection: Selection, seen: list[PostingKey])
         if periods:
             hints.append("latest periods with a GL run: " + ", ".join(d.isoformat() for d in periods))
     return message + ("; " + "; ".join(hints) if hints else "")
+
+
+def _refuse_other_runs_of_the_period(ctx: Context, journals: list[JournalPlan], file: GlFile) -> None:
+    """A file without a run id column gets its run id from its content, so a corrected copy of a posted file
+    would be a new run, booked a second time: while the ledger holds another run of the same company, pay group
+    and period end, such a file is refused."""
+    for journal in journals:
+        key = journal.key
+        others = [p for p in ctx.ledger.period_postings(key.company, key.pay_group, key.period_end.isoformat())
+                  if p.run_id != key.run_id]
+        if others:
+            runs = ", ".join(f"{p.run_id} ({p.status}{', ' + p.journal_batch_number if p.journal_batch_number else ''})"
+                             for p in others[:3])
+            journal.problems.append(
+                f"{file.name} has no run id column (file_source.columns.run_id), and pay group {key.pay_group} "
+                f"period {key.period_end} of company {key.company} already has run {runs}: a corrected copy of a "
+                "posted file cannot be told apart from a second run; map the GL export's run id column")
+
+
+def _whole_file_or_nothing(plan: PayrollPlan, file: GlFile) -> None:
+    """A GL export file is posted whole or not at all: when one of its pay runs is refused, the others wait too
+    (completing a journal an earlier run began is recovery, not a new posting, and goes on)."""
+    if not (plan.refused or plan.unattributed_errors):
+        return
+    for journal in [j for j in plan.to_post if j.key.text not in plan.resumed | set(plan.partly_in_d365)]:
+        journal.problems.append(f"not posted: another pay run of {file.name} is refused, and a file is posted "
+                                "whole or not at all")
+        plan.to_post.remove(journal)
+        plan.in_d365.pop(journal.key.text, None)
+        plan.refused.append(journal)
 
 
 def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines
 from ukg2d365.errors import DataError, UsageError
-from ukg2d365.flows.gl_read import GlFilter, ledger_mapper, read_gl
+from ukg2d365.flows.gl_read import GlFilter, GlRead, gl_file, ledger_mapper, read_gl
 from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import PostingKey
 from ukg2d365.ledger import POSTED, Posting
@@ -107,12 +108,14 @@ def compare_run(
     d365_journals: Sequence[AccountAmounts],
     *,
     ukg_source_unchanged: bool = False,
+    source_file: str | None = None,
 ) -> Comparison:
     """Compare one pay run: what UKG paid, what the ledger sent, what each D365 journal with its marker holds.
 
     ``ukg`` is None when UKG returns no lines for the run; ``ledger`` is None when the ledger never planned
     it. ``ukg_source_unchanged`` says UKG's raw lines hash as they did when posted, so a difference between
-    UKG and the ledger comes from the mapping, not from UKG.
+    UKG and the ledger comes from the mapping, not from UKG. ``source_file`` names UKG's GL export file when
+    UKG's side was read from it.
     """
     ukg_map = ukg or {}
     d365_map: dict[str, Amounts] = {}
@@ -134,7 +137,8 @@ def compare_run(
 
     notes: list[str] = []
     if ukg is None:
-        notes.append("UKG returns no GL lines for this run")
+        notes.append("UKG returns no GL lines for this run" if source_file is None else
+                     f"{source_file} holds no GL lines for this run")
     if ukg_changed:
         notes.append("the mapping changed since posting: UKG's lines are unchanged but map to other accounts"
                      if ukg_source_unchanged else
@@ -179,11 +183,17 @@ class ReconcileSelection:
     period_end: date | None = None
     period_from: date | None = None
     period_to: date | None = None
+    from_file: Path | None = None  # UKG's GL export file instead of the API: the runs it holds
+
+    @property
+    def names_runs(self) -> bool:
+        """A run id, pay group or period (range) was given."""
+        return any(v is not None for v in (self.run_id, self.pay_group, self.period_end, self.period_from,
+                                           self.period_to))
 
     @property
     def explicit(self) -> bool:
-        return any(v is not None for v in (self.run_id, self.pay_group, self.period_end, self.period_from,
-                                           self.period_to))
+        return self.names_runs or self.from_file is not None
 
     def validate(self) -> None:
         if self.period_end is not None and (self.period_from is not None or self.period_to is not None):
@@ -267,19 +277,13 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
         window_start = (today or date.today()) - timedelta(days=DEFAULT_WINDOW_DAYS)
     report = ReconcileReport(selection, window_start, precision=ctx.config.d365.currency_precision)
 
-    postings: dict[PostingKey, Posting] = {}
-    for posting in ctx.ledger.find_postings():
-        key = _posting_key(posting)
-        if window_start is not None:
-            wanted = key.period_end >= window_start and (not companies or key.company in companies)
-        else:
-            wanted = selection.covers(key, companies)
-        if wanted:
-            postings[key] = posting
-    if not selection.explicit and not postings:
-        return report  # nothing posted lately: no need to ask UKG or D365 anything
-
-    ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
+    if selection.from_file is not None:
+        ukg_runs, errors_by_run, postings = _read_file(ctx, selection, selection.from_file, companies, report)
+    else:
+        postings = _ledger_postings(ctx, selection, window_start, companies)
+        if not selection.explicit and not postings:
+            return report  # nothing posted lately: no need to ask UKG or D365 anything
+        ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
     d365 = ctx.d365
     area = ctx.config.d365.data_area_id
     keys = sorted(set(ukg_runs) | set(postings))
@@ -290,7 +294,8 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
         marker = markers[key]
         journals = [(header, journal_lines(d365, area, str(header["JournalBatchNumber"])))
                     for header in headers[marker]]
-        run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals)
+        run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals,
+                             str(selection.from_file) if selection.from_file is not None else None)
         unreadable = errors_by_run.get(key.run_id, [])
         run.notes.extend(unreadable[:MAX_NOTES_PER_CAUSE])
         if unreadable and run.verdict == MATCH:
@@ -330,6 +335,36 @@ def _posting_key(posting: Posting) -> PostingKey:
     return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id)
 
 
+def _ledger_postings(
+    ctx: Context, selection: ReconcileSelection, window_start: date | None, companies: set[str]
+) -> dict[PostingKey, Posting]:
+    """The ledger's postings the selection names, or (no selection) those with a period end in the window."""
+    postings: dict[PostingKey, Posting] = {}
+    for posting in ctx.ledger.find_postings():
+        key = _posting_key(posting)
+        if window_start is not None:
+            wanted = key.period_end >= window_start and (not companies or key.company in companies)
+        else:
+            wanted = selection.covers(key, companies)
+        if wanted:
+            postings[key] = posting
+    return postings
+
+
+def _read_file(
+    ctx: Context, selection: ReconcileSelection, path: Path, companies: set[str], report: ReconcileReport
+) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]], dict[PostingKey, Posting]]:
+    """UKG's side from its GL export file: the runs it holds (narrowed by the selection), and the ledger's
+    postings of those runs, or of what the selection names besides."""
+    file = gl_file(ctx, path)  # a bad row stops here, before D365 is asked anything
+    mapper = ledger_mapper(ctx, "reconcile", fresh=False)
+    selected = selection.gl_filter(companies)
+    runs, errors = _runs_read(read_gl(file.items(), ctx.config, mapper, wanted=selected.covers), report)
+    postings = {key: posting for key, posting in _ledger_postings(ctx, selection, None, companies).items()
+                if key in runs or selection.names_runs}
+    return runs, errors, postings
+
+
 def _read_ukg(
     ctx: Context,
     selection: ReconcileSelection,
@@ -345,6 +380,11 @@ def _read_ukg(
                        may_want=selected.may_cover)
     else:
         read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=postings.__contains__)
+    return _runs_read(read, report)
+
+
+def _runs_read(read: GlRead, report: ReconcileReport) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
+    """Each planned run's totals per account, and the unreadable lines by run."""
     report.ukg_lines_read = read.lines_read
     runs: dict[PostingKey, _UkgRun] = {}
     for plan in read.journals():
@@ -383,6 +423,7 @@ def _reconcile_run(
     ukg_run: _UkgRun | None,
     posting: Posting | None,
     journals: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    source_file: str | None = None,
 ) -> RunReconciliation:
     journal_maps: list[dict[str, Amounts]] = []
     refs: list[JournalRef] = []
@@ -402,6 +443,7 @@ def _reconcile_run(
         ledger_map,
         journal_maps,
         ukg_source_unchanged=bool(ukg_run and posting and ukg_run.source_hash == posting.source_hash),
+        source_file=source_file,
     )
     notes = _context_notes(key, marker, ukg_run, posting, refs) + comparison.notes
     d365_total = sum((total(m) for m in journal_maps), Amounts())

@@ -78,6 +78,12 @@ class PostingStore(Store):
         )
         return [r[0] for r in rows]
 
+    def period_postings(self, company: str, pay_group: str, period_end: str) -> list[Posting]:
+        """Every posting, of any run and state, of one company's pay group and period end."""
+        rows = self._db.execute("SELECT * FROM postings WHERE company = ? AND pay_group = ? AND period_end = ? "
+                                "ORDER BY created_at", (company, pay_group, period_end))
+        return [Posting.from_row(r) for r in rows.fetchall()]
+
     def posted_keys(self, keys: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for chunk, marks in chunked(list(keys)):

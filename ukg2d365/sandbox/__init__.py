@@ -31,6 +31,7 @@ from ukg2d365.sandbox.d365 import D365Service, D365State
 from ukg2d365.sandbox.data import DEFAULT_EMPLOYEES, DEFAULT_SEED, GlRun, PayPeriod, RawJson, UkgDataset
 from ukg2d365.sandbox.entra import EntraService
 from ukg2d365.sandbox.faults import FaultRule, FaultSet
+from ukg2d365.sandbox.gl_export import csv_file_source
 from ukg2d365.sandbox.server import AdminApi, ServiceServer, Stats
 from ukg2d365.sandbox.tls import TlsMaterial, generate
 from ukg2d365.sandbox.tokens import TokenRegistry
@@ -235,6 +236,8 @@ class Sandbox:
             # No ledger_format / default_dimensions guards: display values follow the sandbox D365's own
             # formats, which hold dimensions UKG does not feed (left blank), as a customer's usually do.
             "ledger": {"path": "ukg2d365.db"},
+            # post-payroll --from-file reads GL runs the sandbox wrote with `ukg2d365 sandbox --export-gl`
+            "file_source": csv_file_source(),
         }
 
     def write_config(self, path: Path | None = None) -> Path:
