@@ -25,15 +25,16 @@ import typer
 from ukg2d365 import __version__
 from ukg2d365.config import Config, default_config_path, load_config
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
-from ukg2d365.flows.runtime import Context, RecordedRun, recorded_run
+from ukg2d365.flows.runtime import Context, RecordedRun, internal_error_line, recorded_run
 from ukg2d365.render import Output
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
 
 Data flows one way, UKG -> D365. Try it with no tenant: `ukg2d365 sandbox` (or `make demo`).
-Exit codes: 0 ok (also "nothing to do"), 1 some records failed (replay retries them), 2 usage or
-configuration error, 3 authentication failed, 4 a remote system stayed unavailable or throttled,
-or another run holds the ledger lock.
+Exit codes: 0 ok (also "nothing to do"), 1 some records failed or were refused (replay retries them),
+2 usage or configuration error, 3 authentication failed, 4 a remote system stayed unavailable
+(down, maintenance page, login redirect, throttled), 70 internal error (a bug), 75 another run holds
+the lock (try again later).
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -144,7 +145,7 @@ class Run:
             self.out.summary(text, **fields)
 
 
-def _fail(state: State, exc: BaseException) -> NoReturn:
+def _fail(state: State, exc: BaseException, traceback_key: str | None = None) -> NoReturn:
     if isinstance(exc, Ukg2d365Error):
         code = int(exc.exit_status)
         state.out.error(str(exc), code=code)
@@ -152,11 +153,12 @@ def _fail(state: State, exc: BaseException) -> NoReturn:
         state.out.error("interrupted; postings in flight are recovered on the next run", code=130)
         raise typer.Exit(130)
     else:
-        code = int(ExitStatus.RECORDS_FAILED)
-        state.out.error(f"internal error: {type(exc).__name__}: {exc}" +
-                        ("" if state.verbose else " (run with --verbose for the traceback)"), code=code)
+        code = int(ExitStatus.INTERNAL)
+        where = (f"the traceback is in `ukg2d365 audit {traceback_key}`" if traceback_key
+                 else "run with --verbose for the traceback")
+        state.out.error(f"internal error (this is a bug): {internal_error_line(exc)}; {where}", code=code)
         if state.verbose:
-            traceback.print_exc()
+            traceback.print_exception(exc)
     raise typer.Exit(code)
 
 
@@ -177,6 +179,7 @@ def command(
     """
     state = state_of(ctx)
     recorded_name = None if name is None else name + (" --dry-run" if dry_run else "")
+    run: Run | None = None
     try:
         with ExitStack() as stack:
             run = Run(state, recorded_name, dict(args or {}), writes, record_http, stack)
@@ -186,7 +189,8 @@ def command(
     except typer.Exit:
         raise
     except (Ukg2d365Error, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - one place maps every error
-        _fail(state, exc)
+        _fail(state, exc, run._recorded.traceback_key if run is not None and run._recorded is not None else None)
+    assert run is not None
     raise typer.Exit(run.code)
 
 
