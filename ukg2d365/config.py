@@ -318,6 +318,27 @@ class WebhooksConfig(_Section):
     port: int = Field(default=8765, ge=1, le=65535)
 
 
+class NotifyConfig(_Section):
+    """Alerts for unattended runs. The URLs themselves never live here: they carry tokens (ukg2d365.notify)."""
+
+    # Also alert on a run that exited 0 but warned (a closed period older than payroll.lookback_days, ...).
+    on_warning: bool = True
+    # Where the heartbeat URL comes from, never the URL: "credentials" (UKG2D365_NOTIFY_HEARTBEAT_URL, else
+    # `ukg2d365 credentials set notify`), "env:NAME" (that variable), or null for no heartbeat.
+    heartbeat_url: str | None = "credentials"
+    timeout_seconds: float = Field(default=10, gt=0, le=120, description="per delivery and heartbeat")
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _reference(cls, v: str | None) -> str | None:
+        if v is None or v == "credentials" or re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", v):
+            return v
+        if "://" in v:  # the value is not repeated: it holds a token
+            raise ValueError("is a URL; heartbeat URLs carry a token, so this file only says where it comes from: "
+                             "env:NAME (an environment variable) or credentials (`ukg2d365 credentials set notify`)")
+        raise ValueError("use env:NAME (an environment variable) or credentials (`ukg2d365 credentials set notify`)")
+
+
 class Config(_Section):
     ukg: UkgConfig
     d365: D365Config
@@ -327,6 +348,7 @@ class Config(_Section):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     source_path: Path | None = Field(default=None, exclude=True)
 

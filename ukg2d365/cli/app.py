@@ -18,14 +18,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
 from ukg2d365 import __version__
-from ukg2d365.config import Config, default_config_path, load_config
+from ukg2d365.config import Config, NotifyConfig, default_config_path, load_config
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
 from ukg2d365.flows.runtime import Context, RecordedRun, internal_error_line, recorded_run
+from ukg2d365.notify import RunReport, notifier
 from ukg2d365.render import Output
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
@@ -44,7 +45,7 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_ma
 RUN_ID = typer.Option(None, "--run-id", help="UKG GL run id")
 PAY_GROUP = typer.Option(None, "--pay-group", help="UKG pay group code")
 PERIOD_END = typer.Option(None, "--period-end", help="Pay period end date, YYYY-MM-DD")
-SYSTEM = typer.Argument(..., help="ukg | d365")
+SYSTEM = typer.Argument(..., help="ukg | d365 | notify")
 
 
 def dry_run_option(help: str) -> Any:
@@ -78,7 +79,8 @@ def main_options(
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (overrides ledger.path)"),
     json_mode: bool = typer.Option(False, "--json", help="One JSON object per line on stdout (for cron and CI)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks for internal errors"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line and errors"),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Nothing on success; warnings, errors and the summary line otherwise (cron)"),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version"),
 ) -> None:
     ctx.obj = State(config or default_config_path(), ledger, Output(json_mode=json_mode, quiet=quiet,
@@ -141,17 +143,22 @@ class Run:
         self.code = int(code if code is not None else ExitStatus.OK if ok else ExitStatus.RECORDS_FAILED)
         if self._recorded is not None:
             self._recorded.code = self.code
-        if text is not None:
-            self.out.summary(text, **fields)
+        if text is None:
+            return
+        if self.out.quiet and not self.out.json_mode and self.code == ExitStatus.OK and not self.out.warnings:
+            self.out.summary_text = text  # --quiet: silence on success, so cron mails only trouble
+            return
+        self.out.summary(text, **fields)
 
 
-def _fail(state: State, exc: BaseException, traceback_key: str | None = None) -> NoReturn:
+def _fail(state: State, exc: BaseException, traceback_key: str | None = None) -> int:
+    """Print the one line an error gets; returns its exit code."""
     if isinstance(exc, Ukg2d365Error):
         code = int(exc.exit_status)
         state.out.error(str(exc), code=code)
     elif isinstance(exc, KeyboardInterrupt):
-        state.out.error("interrupted; postings in flight are recovered on the next run", code=130)
-        raise typer.Exit(130)
+        code = 130
+        state.out.error("interrupted; postings in flight are recovered on the next run", code=code)
     else:
         code = int(ExitStatus.INTERNAL)
         where = (f"the traceback is in `ukg2d365 audit {traceback_key}`" if traceback_key
@@ -159,7 +166,26 @@ def _fail(state: State, exc: BaseException, traceback_key: str | None = None) ->
         state.out.error(f"internal error (this is a bug): {internal_error_line(exc)}; {where}", code=code)
         if state.verbose:
             traceback.print_exception(exc)
-    raise typer.Exit(code)
+    return code
+
+
+def _notify(state: State, command_line: str, code: int) -> None:
+    """The alert (failed, refused or warned) and the heartbeat (succeeded); a delivery problem is a warning."""
+    try:
+        cfg = state.config().notify
+    except Ukg2d365Error:
+        cfg = NotifyConfig()  # a broken config is exactly what the alert must report
+    out = state.out
+    report = RunReport(command_line, code, error=out.errors[-1] if out.errors else None, warnings=list(out.warnings),
+                       summary=out.summary_text)
+    try:
+        problems = notifier(cfg).report(report)
+    except Ukg2d365Error as exc:
+        problems = [f"cannot send alerts: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - alerting must never change the run's exit code
+        problems = [f"cannot send alerts: {internal_error_line(exc)}"]
+    for problem in problems:
+        out.warn(problem)
 
 
 @contextmanager
@@ -186,12 +212,26 @@ def command(
             yield run
             if run._recorded is not None:
                 run._recorded.code = run.code
+        code = run.code
     except typer.Exit:
         raise
     except (Ukg2d365Error, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - one place maps every error
-        _fail(state, exc, run._recorded.traceback_key if run is not None and run._recorded is not None else None)
-    assert run is not None
-    raise typer.Exit(run.code)
+        code = _fail(state, exc, run._recorded.traceback_key if run is not None and run._recorded is not None else None)
+    if name is not None and not dry_run and code != 130:
+        _notify(state, _command_line(name, args or {}), code)
+    raise typer.Exit(code)
+
+
+def _command_line(name: str, args: dict[str, Any]) -> str:
+    """``post-payroll --due`` for an alert's title: the command and the options that were given."""
+    parts = [name]
+    for key, value in args.items():
+        option = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(option)
+        elif value not in (None, False, [], ()):
+            parts.append(f"{option} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return " ".join(parts)
 
 
 def parse_date(value: str | None, option: str) -> date | None:
