@@ -55,7 +55,7 @@ def dry_run_option(help: str) -> Any:
 
 @dataclass
 class State:
-    config_path: Path
+    config_path: Path | None  # None: the search path (load_config names where it looked)
     ledger_path: Path | None
     out: Output
     verbose: bool
@@ -74,8 +74,8 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="Config file [default: $UKG2D365_CONFIG, else ./ukg2d365.yaml]",
-        show_default=False),
+        None, "--config", "-c", help="Config file [default: $UKG2D365_CONFIG, else the first of ./ukg2d365.yaml, "
+        "~/.config/ukg2d365/config.yaml, /etc/ukg2d365/ukg2d365.yaml]", show_default=False),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (overrides ledger.path)"),
     json_mode: bool = typer.Option(False, "--json", help="One JSON object per line on stdout (for cron and CI)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks for internal errors"),
