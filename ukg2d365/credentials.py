@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import getpass
 import json
 import os
 import re
@@ -238,10 +239,25 @@ def _read_master_key_file(path: Path, source: str) -> str:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CredentialError(f"master key file {path} not found (named by {source})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CredentialError(f"cannot read master key file {path}: {type(exc).__name__}") from None
+    except PermissionError:
+        raise CredentialError(
+            f"cannot read master key file {path}: permission denied for user {_user()}",
+            hint="the user that runs ukg2d365 must own it (mode 0600), or let systemd hand it over: "
+            f"LoadCredential={SYSTEMD_CREDENTIAL_NAME}:{path}",
+        ) from None
+    except OSError as exc:
+        raise CredentialError(f"cannot read master key file {path}: {exc.strerror or 'I/O error'}") from None
+    except UnicodeDecodeError:
+        raise CredentialError(f"cannot read master key file {path}: it is not text") from None
     # Editors and `echo` add a trailing newline; it is never part of the key.
     return _check_master_key(text.strip(), f"{source} ({path})")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
 
 
 def _check_master_key(key: str, source: str) -> str:
