@@ -61,7 +61,7 @@ def test_the_readme_container_example_matches_the_image() -> None:
 def test_the_package_ships_a_licence_and_the_example_config() -> None:
     assert (ROOT / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2026 the ukg2d365 authors")
     project = (ROOT / "pyproject.toml").read_text()  # tomllib is 3.11+, this project runs on 3.10
-    assert 'license = {text = "MIT"}' in project
+    assert 'license = "MIT"' in project and 'license-files = ["LICENSE"]' in project
     assert re.search(r'\[tool\.setuptools\.package-data\]\n(#.*\n)*ukg2d365 = \["config\.example\.yaml"\]', project)
     shipped = ROOT / "ukg2d365" / "config.example.yaml"
     assert shipped.read_text() == (ROOT / "config.example.yaml").read_text()
