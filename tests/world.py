@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,18 @@ class World:
     def latest_run(self) -> Any:
         period = self.sandbox.dataset.closed_periods()[-1].period_end
         return next(r for r in self.sandbox.dataset.gl_runs if r.period_end == period)
+
+    def leave_periods_behind_the_window(self) -> tuple[Any, Any, list[Any]]:
+        """Of the newest four closed periods, post the oldest (the ledger's history starts there) and set
+        payroll.lookback_days to hold only the newest: the two between are closed, unposted and older than the
+        window. Returns the oldest, the first left behind, and every closed period in order."""
+        closed = sorted(self.sandbox.dataset.closed_periods(), key=lambda p: p.period_end)
+        oldest, skipped, newest = closed[-4], closed[-3], closed[-1]
+        runs = {r.period_end: r.run_id for r in self.sandbox.dataset.gl_runs}
+        self.cli("post-payroll", "--run-id", runs[oldest.period_end], "--yes")
+        lookback = (date.today() - newest.pay_date).days
+        self.config_path.write_text(self.config_path.read_text() + f"payroll:\n  lookback_days: {lookback}\n")
+        return oldest, skipped, closed
 
     def add_small_run(self, run_id: str, amount: Decimal) -> Any:
         """A balanced two-line GL run (wages debit, net pay credit) in the latest closed period."""

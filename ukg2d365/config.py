@@ -10,6 +10,7 @@ import codecs
 import os
 import re
 from datetime import date, datetime, timezone, tzinfo
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -470,6 +471,25 @@ class FileSourceConfig(_Section):
     def run_id_derived(self) -> bool:
         """No run id column: the run id is a hash of the file's rows."""
         return self.columns.run_id is None
+class NotifyConfig(_Section):
+    """Alerts for unattended runs. The URLs themselves never live here: they carry tokens (ukg2d365.notify)."""
+
+    # Also alert on a run that exited 0 but warned (a closed period older than payroll.lookback_days, ...).
+    on_warning: bool = True
+    # Where the heartbeat URL comes from, never the URL: "credentials" (UKG2D365_NOTIFY_HEARTBEAT_URL, else
+    # `ukg2d365 credentials set notify`), "env:NAME" (that variable), or null for no heartbeat.
+    heartbeat_url: str | None = "credentials"
+    timeout_seconds: float = Field(default=10, gt=0, le=120, description="per delivery and heartbeat")
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _reference(cls, v: str | None) -> str | None:
+        if v is None or v == "credentials" or re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", v):
+            return v
+        if "://" in v:  # the value is not repeated: it holds a token
+            raise ValueError("is a URL; heartbeat URLs carry a token, so this file only says where it comes from: "
+                             "env:NAME (an environment variable) or credentials (`ukg2d365 credentials set notify`)")
+        raise ValueError("use env:NAME (an environment variable) or credentials (`ukg2d365 credentials set notify`)")
 
 
 class Config(_Section):
@@ -482,6 +502,7 @@ class Config(_Section):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     file_source: FileSourceConfig | None = None
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     source_path: Path | None = Field(default=None, exclude=True)
 
@@ -558,19 +579,69 @@ def _key_lines(
     return lines
 
 
-def default_config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+USER_CONFIG = "~/.config/ukg2d365/config.yaml"
+SYSTEM_CONFIG = "/etc/ukg2d365/ukg2d365.yaml"
+
+
+def config_search_path() -> list[Path]:
+    """Where a config is looked for when neither --config nor $UKG2D365_CONFIG names one, in this order."""
+    return [Path(DEFAULT_CONFIG_NAME), Path(os.path.expanduser(USER_CONFIG)), Path(SYSTEM_CONFIG)]
+
+
+def default_config_path() -> Path | None:
+    """$UKG2D365_CONFIG, else the first file of the search path that exists; None when there is none."""
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return next((p for p in config_search_path() if p.is_file()), None)
+
+
+def example_config() -> str:
+    """The commented starting config shipped in the package (the repository's config.example.yaml)."""
+    return resources.files("ukg2d365").joinpath("config.example.yaml").read_text(encoding="utf-8")
+
+
+def write_example_config(path: Path, *, force: bool = False) -> Path:
+    """Write :func:`example_config` to ``path`` (mode 0600; a missing folder is created 0700).
+
+    Refuses to overwrite an existing file unless ``force``; the file is replaced whole, never half-written.
+    """
+    path = Path(os.path.expanduser(path))
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder", hint="give a file name, e.g. --path /etc/ukg2d365/ukg2d365.yaml")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; nothing was written", hint="edit it, or pass --force to replace it")
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(example_config())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def load_config(path: Path | str | None = None) -> Config:
-    """Read, parse and validate the config file; raise ConfigError naming file, key path and line."""
+    """Read, parse and validate the config file; raise ConfigError naming file, key path and line.
+
+    Without a ``path``: ``$UKG2D365_CONFIG``, else ``./ukg2d365.yaml``, ``~/.config/ukg2d365/config.yaml``,
+    ``/etc/ukg2d365/ukg2d365.yaml``, the first that exists.
+    """
     cfg_path = Path(path) if path is not None else default_config_path()
+    if cfg_path is None:
+        raise ConfigError(
+            "no config file: looked for " + ", ".join(str(p) for p in config_search_path()),
+            hint=f"pass --config PATH, set {CONFIG_ENV}, or write one with `ukg2d365 init`",
+        )
     try:
         text = cfg_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"{cfg_path}: config file not found",
-            hint=f"pass --config PATH, set {CONFIG_ENV}, or copy config.example.yaml to {DEFAULT_CONFIG_NAME}",
+            hint=f"pass --config PATH, set {CONFIG_ENV}, or write one with `ukg2d365 init --path {cfg_path}`",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{cfg_path}: cannot read config file: {exc}") from None

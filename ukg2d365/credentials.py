@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import getpass
 import json
 import os
 import re
@@ -81,6 +82,12 @@ _FIELDS: dict[str, tuple[PromptField, ...]] = {
         PromptField("user_api_key", "UKG User API Key (12 characters, optional)", secret=True, optional=True),
     ),
     "d365": (PromptField("client_secret", "Entra ID app client secret", secret=True, optional=False),),
+    # Apprise URLs and the heartbeat URL carry tokens (a webhook key, a mail password, a check's UUID).
+    "notify": (
+        PromptField("urls", "Apprise notification URLs (separated by spaces)", secret=True, optional=True),
+        PromptField("heartbeat_url", "Heartbeat URL pinged after each successful run (optional)", secret=True,
+                    optional=True),
+    ),
 }
 SYSTEMS = tuple(_FIELDS)
 
@@ -176,12 +183,28 @@ def _resolve(system: str, store: CredentialStore | None) -> dict[str, str]:
             values[spec.field] = value
     missing = [env_var(system, s.field) for s in _fields(system) if not s.optional and s.field not in values]
     if missing:
-        label = {"ukg": "UKG", "d365": "D365"}[system]
+        label = {"ukg": "UKG", "d365": "D365"}.get(system, system)
         raise CredentialError(
             f"{label} credentials missing: {', '.join(missing)}",
             hint=f"set the environment variable(s) or run `ukg2d365 credentials set {system}`",
         )
     return values
+
+
+def resolve_optional(system: str, field: str, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """An optional secret from env, else the store; None when neither has it.
+
+    The encrypted file is decrypted only when it holds the entry, so a run configured through env vars alone
+    never needs a master key for a secret it does not use.
+    """
+    value = _from_env(system, field, environ)
+    if value is not None:
+        return value
+    store = CredentialStore(environ=environ)
+    backend = store.backend
+    if isinstance(backend, EncryptedFileKeyring) and entry_name(system, field) not in backend.stored_names(SERVICE):
+        return None
+    return store.get(system, field)
 
 
 def _from_env(system: str, field: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -216,10 +239,25 @@ def _read_master_key_file(path: Path, source: str) -> str:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CredentialError(f"master key file {path} not found (named by {source})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CredentialError(f"cannot read master key file {path}: {type(exc).__name__}") from None
+    except PermissionError:
+        raise CredentialError(
+            f"cannot read master key file {path}: permission denied for user {_user()}",
+            hint="the user that runs ukg2d365 must own it (mode 0600), or let systemd hand it over: "
+            f"LoadCredential={SYSTEMD_CREDENTIAL_NAME}:{path}",
+        ) from None
+    except OSError as exc:
+        raise CredentialError(f"cannot read master key file {path}: {exc.strerror or 'I/O error'}") from None
+    except UnicodeDecodeError:
+        raise CredentialError(f"cannot read master key file {path}: it is not text") from None
     # Editors and `echo` add a trailing newline; it is never part of the key.
     return _check_master_key(text.strip(), f"{source} ({path})")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
 
 
 def _check_master_key(key: str, source: str) -> str:

@@ -11,11 +11,19 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
+    """One meaning per code, so cron, systemd and monitoring can act on the number alone.
+
+    70 and 75 are sysexits.h's EX_SOFTWARE and EX_TEMPFAIL: codes operators already read as "a bug in the
+    program" and "try again later" (mail transfer agents retry on 75), distinct from the remote systems' 4.
+    """
+
     OK = 0
-    RECORDS_FAILED = 1  # the run finished, some records failed (they are in the ledger)
+    RECORDS_FAILED = 1  # the run finished, some records failed or were refused (they are in the ledger)
     USAGE = 2  # usage or configuration error, nothing was sent
     AUTH = 3  # authentication or authorization failed
-    UNAVAILABLE = 4  # remote system unavailable or throttled past the retry budget
+    UNAVAILABLE = 4  # remote system unavailable (down, maintenance page, login redirect, throttled past the budget)
+    INTERNAL = 70  # EX_SOFTWARE: a bug in ukg2d365; the traceback is in the ledger's audit
+    LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; nothing was done, the next run goes on
 
 
 class Ukg2d365Error(Exception):
@@ -74,6 +82,16 @@ class ProtocolError(RemoteError):
     """The remote answered something that is not what the API promises (HTML, truncated JSON, a redirect)."""
 
 
+class ServingPageError(ProtocolError):
+    """A web page (maintenance, proxy error) or a redirect (a login page) where the API should answer.
+
+    The system is not serving its API right now: "unavailable", like a 503. Still a ProtocolError, so an
+    unreadable answer to a write is recovered (looked up) exactly as before.
+    """
+
+    exit_status = ExitStatus.UNAVAILABLE
+
+
 class AmbiguousWriteError(Ukg2d365Error):
     """A write may or may not have been processed (timeout or connection dropped after sending).
 
@@ -88,6 +106,6 @@ class DataError(Ukg2d365Error):
 
 
 class LockBusy(Ukg2d365Error):
-    """Another ukg2d365 run holds the ledger lock."""
+    """Another ukg2d365 run holds the run lock (wherever the lock lives: a file, a database)."""
 
-    exit_status = ExitStatus.UNAVAILABLE
+    exit_status = ExitStatus.LOCKED

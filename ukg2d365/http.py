@@ -37,7 +37,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from ukg2d365 import __version__
-from ukg2d365.errors import AmbiguousWriteError, ProtocolError, RemoteUnavailable
+from ukg2d365.errors import AmbiguousWriteError, ProtocolError, RemoteUnavailable, ServingPageError
 
 __all__ = [
     "HttpClient",
@@ -187,7 +187,7 @@ def decode_json(response: requests.Response, system: str, *, keep_nonfinite: boo
     content_type = response.headers.get("Content-Type", "")
     if "json" not in content_type.lower():
         shown = content_type.split(";")[0].strip() or "no Content-Type"
-        raise ProtocolError(
+        raise ServingPageError(
             f"{system} {where} answered HTML/text instead of JSON ({shown}, HTTP {response.status_code}) "
             "(a maintenance page or proxy?)",
             status=response.status_code,
@@ -575,7 +575,7 @@ class HttpClient:
             response.close()
             # A relative Location ("/adfs/ls/...") is on the same host; name that host, not "?".
             target = safe_location(urljoin(url, location)) if location else "an unnamed location"
-            raise ProtocolError(
+            raise ServingPageError(
                 f"{self.system} {_where(url)} redirected to {target} (a login page?)",
                 status=status,
                 hint=f"check the base URL for {self.system}",

@@ -61,13 +61,7 @@ def test_json_mode_logs_warnings_on_stderr_as_json(world):
 
 def test_due_warns_about_a_closed_unposted_period_older_than_the_window_naming_the_command(world):
     """Period 3 of the newest four was never posted and fell out of the window; --due says so."""
-    closed = sorted(world.sandbox.dataset.closed_periods(), key=lambda p: p.period_end)
-    oldest, skipped, newest = closed[-4], closed[-3], closed[-1]
-    runs = {r.period_end: r.run_id for r in world.sandbox.dataset.gl_runs}
-    world.cli("post-payroll", "--run-id", runs[oldest.period_end], "--yes")  # the ledger's history starts here
-    lookback = (date.today() - newest.pay_date).days
-    world.config_path.write_text(world.config_path.read_text() + f"payroll:\n  lookback_days: {lookback}\n")
-
+    oldest, skipped, closed = world.leave_periods_behind_the_window()
     result = world.cli("post-payroll", "--due", "--yes")
     text = " ".join(result.output.split())
     assert (f"pay group BW period {skipped.period_end} is closed but was never posted, and is older than "

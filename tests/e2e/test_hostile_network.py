@@ -322,7 +322,7 @@ def test_d365_batch_answer_cut_after_a_success_is_a_protocol_error(d365: ODataCl
 @pytest.mark.e2e
 def test_ukg_maintenance_page_stops_the_run_with_one_line_and_posts_nothing(world: World) -> None:
     world.sandbox.faults.add(FaultRule("ukg", "html", path_regex="general-ledger", count=None))
-    result = world.cli("post-payroll", "--due", "--yes", expect=1)
+    result = world.cli("post-payroll", "--due", "--yes", expect=4)  # unavailable, like a 503
     assert "answered HTML/text instead of JSON (text/html, HTTP 200) (a maintenance page or proxy?)" in result.output
     assert "Traceback" not in result.output
     assert world.journals() == []
@@ -332,7 +332,7 @@ def test_ukg_maintenance_page_stops_the_run_with_one_line_and_posts_nothing(worl
 def test_ukg_302_to_a_login_page_stops_the_run_and_is_not_followed(world: World) -> None:
     world.sandbox.faults.add(FaultRule("ukg", "redirect", path_regex="general-ledger", count=None))
     before = world.sandbox.stats()
-    result = world.cli("post-payroll", "--run-id", world.latest_run().run_id, "--yes", expect=1)
+    result = world.cli("post-payroll", "--run-id", world.latest_run().run_id, "--yes", expect=4)
     assert "/payroll/v2/general-ledger redirected to login.example.invalid (a login page?)" in result.output
     assert "check the base URL for UKG" in result.output
     assert world.sandbox.stats()["ukg"] == before["ukg"] + 1  # one request, no retry, no follow
@@ -358,7 +358,7 @@ def test_d365_unreadable_answer_to_a_write_is_recovered_and_posts_exactly_once(
 @pytest.mark.e2e
 def test_d365_maintenance_page_on_every_read_exits_without_writing(world: World) -> None:
     world.sandbox.faults.add(FaultRule("d365", "html", method="GET", count=None))
-    result = world.cli("post-payroll", "--run-id", world.latest_run().run_id, "--yes", expect=1)
+    result = world.cli("post-payroll", "--run-id", world.latest_run().run_id, "--yes", expect=4)
     assert "answered HTML/text instead of JSON" in result.output
     assert "Traceback" not in result.output
     assert world.journals() == []

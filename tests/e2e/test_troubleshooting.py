@@ -167,11 +167,11 @@ def test_unknown_certificate_exits_4_suggesting_ca_bundle(world: World) -> None:
     assert "per_Page" not in output and "runId=" not in output  # no URL query in the message
 
 
-def test_second_run_while_the_lock_is_held_exits_4_at_once(world: World) -> None:
+def test_second_run_while_the_lock_is_held_exits_75_at_once(world: World) -> None:
     holder = Ledger(world.config_path.parent / "ukg2d365.db")
     holder.acquire_lock()
     try:
-        output = post(world, 4)
+        output = post(world, 75)  # EX_TEMPFAIL: try again later, not "a remote system is down" (4)
     finally:
         holder.close()
     assert "another ukg2d365 run holds the ledger lock" in output and "ledger.lock_timeout_seconds" in output

@@ -416,3 +416,24 @@ def test_keyring_errors_become_credential_errors(monkeypatch: pytest.MonkeyPatch
 
 def test_our_backend_is_never_picked_by_keyring_discovery() -> None:
     assert EncryptedFileKeyring not in set(keyring.backend.KeyringBackend.get_viable_backends())
+
+
+def test_a_master_key_file_the_user_cannot_read_says_who_and_how_to_fix_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "master.key"
+    key_file.write_text(MASTER)
+    original = Path.read_text
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == key_file:  # root reads any file: the refusal a service user meets is simulated
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(CredentialError) as caught:
+        credentials.master_key_from_environment({"UKG2D365_MASTER_KEY_FILE": str(key_file)})
+    message = str(caught.value)
+    assert message.startswith(f"cannot read master key file {key_file}: permission denied for user ")
+    assert "must own it (mode 0600)" in message and "LoadCredential=ukg2d365-master-key:" in message
+    assert "PermissionError" not in message

@@ -10,7 +10,7 @@ import responses
 
 from ukg2d365.config import D365Config
 from ukg2d365.d365.auth import TokenProvider
-from ukg2d365.errors import AuthError, ConfigError, ExitStatus, ProtocolError, RemoteUnavailable
+from ukg2d365.errors import AuthError, ConfigError, ExitStatus, ProtocolError, RemoteUnavailable, ServingPageError
 
 SECRET = "s3cr3t-Value~abc"
 TENANT = "5a1e0c0a-5a1d-4b0c-9d0e-000000000365"
@@ -253,3 +253,27 @@ def test_real_msal_discovery_404_names_tenant_and_authority() -> None:
     with pytest.raises(AuthError) as info:
         tokens.token()
     assert TENANT in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+@pytest.mark.parametrize("body", ['["access_token"]', '"a string"', '{"access_token": "AT", "expires_in": "soon"}'])
+@responses.activate
+def test_real_msal_token_answer_of_the_wrong_json_shape_is_one_line(body: str) -> None:
+    _serve_discovery()
+    responses.post(TOKEN_URL, status=200, body=body, content_type="application/json")
+    tokens = TokenProvider(make_cfg(LOCAL_AUTHORITY), SECRET, requests.Session())
+    try:
+        token = tokens.token()
+    except ProtocolError as exc:
+        assert "answered the token request with" in str(exc) and "\n" not in str(exc)
+    else:
+        assert token == "AT"  # msal may accept an odd expires_in; then the token is simply used
+
+
+@responses.activate
+def test_real_msal_non_json_400_is_one_line_and_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    _serve_discovery()
+    responses.post(TOKEN_URL, status=400, body="<html>Bad Request</html>", content_type="text/html")
+    tokens = TokenProvider(make_cfg(LOCAL_AUTHORITY), SECRET, requests.Session())
+    with pytest.raises(ServingPageError, match="not JSON"):
+        tokens.token()
+    assert capsys.readouterr().err == ""  # msal's logger.exception reached no last-resort handler

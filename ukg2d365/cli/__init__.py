@@ -7,13 +7,17 @@ to that app when imported, and imports nothing else from this package. Business 
 
 from __future__ import annotations
 
+import sys
+import traceback
 from importlib import import_module
 
 from ukg2d365.cli.app import app
+from ukg2d365.errors import ExitStatus
+from ukg2d365.flows.runtime import internal_error_line
 
 # Imported in this order because it is the order `ukg2d365 --help` lists the commands in (Typer keeps
 # registration order); an import statement would be re-sorted alphabetically by the linter.
-COMMAND_MODULES = ("ping", "payroll", "ledger", "sandbox", "sync", "reconcile", "credentials", "webhook")
+COMMAND_MODULES = ("ping", "payroll", "ledger", "sandbox", "sync", "reconcile", "init", "credentials", "webhook")
 for _module in COMMAND_MODULES:
     import_module(f"{__name__}.{_module}")
 
@@ -21,4 +25,12 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - a bug outside a command (option parsing, start-up): one line, 70
+        verbose = bool({"-v", "--verbose"} & set(sys.argv[1:]))
+        sys.stderr.write(f"error: internal error (this is a bug): {internal_error_line(exc)}"
+                         + ("\n" if verbose else "; run with --verbose for the traceback\n"))
+        if verbose:
+            traceback.print_exc()
+        sys.exit(int(ExitStatus.INTERNAL))

@@ -18,22 +18,24 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
 from ukg2d365 import __version__
-from ukg2d365.config import Config, default_config_path, load_config
+from ukg2d365.config import Config, NotifyConfig, default_config_path, load_config
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
-from ukg2d365.flows.runtime import Context, RecordedRun, recorded_run
+from ukg2d365.flows.runtime import Context, RecordedRun, internal_error_line, recorded_run
+from ukg2d365.notify import RunReport, notifier
 from ukg2d365.render import Output
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
 
 Data flows one way, UKG -> D365. Try it with no tenant: `ukg2d365 sandbox` (or `make demo`).
-Exit codes: 0 ok (also "nothing to do"), 1 some records failed (replay retries them), 2 usage or
-configuration error, 3 authentication failed, 4 a remote system stayed unavailable or throttled,
-or another run holds the ledger lock.
+Exit codes: 0 ok (also "nothing to do"), 1 some records failed or were refused (replay retries them),
+2 usage or configuration error, 3 authentication failed, 4 a remote system stayed unavailable
+(down, maintenance page, login redirect, throttled), 70 internal error (a bug), 75 another run holds
+the lock (try again later).
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -43,9 +45,9 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_ma
 RUN_ID = typer.Option(None, "--run-id", help="UKG GL run id")
 PAY_GROUP = typer.Option(None, "--pay-group", help="UKG pay group code")
 PERIOD_END = typer.Option(None, "--period-end", help="Pay period end date, YYYY-MM-DD")
-SYSTEM = typer.Argument(..., help="ukg | d365")
 FROM_FILE = typer.Option(None, "--from-file", dir_okay=False, help="Read UKG's GL export file (CSV or fixed width, "
                          "laid out as file_source: in the config says) instead of the UKG API")
+SYSTEM = typer.Argument(..., help="ukg | d365 | notify")
 
 
 def dry_run_option(help: str) -> Any:
@@ -55,7 +57,7 @@ def dry_run_option(help: str) -> Any:
 
 @dataclass
 class State:
-    config_path: Path
+    config_path: Path | None  # None: the search path (load_config names where it looked)
     ledger_path: Path | None
     out: Output
     verbose: bool
@@ -74,12 +76,13 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="Config file [default: $UKG2D365_CONFIG, else ./ukg2d365.yaml]",
-        show_default=False),
+        None, "--config", "-c", help="Config file [default: $UKG2D365_CONFIG, else the first of ./ukg2d365.yaml, "
+        "~/.config/ukg2d365/config.yaml, /etc/ukg2d365/ukg2d365.yaml]", show_default=False),
     ledger: Path | None = typer.Option(None, "--ledger", help="Ledger file (overrides ledger.path)"),
     json_mode: bool = typer.Option(False, "--json", help="One JSON object per line on stdout (for cron and CI)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks for internal errors"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line and errors"),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Nothing on success; warnings, errors and the summary line otherwise (cron)"),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version"),
 ) -> None:
     ctx.obj = State(config or default_config_path(), ledger, Output(json_mode=json_mode, quiet=quiet,
@@ -142,24 +145,49 @@ class Run:
         self.code = int(code if code is not None else ExitStatus.OK if ok else ExitStatus.RECORDS_FAILED)
         if self._recorded is not None:
             self._recorded.code = self.code
-        if text is not None:
-            self.out.summary(text, **fields)
+        if text is None:
+            return
+        if self.out.quiet and not self.out.json_mode and self.code == ExitStatus.OK and not self.out.warnings:
+            self.out.summary_text = text  # --quiet: silence on success, so cron mails only trouble
+            return
+        self.out.summary(text, **fields)
 
 
-def _fail(state: State, exc: BaseException) -> NoReturn:
+def _fail(state: State, exc: BaseException, traceback_key: str | None = None) -> int:
+    """Print the one line an error gets; returns its exit code."""
     if isinstance(exc, Ukg2d365Error):
         code = int(exc.exit_status)
         state.out.error(str(exc), code=code)
     elif isinstance(exc, KeyboardInterrupt):
-        state.out.error("interrupted; postings in flight are recovered on the next run", code=130)
-        raise typer.Exit(130)
+        code = 130
+        state.out.error("interrupted; postings in flight are recovered on the next run", code=code)
     else:
-        code = int(ExitStatus.RECORDS_FAILED)
-        state.out.error(f"internal error: {type(exc).__name__}: {exc}" +
-                        ("" if state.verbose else " (run with --verbose for the traceback)"), code=code)
+        code = int(ExitStatus.INTERNAL)
+        where = (f"the traceback is in `ukg2d365 audit {traceback_key}`" if traceback_key
+                 else "run with --verbose for the traceback")
+        state.out.error(f"internal error (this is a bug): {internal_error_line(exc)}; {where}", code=code)
         if state.verbose:
-            traceback.print_exc()
-    raise typer.Exit(code)
+            traceback.print_exception(exc)
+    return code
+
+
+def _notify(state: State, command_line: str, code: int) -> None:
+    """The alert (failed, refused or warned) and the heartbeat (succeeded); a delivery problem is a warning."""
+    try:
+        cfg = state.config().notify
+    except Ukg2d365Error:
+        cfg = NotifyConfig()  # a broken config is exactly what the alert must report
+    out = state.out
+    report = RunReport(command_line, code, error=out.errors[-1] if out.errors else None, warnings=list(out.warnings),
+                       summary=out.summary_text)
+    try:
+        problems = notifier(cfg).report(report)
+    except Ukg2d365Error as exc:
+        problems = [f"cannot send alerts: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - alerting must never change the run's exit code
+        problems = [f"cannot send alerts: {internal_error_line(exc)}"]
+    for problem in problems:
+        out.warn(problem)
 
 
 @contextmanager
@@ -179,17 +207,33 @@ def command(
     """
     state = state_of(ctx)
     recorded_name = None if name is None else name + (" --dry-run" if dry_run else "")
+    run: Run | None = None
     try:
         with ExitStack() as stack:
             run = Run(state, recorded_name, dict(args or {}), writes, record_http, stack)
             yield run
             if run._recorded is not None:
                 run._recorded.code = run.code
+        code = run.code
     except typer.Exit:
         raise
     except (Ukg2d365Error, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - one place maps every error
-        _fail(state, exc)
-    raise typer.Exit(run.code)
+        code = _fail(state, exc, run._recorded.traceback_key if run is not None and run._recorded is not None else None)
+    if name is not None and not dry_run and code != 130:
+        _notify(state, _command_line(name, args or {}), code)
+    raise typer.Exit(code)
+
+
+def _command_line(name: str, args: dict[str, Any]) -> str:
+    """``post-payroll --due`` for an alert's title: the command and the options that were given."""
+    parts = [name]
+    for key, value in args.items():
+        option = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(option)
+        elif value not in (None, False, [], ()):
+            parts.append(f"{option} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return " ".join(parts)
 
 
 def parse_date(value: str | None, option: str) -> date | None:

@@ -9,6 +9,7 @@ belongs to the first request, not to wiring.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ import requests
 from msal.exceptions import MsalServiceError
 
 from ukg2d365.config import D365Config
-from ukg2d365.errors import AuthError, ConfigError, ProtocolError, RemoteUnavailable
+from ukg2d365.errors import AuthError, ConfigError, ProtocolError, RemoteUnavailable, ServingPageError
 from ukg2d365.http import describe_transport_error, redact
 
 __all__ = ["TokenProvider", "diagnose_entra_error"]
@@ -30,6 +31,12 @@ AUTH_READ_TIMEOUT_CAP = 60.0
 _AADSTS = re.compile(r"AADSTS(\d+)")
 # Entra says "try again later" with these; they are outages, not wrong credentials.
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+# msal logs a token answer that is not JSON with logger.exception before re-raising it (msal/oauth2cli/
+# oauth2.py, _obtain_token). With no handler configured, Python's logging.lastResort prints that record,
+# traceback and answer body included, on stderr. The library-logger convention (the logging HOWTO's
+# "Configuring Logging for a Library") is a NullHandler: the failure reaches the user as our one line.
+logging.getLogger("msal").addHandler(logging.NullHandler())
 
 
 class ConfidentialApp(Protocol):
@@ -115,9 +122,16 @@ class TokenProvider:
                 hint="try again later",
             ) from None
         except ValueError:
-            raise ProtocolError(
+            raise ServingPageError(
                 f"Entra ID authority {self.authority_host} answered the token request with something "
-                "that is not JSON (a proxy or login page?)"
+                "that is not JSON (a proxy or login page?)",
+                hint="check d365.authority_host and the proxy settings; try again later",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - msal parses the remote's answer: any shape must be one line
+            raise ProtocolError(
+                f"Entra ID authority {self.authority_host} answered the token request with JSON that is not a "
+                f"token response ({type(exc).__name__} in msal)",
+                hint="check d365.authority_host and the proxy settings",
             ) from None
         token = result.get("access_token") if isinstance(result, Mapping) else None
         if isinstance(token, str) and token:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 from ukg2d365.errors import UsageError
+from ukg2d365.flows.post_payroll import stale_periods
 from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting
 
 
@@ -16,6 +18,8 @@ class StatusReport:
     pending: list[Posting]  # planned or sending: recovery runs first next time
     failed: list[Posting]
     recent: list[Posting]
+    # Closed, never posted, older than payroll.lookback_days (as the last --due found them): --due leaves them.
+    stale: list[tuple[str, date]] = field(default_factory=list)
 
 
 def status(ledger: Ledger, limit: int = 10) -> StatusReport:
@@ -25,6 +29,7 @@ def status(ledger: Ledger, limit: int = 10) -> StatusReport:
         pending=ledger.find_postings(status=SENDING) + ledger.find_postings(status=PLANNED),
         failed=ledger.find_postings(status=FAILED),
         recent=ledger.find_postings(limit=limit),
+        stale=stale_periods(ledger),
     )
 
 

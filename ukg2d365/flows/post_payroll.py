@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -15,7 +16,7 @@ from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalPlan, PostingKey
-from ukg2d365.ledger import FAILED, POSTED, SENDING, Posting, now_iso
+from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, Posting, now_iso
 from ukg2d365.ukg.gl_file import GlFile
 from ukg2d365.ukg.records import parse_date
 
@@ -126,7 +127,29 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
                 result.already_posted.append((pay_group, end))
             else:
                 result.targets.add((pay_group, end))
+    remember_stale_periods(ctx.ledger, pay_groups, result.stale)
     return result
+
+
+STALE_PERIODS_SETTING = "due.stale_periods"
+
+
+def remember_stale_periods(ledger: Ledger, pay_groups: list[str], stale: list[tuple[str, date]]) -> None:
+    """Keep what --due found too old to post, so `status` (which reads only the ledger) can list it."""
+    kept = [(g, d) for g, d in stale_periods(ledger) if g not in pay_groups]
+    rows = sorted(set(kept) | set(stale))
+    ledger.set_setting(STALE_PERIODS_SETTING, json.dumps([[g, d.isoformat()] for g, d in rows]))
+
+
+def stale_periods(ledger: Ledger) -> list[tuple[str, date]]:
+    """Closed periods the last --due runs left as older than the window, less those posted since."""
+    try:
+        rows = json.loads(ledger.get_setting(STALE_PERIODS_SETTING) or "[]")
+        periods = [(str(g), date.fromisoformat(d)) for g, d in rows]
+    except (ValueError, TypeError):
+        return []
+    return [(g, d) for g, d in periods
+            if not (statuses := ledger.period_statuses(g, d.isoformat())) or any(s != POSTED for s in statuses)]
 
 
 def _period_fully_posted(ctx: Context, pay_group: str, period_end: date) -> bool:
@@ -140,6 +163,9 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
     plan = PayrollPlan()
     if selection.due:
         plan.due = due_periods(ctx, _due_pay_groups(ctx, selection), today or date.today())
+        # The cron mode checks D365's credentials every night, also when nothing is due: a secret that
+        # expired or was rotated fails the night it breaks (exit 3), not on the next payday.
+        ctx.d365.tokens.token()
         if not plan.due.targets:
             return plan
     file = gl_file(ctx, selection.from_file) if selection.from_file is not None else None

@@ -7,9 +7,11 @@ always records the end with its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,6 +118,17 @@ class Context:
             self.ledger.close()
 
 
+def run_audit_key(run_id: int | None) -> str:
+    """The audit key of a run's own events (an internal error's traceback): ``ukg2d365 audit run:N``."""
+    return f"run:{run_id}"
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """An unexpected exception in one line: its class and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
 @dataclass
 class RecordedRun:
     """A command's run as the ledger records it: who, when, arguments, exit code and summary."""
@@ -124,6 +137,7 @@ class RecordedRun:
     config: Config
     summary: dict[str, Any]
     code: int = int(ExitStatus.RECORDS_FAILED)
+    traceback_key: str | None = None  # set when an internal error's traceback was audited
 
 
 @contextmanager
@@ -150,6 +164,16 @@ def recorded_run(
     except Ukg2d365Error as exc:
         run.code = int(exc.exit_status)
         run.summary["error"] = str(exc)
+        raise
+    except Exception as exc:
+        # A bug: its traceback goes to the audit trail under this run (``ukg2d365 audit run:N``), not the screen.
+        run.code = int(ExitStatus.INTERNAL)
+        run.summary["error"] = f"internal error (this is a bug): {internal_error_line(exc)}"
+        with contextlib.suppress(Exception):  # the ledger itself may be what broke; the screen still says it
+            key = run_audit_key(context.ledger.run_id)
+            context.ledger.audit("internal error", {"exception": type(exc).__name__,
+                                                    "traceback": "".join(traceback.format_exception(exc))}, key)
+            run.traceback_key = key
         raise
     finally:
         context.ledger.finish_run(run.code, run.summary)

