@@ -480,7 +480,7 @@ def test_event_parsing_reads_the_documented_shape_and_refuses_what_is_not_an_eve
 
 def test_flow_runner_waits_for_a_cron_run_holding_the_ledger_lock(tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    cron = Ledger(tmp_path / "ledger.db")
+    cron = Ledger(tmp_path / "ledger.db", config.ledger_tenant)
     cron.acquire_lock()
     action = WebhookAction(POST_PAYROLL_DUE, ("1",), pay_groups=("BW",))
     try:
