@@ -372,7 +372,7 @@ def test_stop_finishes_the_current_read_and_a_restart_picks_up_what_was_still_qu
     runner.gate.set()
     stopper.join(10)
     assert not stopper.is_alive()
-    ledger = Ledger(tmp_path / "ledger.db")
+    ledger = Ledger(tmp_path / "ledger.db", make_config(tmp_path).ledger_tenant)
     try:
         table = WebhookEventTable(ledger)
         statuses = {e: (table.get(e) or {}).get("status") for e in ("21", "22")}
