@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +135,36 @@ def pg_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[PgDatabase]:
         yield database
     finally:
         database.drop()
+
+
+class Host:
+    """One machine of the highly available set-up: a working folder and HOME of its own, its own copy of a
+    tenant's config, and the shared PostgreSQL ledger. Runs the real CLI as a process of its own."""
+
+    def __init__(self, root: Path, name: str, sandbox: Any, ledger_url: str, **ledger: Any) -> None:
+        import yaml
+
+        self.name = name
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        data = sandbox.config_dict()
+        data["ukg"]["ca_bundle"] = data["d365"]["ca_bundle"] = str(sandbox.ca_path)
+        data["ledger"] = {"url": ledger_url, **ledger}
+        self.config_path = self.dir / "ukg2d365.yaml"
+        self.config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["HOME"] = str(self.dir)
+        env.pop("UKG2D365_CONFIG", None)
+        return env
+
+    def spawn(self, *args: str, config: Path | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "ukg2d365", "-c", str(config or self.config_path), *args],
+                                cwd=self.dir, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        proc = self.spawn(*args)
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
