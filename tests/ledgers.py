@@ -116,7 +116,8 @@ class LedgerSite:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_site(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LedgerSite]:
+def ledger_site(request: pytest.FixtureRequest, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[LedgerSite]:
     """The ledger suite's home, once on SQLite and once on PostgreSQL."""
     site = LedgerSite(request.param, tmp_path, monkeypatch)
     try:
