@@ -120,3 +120,22 @@ def test_a_bad_cron_expression_names_the_file_and_key(tmp_path: Path, world: Wor
     tenant_file(host, folder, "acme", {"sync_employees": "every hour"})
     result = CliRunner().invoke(app, ["worker", "--tenants", str(folder)])
     assert result.exit_code == 2 and "schedule.sync_employees: 'every hour' is not a cron expression" in result.output
+
+
+def test_status_tenants_shows_every_tenants_schedule_and_last_runs(tmp_path: Path, world: World,
+                                                                  pg_database: PgDatabase) -> None:
+    host = Host(tmp_path, "host-a", world.sandbox, pg_database.url)
+    folder = host.dir / "tenants"
+    acme = tenant_file(host, folder, "acme", {"post_payroll_due": "*/15 * * * *"})
+    tenant_file(host, folder, "globex", {"sync_dimensions": "0 6 * * *"})
+    runner = CliRunner()
+    posted = runner.invoke(app, ["-c", str(acme), "post-payroll", "--due", "--yes"])
+    assert posted.exit_code == 0, posted.output
+    result = runner.invoke(app, ["status", "--tenants", str(folder)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "acme" in result.output and "globex" in result.output and "post_payroll_due: */15 * * * *" in result.output
+    assert "post-payroll: exit 0 at " in result.output and "no run yet" in result.output
+    lines = runner.invoke(app, ["--json", "status", "--tenants", str(folder)]).stdout.splitlines()
+    tenants = {e["tenant"]: e for e in map(json.loads, lines) if e.get("event") == "tenant"}
+    assert tenants["acme"]["counts"]["posted"] >= 1 and tenants["globex"]["counts"]["posted"] == 0
+    assert tenants["acme"]["last_by_command"]["post-payroll"]["exit_code"] == 0

@@ -27,9 +27,18 @@ def _ledger_only(state: State) -> Ledger:
 
 
 @app.command()
-def status(ctx: typer.Context, limit: int = typer.Option(10, "--limit", help="How many recent runs/postings")) -> None:
+def status(
+    ctx: typer.Context,
+    limit: int = typer.Option(10, "--limit", help="How many recent runs/postings"),
+    tenants: Path | None = typer.Option(None, "--tenants", help="Every tenant of this folder (one config each): "
+                                        "schedule and last runs"),
+) -> None:
     """Recent runs, postings, failures with their last error, and what is pending, from the ledger."""
     with command(ctx) as run:
+        if tenants is not None:
+            found = history.tenants_status(tenants, limit)
+            render.tenants_status(run.out, found)
+            return run.finish(code=1 if any(t.error for t in found) else 0)
         render.status(run.out, history.status(_ledger_only(run.state), limit))
 
 
