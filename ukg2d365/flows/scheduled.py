@@ -36,14 +36,14 @@ def _post_payroll_due(ctx: Context) -> JobOutcome:
 
 
 def _sync_dimensions(ctx: Context) -> JobOutcome:
-    plan = sync_dimensions.read_and_plan(ctx)
+    plan = sync_dimensions.read_and_plan(ctx, sync_dimensions.DimensionSelection())
     result = sync_dimensions.apply(ctx, plan)
     return result.ok, {"created": len(result.created), "failed": len(result.failed),
                        "skipped": len(plan.skipped), "missing_main_accounts": len(plan.missing_main_accounts)}
 
 
 def _sync_employees(ctx: Context) -> JobOutcome:
-    plan = sync_employees.read_and_plan(ctx, None)
+    plan = sync_employees.read_and_plan(ctx, sync_employees.EmployeeSelection())
     result = sync_employees.apply(ctx, plan)
     return result.ok, {"sent": len(result.outcomes) - len(result.failed), "failed": len(result.failed),
                        "skipped": len(plan.skipped)}
