@@ -8,6 +8,7 @@ and so each tenant's run lock (a session advisory lock). Kubernetes CronJob "mig
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import Counter
 from decimal import Decimal
@@ -58,13 +59,20 @@ def two_hosts(world: World, tmp_path: Path, database: PgDatabase, **ledger: Any)
             Host(tmp_path, "host-b", world.sandbox, database.url, **ledger))
 
 
+def sending_on(world: World, host: Host, run: Any) -> subprocess.Popen[str]:
+    """Host's post-payroll of ``run``, returned once it has created the journal and is sending its lines
+    (each $batch answer 1.5 s late, so the run is caught mid-send)."""
+    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=1500))
+    proc = host.spawn("post-payroll", "--run-id", run.run_id, "--yes")
+    wait_for(lambda: bool(world.journals()), timeout=60)
+    return proc
+
+
 def test_overlapping_runs_of_one_tenant_on_two_hosts_post_once_and_the_second_exits_4_at_once(
         world: World, tmp_path: Path, pg_database: PgDatabase) -> None:
     run = world.latest_run()
     a, b = two_hosts(world, tmp_path, pg_database)
-    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=1500))
-    first = a.spawn("post-payroll", "--run-id", run.run_id, "--yes")
-    wait_for(lambda: bool(world.journals()), timeout=60)  # host A holds the lock and is sending
+    first = sending_on(world, a, run)  # host A holds the lock and is sending
     began = time.monotonic()
     second = b.run("post-payroll", "--run-id", run.run_id, "--yes")
     assert second.returncode == 4, second.stderr
@@ -83,9 +91,7 @@ def test_sigkill_on_host_a_mid_send_then_host_b_recovers_each_line_once(
         world: World, tmp_path: Path, pg_database: PgDatabase) -> None:
     run = world.latest_run()
     a, b = two_hosts(world, tmp_path, pg_database)
-    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=1500))
-    proc = a.spawn("post-payroll", "--run-id", run.run_id, "--yes")
-    wait_for(lambda: bool(world.journals()), timeout=60)
+    proc = sending_on(world, a, run)
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
@@ -131,9 +137,7 @@ def test_postgresql_going_away_mid_run_exits_4_naming_the_host_and_the_next_run_
         world: World, tmp_path: Path, pg_database: PgDatabase) -> None:
     run = world.latest_run()
     a, b = two_hosts(world, tmp_path, pg_database)
-    world.sandbox.faults.add(FaultRule("d365", "latency", method="POST", path_regex=r"\$batch$", latency_ms=1500))
-    proc = a.spawn("post-payroll", "--run-id", run.run_id, "--yes")
-    wait_for(lambda: bool(world.journals()), timeout=60)
+    proc = sending_on(world, a, run)
     assert pg_database.terminate_sessions() >= 1  # as a restart or a cut network ends them
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 4, err

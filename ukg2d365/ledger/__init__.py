@@ -1,4 +1,5 @@
-"""The local SQLite ledger: dedupe keys, posting states, stored plans, audit trail, run lock.
+"""The ledger (a SQLite file or a shared PostgreSQL database): dedupe keys, posting states, stored plans, audit trail,
+run lock.
 
 A posting (one pay run -> one D365 general journal) moves through these states::
 
