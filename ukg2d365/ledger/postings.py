@@ -81,8 +81,8 @@ class PostingStore(Store):
 
     def period_postings(self, company: str, pay_group: str, period_end: str) -> list[Posting]:
         """Every posting, of any run and state, of one company's pay group and period end."""
-        rows = self._db.execute("SELECT * FROM postings WHERE company = ? AND pay_group = ? AND period_end = ? "
-                                "ORDER BY created_at", (company, pay_group, period_end))
+        rows = self._db.execute("SELECT * FROM postings WHERE tenant = ? AND company = ? AND pay_group = ? "
+                                "AND period_end = ? ORDER BY created_at", (self.tenant, company, pay_group, period_end))
         return [Posting.from_row(r) for r in rows.fetchall()]
 
     def posted_keys(self, keys: Iterable[str]) -> set[str]:
