@@ -307,3 +307,23 @@ def test_every_sql_statement_lives_in_the_ledger_package():
                   and node.func.attr in ("execute", "executemany", "executescript", "transaction")):
                 offenders.append(f"{relative}:{node.lineno} calls .{node.func.attr}()")
     assert offenders == []
+
+
+def test_every_statement_on_a_tenants_rows_names_the_tenant():
+    """Many tenants share one PostgreSQL database: a statement that forgot ``tenant = ?`` would read or write
+    another tenant's rows. Every statement of the ledger's API on a scoped table names it."""
+    import re
+
+    scoped = r"\b(FROM|INTO|UPDATE)\s+(runs|postings|posting_lines|audit_events|reference_values|settings|" \
+             r"employee_sync|webhook_events|run_locks)\b"
+    package = Path(ukg2d365.__file__).parent / "ledger"
+    offenders = []
+    for name in ("__init__.py", "postings.py", "tables.py"):
+        for node in ast.walk(ast.parse((package / name).read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
+                    and node.func.attr in ("execute", "executemany", "insert")):
+                text = " ".join(c.value for c in ast.walk(node.args[0])
+                                if isinstance(c, ast.Constant) and isinstance(c.value, str))
+                if re.search(scoped, text) and "tenant" not in text:
+                    offenders.append(f"{name}:{node.lineno}: {text[:80]}")
+    assert offenders == []
