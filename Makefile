@@ -13,8 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# .ci/with-postgres starts a throwaway PostgreSQL for the shared-ledger tests (or says why they skip).
 test: install
-	$(PY) -m pytest -q
+	.ci/with-postgres $(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check ukg2d365 tests

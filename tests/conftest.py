@@ -9,6 +9,9 @@ import pytest
 
 from ukg2d365.sandbox import Sandbox
 
+# ledger_site (every ledger test once on SQLite, once on PostgreSQL) and pg_database.
+pytest_plugins = ["tests.ledgers"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

@@ -57,6 +57,8 @@ DELIMITERS = {
     "||": "DoubleBar",
     "~~": "DoubleTilde",
 }
+# ledger.tenant: kept to characters that read the same in a lock name, a log line and a URL.
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$")
 CURRENCY_PRECISION = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3}
 
 
@@ -315,8 +317,64 @@ class EmployeesConfig(_Section):
 
 
 class LedgerConfig(_Section):
+    # One of the two: a SQLite file (the embedded default, one cron host) or a PostgreSQL database shared by
+    # hosts and tenants (postgresql://user@host:port/dbname; the password never in the URL).
     path: str = "ukg2d365.db"
+    url: str | None = Field(default=None, description="postgresql://user@host:port/dbname")
+    tenant: str | None = Field(default=None, description="scopes every ledger row [default: D365 host/legal entity]")
     lock_timeout_seconds: float = Field(default=0, ge=0, le=86400, description="wait for another run's lock")
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql://user@host:port/dbname URL")
+        if parts.password is not None:
+            # The message never repeats the URL: it holds the password.
+            raise ValueError("holds a password: remove it from the URL and set UKG2D365_LEDGER_PASSWORD "
+                             "(or libpq's PGPASSWORD or ~/.pgpass)")
+        return v
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str | None) -> str | None:
+        if v is not None and not TENANT_PATTERN.match(v):
+            raise ValueError("use 1 to 100 letters, digits and . _ : / @ + -, starting with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _one_home(self) -> LedgerConfig:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("give path (a SQLite file) or url (PostgreSQL), not both")
+        return self
+
+
+# Cron expressions for the jobs `ukg2d365 worker` runs (read by croniter, as procrastinate's periodic tasks read
+# them: 5 fields, an optional 6th for seconds); plain cron with one config needs none of this.
+class ScheduleConfig(_Section):
+    post_payroll_due: str | None = Field(default=None, description="post-payroll --due")
+    sync_dimensions: str | None = Field(default=None, description="sync-dimensions")
+    sync_employees: str | None = Field(default=None, description="sync-employees")
+    accrue_payroll_due: str | None = Field(default=None, description="accrue-payroll --due")
+
+    @field_validator("post_payroll_due", "sync_dimensions", "sync_employees", "accrue_payroll_due")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from croniter import croniter
+
+        if not croniter.is_valid(v):
+            raise ValueError(f"{v!r} is not a cron expression (minute hour day-of-month month day-of-week, "
+                             "e.g. '0 6 * * *')")
+        return v
+
+    def jobs(self) -> dict[str, str]:
+        """Job name -> cron expression, for the jobs that have one."""
+        return {name: cron for name, cron in self.model_dump().items() if cron is not None}
 
 
 class WebhooksConfig(_Section):
@@ -503,6 +561,7 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     file_source: FileSourceConfig | None = None
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     source_path: Path | None = Field(default=None, exclude=True)
 
@@ -520,6 +579,19 @@ class Config(_Section):
         resolved = self.resolve(self.ledger.path)
         assert resolved is not None
         return resolved
+
+    @property
+    def ledger_location(self) -> Path | str:
+        """Where the ledger lives: the PostgreSQL URL (``ledger.url``) or the SQLite file."""
+        return self.ledger.url if self.ledger.url is not None else self.ledger_path
+
+    @property
+    def ledger_tenant(self) -> str:
+        """``ledger.tenant``, by default the D365 host and legal entity (``contoso.operations.dynamics.com/USMF``)."""
+        if self.ledger.tenant is not None:
+            return self.ledger.tenant
+        host = urlsplit(self.d365.base_url).netloc.lower()
+        return f"{host}/{self.d365.legal_entity.upper()}"[:100]
 
 
 def _require_string_map(v: Any) -> Any:
@@ -622,6 +694,15 @@ def write_example_config(path: Path, *, force: bool = False) -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+def key_line(path: Path, *keys: str) -> int | None:
+    """The line of a key path (``key_line(p, "schedule", "sync_employees")``) in a YAML file, if it is there."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # type: ignore[arg-type]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return _key_lines(node).get(tuple(keys)) if node is not None else None
+
+
 
 
 def load_config(path: Path | str | None = None) -> Config:

@@ -46,7 +46,7 @@ def test_two_runs_started_at_once_post_once_and_the_second_says_why(world):
     codes = sorted(p.returncode for p in (first, second))
     assert codes in ([0, 75], [0, 0]), outs
     if codes == [0, 75]:
-        assert any("another ukg2d365 run holds the ledger lock" in err for _, err in outs)
+        assert any("another ukg2d365 run holds the lock for tenant" in err for _, err in outs)
     assert_exactly_once(world, run)
 
 

@@ -6,6 +6,7 @@ Rows already proven elsewhere (config, hostile data, network) are named in the t
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from tests.world import SECRETS, World, d365_totals, ukg_totals
-from ukg2d365.config import D365Config
+from ukg2d365.config import D365Config, load_config
 from ukg2d365.d365.auth import diagnose_entra_error
 from ukg2d365.ledger import Ledger
 from ukg2d365.sandbox.faults import FaultRule
@@ -168,13 +169,15 @@ def test_unknown_certificate_exits_4_suggesting_ca_bundle(world: World) -> None:
 
 
 def test_second_run_while_the_lock_is_held_exits_75_at_once(world: World) -> None:
-    holder = Ledger(world.config_path.parent / "ukg2d365.db")
+    config = load_config(world.config_path)
+    holder = Ledger(config.ledger_path, config.ledger_tenant)
     holder.acquire_lock()
     try:
         output = post(world, 75)  # EX_TEMPFAIL: try again later, not "a remote system is down" (4)
     finally:
         holder.close()
-    assert "another ukg2d365 run holds the ledger lock" in output and "ledger.lock_timeout_seconds" in output
+    assert f"another ukg2d365 run holds the lock for tenant {config.ledger_tenant} (pid {os.getpid()} on " in output
+    assert "ledger.lock_timeout_seconds" in output
     assert world.journals() == []
 
 

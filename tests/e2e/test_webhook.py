@@ -383,7 +383,7 @@ def test_stop_finishes_the_current_read_and_a_restart_picks_up_what_was_still_qu
     runner.gate.set()
     stopper.join(10)
     assert not stopper.is_alive()
-    ledger = Ledger(tmp_path / "ledger.db")
+    ledger = Ledger(tmp_path / "ledger.db", make_config(tmp_path).ledger_tenant)
     try:
         table = WebhookEventTable(ledger)
         statuses = {e: (table.get(e) or {}).get("status") for e in ("21", "22")}
@@ -491,7 +491,7 @@ def test_event_parsing_reads_the_documented_shape_and_refuses_what_is_not_an_eve
 
 def test_flow_runner_waits_for_a_cron_run_holding_the_ledger_lock(tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    cron = Ledger(tmp_path / "ledger.db")
+    cron = Ledger(tmp_path / "ledger.db", config.ledger_tenant)
     cron.acquire_lock()
     action = WebhookAction(POST_PAYROLL_DUE, ("1",), pay_groups=("BW",))
     try:

@@ -1,8 +1,15 @@
-"""The ledger: migrations recorded, file mode, lock, plan storage, state transitions."""
+"""The ledger, on both backends: migrations recorded, tenants kept apart, the run lock, plans and states.
+
+Every test taking ``ledger_site`` runs twice: on a SQLite file and on a fresh PostgreSQL database (skipped,
+with the reason, when no PostgreSQL is available; `make test` starts one).
+"""
 
 from __future__ import annotations
 
 import ast
+import multiprocessing
+import os
+import signal
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -11,36 +18,38 @@ import pytest
 
 import ukg2d365
 from tests.helpers import gl, make_config
-from ukg2d365.errors import ConfigError, LockBusy
+from tests.ledgers import LedgerSite
+from ukg2d365.errors import ConfigError, ExitStatus, LockBusy
 from ukg2d365.flows.post_payroll import posting_record
 from ukg2d365.journal import build_journals
-from ukg2d365.ledger import FAILED, MIGRATIONS, POSTED, SENDING, Ledger, schema
+from ukg2d365.ledger import FAILED, MIGRATIONS, POSTED, SENDING, Ledger, LedgerError, schema
 from ukg2d365.ukg.records import parse_gl_line
 
 
-def journal(tmp_path):
+def journal(tmp_path, run: str = "R1"):
     cfg = make_config(tmp_path)
-    items = [gl("5000", Decimal("1.10"), cc="110"), gl("2100", 0, Decimal("1.10"), system_id=2)]
+    items = [gl("5000", Decimal("1.10"), cc="110", run=run), gl("2100", 0, Decimal("1.10"), system_id=2, run=run)]
     return build_journals([parse_gl_line(x, i) for i, x in enumerate(items)], cfg)[0]
 
 
-def test_migrations_are_recorded_once_and_file_is_private(tmp_path):
+def test_migrations_are_recorded_once(ledger_site: LedgerSite):
+    ledger_site.open().close()
+    ledger_site.open().close()  # reopening applies nothing twice
+    rows = ledger_site.query("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [r[0] for r in rows] == [m[0] for m in MIGRATIONS]
+
+
+def test_sqlite_ledger_file_is_private(tmp_path):
     path = tmp_path / "l.db"
     Ledger(path).close()
-    Ledger(path).close()  # reopening applies nothing twice
-    rows = sqlite3.connect(path).execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-    assert [r[0] for r in rows] == [m[0] for m in MIGRATIONS]
     assert (path.stat().st_mode & 0o777) == 0o600
 
 
-def test_ledger_written_by_a_newer_version_is_refused(tmp_path):
-    path = tmp_path / "l.db"
-    Ledger(path).close()
-    db = sqlite3.connect(path)
-    db.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
-    db.commit()
+def test_ledger_written_by_a_newer_version_is_refused(ledger_site: LedgerSite):
+    ledger_site.open().close()
+    ledger_site.query("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
     with pytest.raises(ConfigError, match="newer ukg2d365"):
-        Ledger(path)
+        ledger_site.open()
 
 
 def test_missing_or_read_only_folder_is_a_config_error(tmp_path):
@@ -48,8 +57,8 @@ def test_missing_or_read_only_folder_is_a_config_error(tmp_path):
         Ledger(tmp_path / "nope" / "l.db")
 
 
-def test_plan_is_stored_exactly_and_states_move(tmp_path):
-    ledger = Ledger(tmp_path / "l.db")
+def test_plan_is_stored_exactly_and_states_move(ledger_site: LedgerSite, tmp_path):
+    ledger = ledger_site.open()
     j = journal(tmp_path)
     ledger.save_plan(posting_record(j), j.lines)
     assert ledger.plan_lines(j.key.text) == j.lines
@@ -62,64 +71,227 @@ def test_plan_is_stored_exactly_and_states_move(tmp_path):
     with pytest.raises(ValueError, match="already posted"):
         ledger.save_plan(posting_record(j), j.lines)
     assert [e["kind"] for e in ledger.audit_trail(j.key.text)].count("state") == 3
+    ledger.close()
 
 
-def test_second_lock_holder_is_refused_with_who_holds_it(tmp_path):
-    first = Ledger(tmp_path / "l.db")
+def test_runs_audit_settings_and_caches_round_trip(ledger_site: LedgerSite):
+    ledger = ledger_site.open("acme")
+    run = ledger.start_run("post-payroll", {"due": True})
+    ledger.audit("note", {"n": 1}, "K1")
+    ledger.finish_run(0, {"posted": 1})
+    ledger.set_setting("last", "a")
+    ledger.set_setting("last", "b")
+    ledger.remember_values("dimension", "CostCenter", ["110", "120"])
+    ledger.remember_values("dimension", "CostCenter", ["110"])
+    ledger.record_employee_sync("100", "h1", "E-1")
+    ledger.record_employee_sync("100", "h2", None)  # a send that learnt no employment id keeps the known one
+    assert ledger.record_webhook_event({"event_id": "e1", "event_type": "t", "operation": None, "event_time": None,
+                                        "company": None, "employee": None, "pay_group": None,
+                                        "tenant": "ukg-tenant"}, "queued", "")
+    assert not ledger.record_webhook_event({"event_id": "e1", "event_type": "t", "operation": None,
+                                            "event_time": None, "company": None, "employee": None, "pay_group": None,
+                                            "tenant": None}, "queued", "")
+    [recent] = ledger.recent_runs()
+    assert (recent["id"], recent["exit_code"], recent["command"], recent["tenant"]) == (run, 0, "post-payroll", "acme")
+    [event] = ledger.audit_trail("K1")
+    assert event["kind"] == "note" and event["user"] and event["command"] == "post-payroll"
+    assert ledger.get_setting("last") == "b"
+    assert ledger.known_values("dimension", "CostCenter") == {"110", "120"}
+    assert ledger.synced_employees(["100"])["100"].employment_id == "E-1"
+    assert ledger.synced_employees(["100"])["100"].payload_hash == "h2"
+    assert ledger.webhook_event("e1")["tenant"] == "ukg-tenant"
+    assert [e["event_id"] for e in ledger.unfinished_webhook_events()] == ["e1"]
+    ledger.close()
+
+
+def test_tenants_sharing_one_database_never_see_each_others_rows(ledger_site: LedgerSite, tmp_path):
+    acme, globex = ledger_site.open("acme"), ledger_site.open("globex")
+    j = journal(tmp_path)  # the same posting key and marker in both tenants
+    acme.save_plan(posting_record(j), j.lines)
+    globex.save_plan(posting_record(j), j.lines)
+    acme.set_status(j.key.text, POSTED)
+    acme.set_setting("last_sync", "2026-01-01")
+    acme.start_run("sync-employees", {})
+    assert globex.get_posting(j.key.text).status == "planned"
+    assert globex.posted_keys([j.key.text]) == set() and acme.posted_keys([j.key.text]) == {j.key.text}
+    assert globex.get_setting("last_sync") is None and globex.recent_runs() == []
+    assert globex.counts_by_status() == {"planned": 1} and acme.counts_by_status() == {"posted": 1}
+    assert [e["kind"] for e in globex.audit_trail(j.key.text)] == []
+    acme.close()
+    globex.close()
+
+
+def test_a_ledger_opened_without_a_tenant_reads_the_only_tenant_it_holds(ledger_site: LedgerSite):
+    first = ledger_site.open("acme")
+    first.start_run("status", {})
+    first.close()
+    assert ledger_site.open().tenant == "acme"
+    other = ledger_site.open("globex")
+    other.start_run("status", {})
+    other.close()
+    with pytest.raises(ConfigError, match="holds several tenants"):
+        ledger_site.open()
+
+
+def test_a_tenant_name_outside_the_allowed_characters_is_refused(ledger_site: LedgerSite):
+    with pytest.raises(ConfigError, match="ledger.tenant"):
+        ledger_site.open("acme'; DROP TABLE runs; --")
+
+
+def test_an_existing_sqlite_ledger_migrates_in_place_with_the_configs_tenant(tmp_path, monkeypatch):
+    path = tmp_path / "l.db"
+    monkeypatch.setattr(schema, "MIGRATIONS", MIGRATIONS[:3])  # a ledger written before tenants
+    Ledger(path).close()
+    j = journal(tmp_path)
+    p = posting_record(j)
+    db = sqlite3.connect(path)  # rows as the previous version wrote them
+    db.execute("INSERT INTO runs (command, args, user, host, pid, started_at) VALUES ('post-payroll', '{}', 'u', "
+               "'h', 1, '2026-01-01T00:00:00')")
+    db.execute("INSERT INTO postings (key, company, pay_group, period_end, run_id, employee, marker, description, "
+               "status, journal_batch_number, plan_hash, source_hash, source_lines, line_count, debit_total, "
+               "credit_total, trans_date, created_at, updated_at, last_run) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, "
+               "'sending', 'USMF-7', ?, ?, ?, ?, ?, ?, ?, 'x', 'x', 1)",
+               (p.key, p.company, p.pay_group, p.period_end, p.run_id, p.marker, p.description, p.plan_hash,
+                p.source_hash, p.source_lines, p.line_count, str(p.debit_total), str(p.credit_total), p.trans_date))
+    db.executemany("INSERT INTO posting_lines VALUES (?, ?, ?, ?, ?, ?)",
+                   [(p.key, ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text) for ln in j.lines])
+    db.execute("INSERT INTO audit_events (at, run, posting_key, kind, detail) VALUES ('x', 1, ?, 'state', '{}')",
+               (p.key,))
+    db.execute("INSERT INTO settings VALUES ('employees.last_sync', '2026-01-01')")
+    db.execute("INSERT INTO webhook_events (event_id, received_at, event_type, tenant, status, updated_at) "
+               "VALUES ('e1', 'x', 'payroll', 'ukg-tenant', 'queued', 'x')")
+    db.commit()
+    db.close()
+    monkeypatch.setattr(schema, "MIGRATIONS", MIGRATIONS)
+    with pytest.raises(ConfigError, match="predates tenants"):
+        Ledger(path)  # without a config, the rows could not be labelled
+    ledger = Ledger(path, "contoso.operations.dynamics.com/USMF")
+    assert ledger.schema_version() == MIGRATIONS[-1][0]
+    posting = ledger.get_posting(j.key.text)
+    assert posting.status == SENDING and posting.journal_batch_number == "USMF-7"
+    assert ledger.plan_lines(j.key.text) == j.lines
+    assert ledger.get_setting("employees.last_sync") == "2026-01-01"
+    assert [r["command"] for r in ledger.recent_runs()] == ["post-payroll"]
+    assert [e["kind"] for e in ledger.audit_trail(j.key.text)] == ["state"]
+    assert ledger.webhook_event("e1")["tenant"] == "ukg-tenant"  # the event's own tenant, kept apart
+    ledger.close()
+    assert Ledger(path).tenant == "contoso.operations.dynamics.com/USMF"  # from now on, config or not
+
+
+def test_second_lock_holder_of_a_tenant_is_refused_with_who_holds_it(ledger_site: LedgerSite):
+    first = ledger_site.open("acme")
     first.acquire_lock()
-    second = Ledger(tmp_path / "l.db")
-    with pytest.raises(LockBusy, match="holds the ledger lock"):
+    second = ledger_site.open("acme")
+    with pytest.raises(LockBusy, match=r"another ukg2d365 run holds the lock for tenant acme "
+                                       rf"\(pid {os.getpid()} on .+ since 20\d\d-") as caught:
         second.acquire_lock(timeout_seconds=0.3)
+    assert caught.value.exit_status == ExitStatus.LOCKED
     first.release_lock()
     second.acquire_lock()
+    first.close()
+    second.close()
 
 
-def test_two_processes_creating_the_ledger_at_once_both_succeed(tmp_path):
-    import multiprocessing
+def test_different_tenants_hold_their_locks_at_the_same_time(ledger_site: LedgerSite):
+    acme, globex = ledger_site.open("acme"), ledger_site.open("globex")
+    acme.acquire_lock()
+    globex.acquire_lock()
+    acme.close()
+    globex.close()
 
-    path = tmp_path / "race.db"
+
+def _hold_lock_then_wait(location, tenant, ready):
+    ledger = Ledger(location, tenant)
+    ledger.acquire_lock()
+    ready.set()
+    signal.pause()
+
+
+def test_a_killed_lock_holder_leaves_the_lock_free(ledger_site: LedgerSite):
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_lock_then_wait, args=(ledger_site.location, "acme", ready))
+    holder.start()
+    assert ready.wait(30)
+    ledger = ledger_site.open("acme")
+    with pytest.raises(LockBusy):
+        ledger.acquire_lock()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(10)
+    ledger.acquire_lock(timeout_seconds=10)  # PostgreSQL ends the dead session and its advisory lock with it
+    ledger.close()
+
+
+def _open_and_report(location, barrier, results):
+    barrier.wait()
+    try:
+        Ledger(location).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        results.put(repr(exc))
+
+
+def test_two_processes_creating_the_ledger_at_once_both_succeed(ledger_site: LedgerSite):
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(4)
-
-    def open_ledger(results):
-        barrier.wait()
-        try:
-            Ledger(path).close()
-            results.put("ok")
-        except Exception as exc:  # noqa: BLE001 - reported to the parent
-            results.put(repr(exc))
-
     results = ctx.Queue()
-    procs = [ctx.Process(target=open_ledger, args=(results,)) for _ in range(4)]
+    procs = [ctx.Process(target=_open_and_report, args=(ledger_site.location, barrier, results)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(30)
+        p.join(60)
     assert sorted(results.get(timeout=5) for _ in procs) == ["ok"] * 4
-    rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
-    assert rows == len(MIGRATIONS)
+    assert ledger_site.query("SELECT COUNT(*) FROM schema_migrations")[0][0] == len(MIGRATIONS)
 
 
-def test_a_migration_that_fails_half_way_leaves_neither_its_tables_nor_its_record(tmp_path, monkeypatch):
-    path = tmp_path / "l.db"
-    Ledger(path).close()
+def test_a_migration_that_fails_half_way_leaves_neither_its_tables_nor_its_record(ledger_site: LedgerSite,
+                                                                                   monkeypatch):
+    ledger_site.open().close()
     broken = (len(MIGRATIONS) + 1, "half", "CREATE TABLE half_done (a TEXT); INSERT INTO no_such_table VALUES (1)")
     monkeypatch.setattr(schema, "MIGRATIONS", [*MIGRATIONS, broken])
-    with pytest.raises(ConfigError, match="not a usable SQLite ledger"):
-        Ledger(path)
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
-    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
-    db.close()
+    error = ConfigError if ledger_site.kind == "sqlite" else LedgerError
+    with pytest.raises(error, match="no_such_table"):
+        ledger_site.open()
+    assert ledger_site.query("SELECT MAX(version) FROM schema_migrations")[0][0] == len(MIGRATIONS)
+    with pytest.raises(Exception, match="half_done"):
+        ledger_site.query("SELECT COUNT(*) FROM half_done")
     fixed = (broken[0], "half", "CREATE TABLE half_done (a TEXT)")
     monkeypatch.setattr(schema, "MIGRATIONS", [*MIGRATIONS, fixed])
-    ledger = Ledger(path)  # the next open applies it whole
+    ledger = ledger_site.open()  # the next open applies it whole
     assert ledger.schema_version() == fixed[0]
     ledger.close()
 
 
+def test_sqlite_file_that_is_not_a_ledger_is_a_config_error(tmp_path):
+    path = tmp_path / "l.db"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match="not a usable SQLite ledger"):
+        Ledger(path)
+
+
+def test_postgresql_that_does_not_answer_is_exit_4_naming_the_host_never_the_password(monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    monkeypatch.setenv("UKG2D365_LEDGER_PASSWORD", "s3cret-Pa55")
+    with pytest.raises(LedgerError) as caught:
+        Ledger(f"postgresql://ukg@127.0.0.1:{port}/ledger?connect_timeout=3", "acme")
+    message = str(caught.value)
+    assert caught.value.exit_status == ExitStatus.UNAVAILABLE
+    assert f"ledger PostgreSQL at 127.0.0.1:{port}/ledger is unavailable" in message
+    assert "s3cret-Pa55" not in message and "\n" not in message
+
+
+def test_a_password_in_the_url_is_refused_without_repeating_it():
+    with pytest.raises(ConfigError) as caught:
+        Ledger("postgresql://ukg:s3cret-Pa55@db.example:5432/ledger", "acme")
+    assert "UKG2D365_LEDGER_PASSWORD" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
 def test_every_sql_statement_lives_in_the_ledger_package():
-    """Issue 17 puts a second backend behind the ledger's API: no module outside ledger/ may speak SQL."""
+    """A second backend sits behind the ledger's API: no module outside ledger/ may speak SQL."""
     package = Path(ukg2d365.__file__).parent
     offenders = []
     for source in sorted(package.rglob("*.py")):
@@ -127,11 +299,31 @@ def test_every_sql_statement_lives_in_the_ledger_package():
         if relative.parts[0] == "ledger":
             continue
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
-            if isinstance(node, ast.Import) and any(a.name == "sqlite3" for a in node.names):
-                offenders.append(f"{relative}:{node.lineno} imports sqlite3")
-            elif isinstance(node, ast.ImportFrom) and node.module == "sqlite3":
-                offenders.append(f"{relative}:{node.lineno} imports from sqlite3")
+            if isinstance(node, ast.Import) and any(a.name in ("sqlite3", "psycopg") for a in node.names):
+                offenders.append(f"{relative}:{node.lineno} imports a database driver")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("sqlite3", "psycopg"):
+                offenders.append(f"{relative}:{node.lineno} imports from a database driver")
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                   and node.func.attr in ("execute", "executemany", "executescript", "transaction")):
                 offenders.append(f"{relative}:{node.lineno} calls .{node.func.attr}()")
+    assert offenders == []
+
+
+def test_every_statement_on_a_tenants_rows_names_the_tenant():
+    """Many tenants share one PostgreSQL database: a statement that forgot ``tenant = ?`` would read or write
+    another tenant's rows. Every statement of the ledger's API on a scoped table names it."""
+    import re
+
+    scoped = r"\b(FROM|INTO|UPDATE)\s+(runs|postings|posting_lines|audit_events|reference_values|settings|" \
+             r"employee_sync|webhook_events|run_locks)\b"
+    package = Path(ukg2d365.__file__).parent / "ledger"
+    offenders = []
+    for name in ("__init__.py", "postings.py", "tables.py"):
+        for node in ast.walk(ast.parse((package / name).read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
+                    and node.func.attr in ("execute", "executemany", "insert")):
+                text = " ".join(c.value for c in ast.walk(node.args[0])
+                                if isinstance(c, ast.Constant) and isinstance(c.value, str))
+                if re.search(scoped, text) and "tenant" not in text:
+                    offenders.append(f"{name}:{node.lineno}: {text[:80]}")
     assert offenders == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ukg2d365.cli.app import State, app, command
@@ -14,17 +16,30 @@ AUDIT_FORMATS = ("table", "csv", "json")
 
 
 def _ledger_only(state: State) -> Ledger:
-    """status/audit only need the ledger: a config is optional when --ledger is given."""
-    path = state.ledger_path if state.ledger_path is not None else state.config().ledger_path
-    if not path.exists():
-        raise UsageError(f"no ledger at {path} yet", hint="it is created by the first post-payroll or sync run")
-    return Ledger(path)
+    """status/audit only need the ledger: a config is optional when --ledger is given (then, without one, the
+    file is read as the one tenant it holds)."""
+    has_config = state.config_path is not None and state.config_path.exists()
+    config = state.config() if state.ledger_path is None or has_config else None
+    location = state.ledger_path or (config.ledger_location if config is not None else None)
+    if isinstance(location, Path) and not location.exists():
+        raise UsageError(f"no ledger at {location} yet", hint="it is created by the first post-payroll or sync run")
+    assert location is not None
+    return Ledger(location, config.ledger_tenant if config is not None else None)
 
 
 @app.command()
-def status(ctx: typer.Context, limit: int = typer.Option(10, "--limit", help="How many recent runs/postings")) -> None:
+def status(
+    ctx: typer.Context,
+    limit: int = typer.Option(10, "--limit", help="How many recent runs/postings"),
+    tenants: Path | None = typer.Option(None, "--tenants", help="Every tenant of this folder (one config each): "
+                                        "schedule and last runs"),
+) -> None:
     """Recent runs, postings, failures with their last error, and what is pending, from the ledger."""
     with command(ctx) as run:
+        if tenants is not None:
+            found = history.tenants_status(tenants, limit)
+            render.tenants_status(run.out, found)
+            return run.finish(code=1 if any(t.error for t in found) else 0)
         render.status(run.out, history.status(_ledger_only(run.state), limit))
 
 

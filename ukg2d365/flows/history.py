@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
-from ukg2d365.errors import UsageError
+from ukg2d365.errors import Ukg2d365Error, UsageError
 from ukg2d365.flows.post_payroll import stale_periods
 from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting
 
@@ -31,6 +32,45 @@ def status(ledger: Ledger, limit: int = 10) -> StatusReport:
         recent=ledger.find_postings(limit=limit),
         stale=stale_periods(ledger),
     )
+
+
+@dataclass
+class TenantStatus:
+    """One tenant of a tenants folder: its schedule and, from its ledger, its last runs and postings."""
+
+    tenant: str
+    config_path: Path
+    schedule: dict[str, str]
+    report: StatusReport | None = None
+    error: str | None = None  # its ledger could not be read
+    last_by_command: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def tenants_status(folder: Path, limit: int = 10) -> list[TenantStatus]:
+    """``status --tenants DIR``: every tenant's last runs; a ledger that cannot be read is reported, not fatal."""
+    from ukg2d365.flows.runtime import open_ledger
+    from ukg2d365.flows.scheduled import load_tenants
+
+    found = []
+    for tenant in load_tenants(folder):
+        entry = TenantStatus(tenant.name, tenant.config_path, tenant.schedule)
+        location = tenant.config.ledger_location
+        if isinstance(location, Path) and not location.exists():
+            entry.error = f"no ledger at {location} yet"
+        else:
+            try:
+                ledger = open_ledger(tenant.config)
+            except Ukg2d365Error as exc:
+                entry.error = str(exc)
+            else:
+                try:
+                    entry.report = status(ledger, limit)
+                    for run in reversed(ledger.recent_runs(200)):
+                        entry.last_by_command[run["command"]] = run
+                finally:
+                    ledger.close()
+        found.append(entry)
+    return found
 
 
 def posting_dict(p: Posting) -> dict[str, Any]:

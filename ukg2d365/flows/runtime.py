@@ -26,7 +26,7 @@ from ukg2d365.d365.auth import TokenProvider
 from ukg2d365.d365.odata import ODataClient
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
 from ukg2d365.http import ConcurrencyLimit, HttpClient, RetryBudget, RetryPolicy, build_session
-from ukg2d365.ledger import Ledger
+from ukg2d365.ledger import Ledger, LedgerError
 from ukg2d365.ukg.client import UkgClient
 
 # The posting a request belongs to, so HTTP audit events land on the right posting's trail.
@@ -56,7 +56,7 @@ class Context:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self._ledger_path or self.config.ledger_path)
+        return open_ledger(self.config, self._ledger_path)
 
     def _ca_bundle(self, value: str | None, key: str) -> str | None:
         path = self.config.resolve(value)
@@ -129,6 +129,11 @@ def internal_error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
+def open_ledger(config: Config, ledger_path: Path | None = None) -> Ledger:
+    """The config's ledger, as its tenant: ``--ledger PATH`` (a SQLite file) wins over ``ledger.url`` / ``path``."""
+    return Ledger(ledger_path or config.ledger_location, config.ledger_tenant)
+
+
 @dataclass
 class RecordedRun:
     """A command's run as the ledger records it: who, when, arguments, exit code and summary."""
@@ -156,7 +161,11 @@ def recorded_run(
     """
     context = Context(config, ledger_path=ledger_path, record_http=record_http)
     run = RecordedRun(context, config, {})
-    context.ledger.start_run(command, args)
+    try:
+        context.ledger.start_run(command, args)
+    except BaseException:
+        context.close()
+        raise
     try:
         if lock:
             context.ledger.acquire_lock(config.ledger.lock_timeout_seconds)
@@ -176,5 +185,9 @@ def recorded_run(
             run.traceback_key = key
         raise
     finally:
-        context.ledger.finish_run(run.code, run.summary)
-        context.close()
+        try:
+            # A ledger that went away mid-run cannot record the end: the error that stopped the run says so.
+            with contextlib.suppress(LedgerError):
+                context.ledger.finish_run(run.code, run.summary)
+        finally:
+            context.close()

@@ -1,4 +1,5 @@
-"""The local SQLite ledger: dedupe keys, posting states, stored plans, audit trail, run lock.
+"""The ledger (a SQLite file or a shared PostgreSQL database): dedupe keys, posting states, stored plans, audit trail,
+run lock.
 
 A posting (one pay run -> one D365 general journal) moves through these states::
 
@@ -18,22 +19,24 @@ A posting (one pay run -> one D365 general journal) moves through these states::
   never duplicated.
 
 The ledger knows nothing about HTTP: flows call it before and after each remote write. Every SQL statement
-of the project lives in this package: ``schema.py`` (migrations, the connection), ``postings.py`` (the state
-machine above), ``tables.py`` (employee sync, webhook events, reference cache, settings); this module opens
-the file and holds the run lock, the runs and the audit trail.
+of the project lives in this package: ``backends.py`` (what SQLite and PostgreSQL say differently: connection,
+placeholders, DDL words, the run lock), ``schema.py`` (migrations, transactions, the tenant), ``postings.py``
+(the state machine above), ``tables.py`` (employee sync, webhook events, reference cache, settings); this module
+opens the ledger and holds the run lock, the runs and the audit trail.
+
+One ledger, two homes: a SQLite file (``ledger.path``, the embedded default for one cron host) or a
+PostgreSQL database (``ledger.url``) shared by several hosts and tenants. Every row carries its tenant
+(``ledger.tenant``), and the run lock is one per tenant: two hosts never run one tenant at once, while
+different tenants run in parallel.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import getpass
 import hashlib
 import json
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,91 +44,84 @@ from typing import Any
 
 from ukg2d365.errors import ConfigError, LockBusy
 from ukg2d365.journal import PlannedLine
+from ukg2d365.ledger.backends import PASSWORD_ENV, LedgerError, backend_for, is_url
 from ukg2d365.ledger.postings import FAILED, PLANNED, POSTED, SENDING, STATES, Posting, PostingStore
-from ukg2d365.ledger.schema import MIGRATIONS, LedgerError, now_iso
+from ukg2d365.ledger.schema import DEFAULT_TENANT, MIGRATIONS, now_iso
 from ukg2d365.ledger.tables import SyncedEmployee, TableStore
 
 __all__ = [
-    "FAILED", "MIGRATIONS", "PLANNED", "LedgerError", "POSTED", "SENDING", "STATES", "Ledger", "PlannedLine", "Posting",
-    "SyncedEmployee", "content_hash", "now_iso",
+    "DEFAULT_TENANT", "FAILED", "MIGRATIONS", "PASSWORD_ENV", "PLANNED", "LedgerError", "POSTED", "SENDING",
+    "STATES", "Ledger", "PlannedLine", "Posting", "SyncedEmployee", "content_hash", "is_url", "now_iso",
 ]
 
 
 class Ledger(PostingStore, TableStore):
-    """One SQLite file; safe to share between the threads of one run (a lock serializes writes)."""
+    """One tenant's view of a ledger; safe to share between the threads of one run (writes are serialized).
 
-    def __init__(self, path: Path) -> None:
-        """Open (or create, mode 0600) the ledger file at ``path`` and bring it to the current schema."""
-        self._lock_file: int | None = None
-        folder = path.parent
-        if not folder.exists():
-            raise ConfigError(
-                f"ledger.path {path}: folder {folder} does not exist", hint="create it or fix ledger.path"
-            )
-        if not folder.is_dir():
-            raise ConfigError(f"ledger.path {path}: {folder} is not a folder", hint="fix ledger.path")
-        if not os.access(folder, os.W_OK):
-            raise ConfigError(f"ledger.path {path}: folder {folder} is not writable")
-        if path.is_dir():
-            raise ConfigError(f"ledger.path {path} is a folder, not a file", hint="name a file inside it")
+    ``location`` is a SQLite file's path or a ``postgresql://user@host:port/dbname`` URL (the password comes
+    from ``UKG2D365_LEDGER_PASSWORD`` or libpq's ``PGPASSWORD`` / ``~/.pgpass``). ``tenant`` scopes every row
+    read and written; without one, a ledger holding a single tenant is read as that tenant.
+    """
+
+    def __init__(self, location: Path | str, tenant: str | None = None) -> None:
+        """Open (or create: a SQLite file with mode 0600) the ledger and bring it to the current schema."""
+        backend = backend_for(location)
+        self._locked = False
         try:
-            if not path.exists():
-                # Create with 0600 before SQLite opens it: the audit trail names accounts and amounts.
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-            else:
-                os.chmod(path, 0o600)
-        except OSError as exc:
-            # os.access trusts the mode bits; a read-only mount or an ACL still says no here.
-            raise ConfigError(f"ledger.path {path}: cannot create or open it ({exc.strerror or exc})") from None
-        try:
-            super().__init__(path)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"ledger.path {path}: not a usable SQLite ledger ({exc})") from None
-        for suffix in ("-wal", "-shm"):
-            side = Path(str(path) + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
+            super().__init__(backend, tenant)
+        except LedgerError as exc:
+            if backend.name == "sqlite":
+                reason = exc.__cause__ or exc
+                raise ConfigError(f"ledger.path {location}: not a usable SQLite ledger ({reason})") from None
+            raise
+
+    @property
+    def where(self) -> str:
+        """How messages name this ledger (a path, or PostgreSQL's host:port/dbname), never with a password."""
+        return self.backend.where
 
     def close(self) -> None:
-        self._close_connection()
         self.release_lock()
+        self._close_connection()
 
     # ------------------------------------------------------------------ run lock
 
     def acquire_lock(self, timeout_seconds: float = 0, poll: float = 0.2) -> None:
-        """Exclusive lock for writing runs, so cron and a manual run never post at the same time."""
-        lock_path = Path(str(self.path) + ".lock")
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        """This tenant's exclusive run lock, so two runs (cron, a manual run, another host) never write at once.
+
+        SQLite: an ``flock`` on a file beside the ledger. PostgreSQL: a session advisory lock, released by the
+        server when the session ends, so a run killed on one host never blocks the next run on another.
+        """
         deadline = time.monotonic() + timeout_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = ""
-                    with contextlib.suppress(OSError):
-                        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                    os.close(fd)
-                    raise LockBusy(
-                        f"another ukg2d365 run holds the ledger lock {lock_path}" + (f" ({holder})" if holder else ""),
-                        hint="it finishes on its own; set ledger.lock_timeout_seconds to wait for it",
-                    ) from None
-                time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now_iso()}".encode(), 0)
-        self._lock_file = fd
+        while not self.backend.try_lock(self._db, self.tenant):
+            if time.monotonic() >= deadline:
+                holder = self._lock_holder()
+                raise LockBusy(
+                    f"another ukg2d365 run holds the lock for tenant {self.tenant}"
+                    + (f" ({holder})" if holder else ""),
+                    hint="it finishes on its own; set ledger.lock_timeout_seconds to wait for it",
+                )
+            time.sleep(poll)
+        self._locked = True
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO run_locks (tenant, pid, host, since) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET pid = excluded.pid, host = excluded.host, since = excluded.since",
+                (self.tenant, os.getpid(), socket.gethostname(), now_iso()),
+            )
+
+    def _lock_holder(self) -> str:
+        with self._lock:
+            row = self._db.execute("SELECT pid, host, since FROM run_locks WHERE tenant = ?", (self.tenant,)).fetchone()
+        return f"pid {row[0]} on {row[1]} since {row[2]}" if row else ""
 
     def release_lock(self) -> None:
-        if self._lock_file is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                os.close(self._lock_file)
-            self._lock_file = None
+        if self._locked:
+            self._locked = False
+            try:
+                self.backend.unlock(self._db, self.tenant)
+            except LedgerError:
+                pass  # a PostgreSQL session that is gone has released its locks already
 
     # ------------------------------------------------------------------ runs and audit
 
@@ -135,12 +131,11 @@ class Ledger(PostingStore, TableStore):
         except (KeyError, OSError):
             user = str(os.getuid())
         with self.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO runs (command, args, user, host, pid, started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (command, json.dumps(args, default=str, sort_keys=True), user, socket.gethostname(), os.getpid(),
-                 now_iso()),
+            self.run_id = db.insert(
+                'INSERT INTO runs (tenant, command, args, "user", host, pid, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+                (self.tenant, command, json.dumps(args, default=str, sort_keys=True), user, socket.gethostname(),
+                 os.getpid(), now_iso()),
             )
-        self.run_id = int(cur.lastrowid or 0)
         return self.run_id
 
     def finish_run(self, exit_code: int, summary: dict[str, Any]) -> None:
@@ -148,8 +143,8 @@ class Ledger(PostingStore, TableStore):
             return
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE id = ?",
-                (now_iso(), exit_code, json.dumps(summary, default=str, sort_keys=True), self.run_id),
+                "UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? WHERE tenant = ? AND id = ?",
+                (now_iso(), exit_code, json.dumps(summary, default=str, sort_keys=True), self.tenant, self.run_id),
             )
 
     def audit(self, kind: str, detail: dict[str, Any], posting_key: str | None = None) -> None:
@@ -158,14 +153,15 @@ class Ledger(PostingStore, TableStore):
 
     def audit_trail(self, posting_key: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT a.id, a.at, a.kind, a.detail, a.run, r.user, r.host, r.command FROM audit_events a "
-            "LEFT JOIN runs r ON r.id = a.run WHERE a.posting_key = ? ORDER BY a.id",
-            (posting_key,),
+            'SELECT a.id, a.at, a.kind, a.detail, a.run, r."user", r.host, r.command FROM audit_events a '
+            "LEFT JOIN runs r ON r.id = a.run WHERE a.tenant = ? AND a.posting_key = ? ORDER BY a.id",
+            (self.tenant, posting_key),
         ).fetchall()
         return [dict(row) | {"detail": json.loads(row["detail"])} for row in rows]
 
     def recent_runs(self, limit: int = 10) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._db.execute("SELECT * FROM runs WHERE tenant = ? ORDER BY id DESC LIMIT ?",
+                                (self.tenant, limit)).fetchall()
         return [dict(row) for row in rows]
 
 

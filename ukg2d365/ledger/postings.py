@@ -6,7 +6,6 @@ written in one transaction, so the trail never misses a move.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,8 +45,9 @@ class Posting:
     last_run: int | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Posting:
+    def from_row(cls, row: Any) -> Posting:
         data = dict(row)
+        data.pop("tenant", None)
         data["debit_total"] = Decimal(data["debit_total"])
         data["credit_total"] = Decimal(data["credit_total"])
         return cls(**data)
@@ -57,14 +57,14 @@ class PostingStore(Store):
     """The ledger's postings: reads, the write-ahead plan, and state changes."""
 
     def get_posting(self, key: str) -> Posting | None:
-        row = self._db.execute("SELECT * FROM postings WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute("SELECT * FROM postings WHERE tenant = ? AND key = ?", (self.tenant, key)).fetchone()
         return Posting.from_row(row) if row else None
 
     def find_postings(self, *, status: str | None = None, limit: int | None = None) -> list[Posting]:
-        sql = "SELECT * FROM postings"
-        args: list[Any] = []
+        sql = "SELECT * FROM postings WHERE tenant = ?"
+        args: list[Any] = [self.tenant]
         if status:
-            sql += " WHERE status = ?"
+            sql += " AND status = ?"
             args.append(status)
         sql += " ORDER BY updated_at DESC"
         if limit:
@@ -74,14 +74,15 @@ class PostingStore(Store):
 
     def period_statuses(self, pay_group: str, period_end: str) -> list[str]:
         rows = self._db.execute(
-            "SELECT status FROM postings WHERE pay_group = ? AND period_end = ?", (pay_group, period_end)
+            "SELECT status FROM postings WHERE tenant = ? AND pay_group = ? AND period_end = ?",
+            (self.tenant, pay_group, period_end)
         )
         return [r[0] for r in rows]
 
     def period_postings(self, company: str, pay_group: str, period_end: str) -> list[Posting]:
         """Every posting, of any run and state, of one company's pay group and period end."""
-        rows = self._db.execute("SELECT * FROM postings WHERE company = ? AND pay_group = ? AND period_end = ? "
-                                "ORDER BY created_at", (company, pay_group, period_end))
+        rows = self._db.execute("SELECT * FROM postings WHERE tenant = ? AND company = ? AND pay_group = ? "
+                                "AND period_end = ? ORDER BY created_at", (self.tenant, company, pay_group, period_end))
         return [Posting.from_row(r) for r in rows.fetchall()]
 
     def posted_keys(self, keys: Iterable[str]) -> set[str]:
@@ -90,13 +91,16 @@ class PostingStore(Store):
             found.update(
                 r[0]
                 for r in self._db.execute(
-                    f"SELECT key FROM postings WHERE status = 'posted' AND key IN ({marks})", chunk
+                    f"SELECT key FROM postings WHERE tenant = ? AND status = 'posted' AND key IN ({marks})",
+                    [self.tenant, *chunk]
                 )
             )
         return found
 
     def counts_by_status(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self._db.execute("SELECT status, COUNT(*) FROM postings GROUP BY status")}
+        rows = self._db.execute("SELECT status, COUNT(*) FROM postings WHERE tenant = ? GROUP BY status",
+                                (self.tenant,))
+        return {r[0]: int(r[1]) for r in rows}
 
     def save_plan(self, posting: Posting, lines: Iterable[PlannedLine]) -> None:
         """Write-ahead: the intent and its lines are committed before any request is sent.
@@ -105,7 +109,8 @@ class PostingStore(Store):
         (recovery compares it with what D365 holds before sending anything).
         """
         with self.transaction() as db:
-            row = db.execute("SELECT status FROM postings WHERE key = ?", (posting.key,)).fetchone()
+            row = db.execute("SELECT status FROM postings WHERE tenant = ? AND key = ?",
+                             (self.tenant, posting.key)).fetchone()
             if row and row["status"] == POSTED:
                 raise ValueError(f"posting {posting.key} is already posted")
             values = (
@@ -118,29 +123,30 @@ class PostingStore(Store):
                 db.execute(
                     "INSERT INTO postings (company, pay_group, period_end, run_id, employee, marker, description, "
                     "plan_hash, source_hash, source_lines, line_count, debit_total, credit_total, trans_date, "
-                    "key, status, created_at, updated_at, last_run) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
-                    (*values, posting.key, stamp, stamp, self.run_id),
+                    "tenant, key, status, created_at, updated_at, last_run) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+                    (*values, self.tenant, posting.key, stamp, stamp, self.run_id),
                 )
             else:
                 db.execute(
                     "UPDATE postings SET company=?, pay_group=?, period_end=?, run_id=?, employee=?, marker=?, "
                     "description=?, plan_hash=?, source_hash=?, source_lines=?, line_count=?, debit_total=?, "
-                    "credit_total=?, trans_date=?, updated_at=?, last_run=? WHERE key=?",
-                    (*values, stamp, self.run_id, posting.key),
+                    "credit_total=?, trans_date=?, updated_at=?, last_run=? WHERE tenant=? AND key=?",
+                    (*values, stamp, self.run_id, self.tenant, posting.key),
                 )
-                db.execute("DELETE FROM posting_lines WHERE posting_key = ?", (posting.key,))
+                db.execute("DELETE FROM posting_lines WHERE tenant = ? AND posting_key = ?", (self.tenant, posting.key))
             db.executemany(
-                "INSERT INTO posting_lines (posting_key, line_number, account, debit, credit, text) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                ((posting.key, ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text) for ln in lines),
+                "INSERT INTO posting_lines (tenant, posting_key, line_number, account, debit, credit, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((self.tenant, posting.key, ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text)
+                 for ln in lines),
             )
 
     def plan_lines(self, key: str) -> list[PlannedLine]:
         rows = self._db.execute(
-            "SELECT line_number, account, debit, credit, text FROM posting_lines WHERE posting_key = ? "
+            "SELECT line_number, account, debit, credit, text FROM posting_lines WHERE tenant = ? AND posting_key = ? "
             "ORDER BY line_number",
-            (key,),
+            (self.tenant, key),
         )
         return [PlannedLine(r[0], r[1], Decimal(r[2]), Decimal(r[3]), r[4]) for r in rows]
 
@@ -162,9 +168,9 @@ class PostingStore(Store):
                 "journal_batch_number = COALESCE(?, journal_batch_number), "
                 "last_error = CASE WHEN ? = 'posted' THEN NULL ELSE COALESCE(?, last_error) END, "
                 "attempts = attempts + ?, posted_at = CASE WHEN ? = 'posted' THEN ? ELSE posted_at END "
-                "WHERE key = ?",
+                "WHERE tenant = ? AND key = ?",
                 (status, stamp, self.run_id, journal_batch_number, status, error, int(count_attempt), status, stamp,
-                 key),
+                 self.tenant, key),
             )
             self._insert_audit(db, "state", {"status": status, "journal_batch_number": journal_batch_number,
                                              "error": error}, key, at=stamp)
@@ -172,5 +178,5 @@ class PostingStore(Store):
     def forget_journal(self, key: str) -> None:
         """The journal this posting pointed at is gone (deleted to be rebuilt)."""
         with self.transaction() as db:
-            db.execute("UPDATE postings SET journal_batch_number = NULL, updated_at = ? WHERE key = ?",
-                       (now_iso(), key))
+            db.execute("UPDATE postings SET journal_batch_number = NULL, updated_at = ? WHERE tenant = ? AND key = ?",
+                       (now_iso(), self.tenant, key))

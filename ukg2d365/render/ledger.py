@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ukg2d365.render import Output, Table, styled
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
-    from ukg2d365.flows.history import StatusReport
+    from ukg2d365.flows.history import StatusReport, TenantStatus
     from ukg2d365.ledger import Posting
 
 
@@ -39,6 +39,39 @@ def _stale_warnings(out: Output, report: StatusReport) -> None:
     for pay_group, end in report.stale:
         out.warn(f"pay group {pay_group} period {end} is closed, older than payroll.lookback_days and not posted: "
                  f"`ukg2d365 post-payroll --pay-group {pay_group} --period-end {end}` posts it")
+def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
+    """``status --tenants DIR``: per tenant, each command's last run and the postings."""
+    from ukg2d365.flows.history import posting_dict
+
+    if out.json_mode:
+        for t in tenants:
+            r = t.report
+            out.event("tenant", tenant=t.tenant, config=str(t.config_path), schedule=t.schedule, error=t.error,
+                      counts=r.counts if r else None, runs=r.runs if r else [],
+                      last_by_command=t.last_by_command,
+                      failed=[posting_dict(p) for p in r.failed] if r else [],
+                      pending=[posting_dict(p) for p in r.pending] if r else [])
+        return
+    table = Table(title="Tenants", title_justify="left")
+    for column in ("Tenant", "Schedule", "Last runs (UTC)", "Postings"):
+        table.add_column(column, overflow="fold")
+    for t in tenants:
+        schedule = "\n".join(f"{job}: {cron}" for job, cron in t.schedule.items()) or "-"
+        if t.report is None:
+            table.add_row(t.tenant, schedule, styled(t.error or "", "red"), "-")
+            continue
+        runs = "\n".join(f"{command}: {_exit_text(r)} at {r['started_at'][:19].replace('T', ' ')} on {r['host']}"
+                         for command, r in sorted(t.last_by_command.items())) or "no run yet"
+        c = t.report.counts
+        table.add_row(t.tenant, schedule, runs, f"{c['posted']} posted, {c['sending']} in flight, "
+                      f"{c['planned']} planned, {c['failed']} failed")
+    out.table(table)
+    broken = sum(1 for t in tenants if t.error)
+    out.summary(f"{len(tenants)} tenant(s)" + (f", {broken} whose ledger cannot be read" if broken else ""))
+
+
+def _exit_text(run: dict[str, Any]) -> str:
+    return "running" if run["exit_code"] is None else f"exit {run['exit_code']}"
 
 
 def _runs_table(rows: list[dict[str, Any]]) -> Table:

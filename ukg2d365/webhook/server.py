@@ -37,7 +37,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from ukg2d365.config import Config
 from ukg2d365.errors import Ukg2d365Error, UsageError
-from ukg2d365.flows.runtime import internal_error_line
+from ukg2d365.flows.runtime import internal_error_line, open_ledger
 from ukg2d365.flows.webhook_events import (
     ActionRunner,
     FlowRunner,
@@ -46,7 +46,7 @@ from ukg2d365.flows.webhook_events import (
     WebhookEventTable,
     merge,
 )
-from ukg2d365.ledger import Ledger, LedgerError
+from ukg2d365.ledger import LedgerError
 from ukg2d365.ledger.tables import FAILED, RUNNING
 from ukg2d365.webhook.receiver import Log, Reply, WebhookReceiver, stderr_log
 from ukg2d365.webhook.signature import load_secret
@@ -293,10 +293,9 @@ def build_server(config: Config, *, ledger_path: Path | None = None, host: str |
     """The server for ``webhook serve``: secret checked, ledger opened, unfinished events queued again."""
     cfg = config.webhooks
     secret = load_secret(cfg)
-    path = ledger_path or config.ledger_path
-    ledger = Ledger(path)
+    ledger = open_ledger(config, ledger_path)
     try:
-        worker = WebhookWorker(WebhookEventTable(ledger), runner or FlowRunner(config, path), log)
+        worker = WebhookWorker(WebhookEventTable(ledger), runner or FlowRunner(config, ledger_path), log)
         receiver = WebhookReceiver(cfg, secret, ledger, worker, pay_groups=config.ukg.pay_groups, log=log)
         server = WebhookServer(receiver, worker, host if host is not None else cfg.host,
                                port if port is not None else cfg.port, read_timeout=read_timeout)

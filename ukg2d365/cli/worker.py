@@ -1,0 +1,37 @@
+"""worker: run every tenant's ``schedule:`` as Procrastinate periodic tasks on the ledger's PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import typer
+
+from ukg2d365.cli.app import app, command
+from ukg2d365.flows import scheduled
+from ukg2d365.render import worker as render
+
+TENANTS = typer.Option(..., "--tenants", help="Folder with one config file (*.yaml) per tenant, each with schedule:")
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    tenants: Path = TENANTS,
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64,
+                                    help="Jobs run at once (different tenants; one tenant runs one at a time)"),
+    name: str | None = typer.Option(None, "--name", help="Worker name in logs [default: HOST-PID]"),
+) -> None:
+    """Run each tenant's schedule (highly available: start one worker on each of two hosts)."""
+    with command(ctx) as run:
+        loaded = scheduled.load_tenants(tenants)
+        if run.state.verbose:  # Procrastinate's own log (job fetched, deferred, stalled) on stderr
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        worker_name = name or f"{socket.gethostname()}-{os.getpid()}"
+        served = scheduled.Worker(loaded, name=worker_name, concurrency=concurrency,
+                                  report=lambda report: render.job_done(run.out, report))
+        render.worker_started(run.out, loaded, worker_name, served.scheduled, served.where)
+        served.serve()
+        run.finish(f"worker {worker_name} stopped")

@@ -1,0 +1,218 @@
+"""Scheduled jobs: the tenants of ``ukg2d365 worker --tenants DIR``, their ``schedule:``, and how a job runs.
+
+Scheduling is Procrastinate's, not ours: each (tenant, job) with a cron expression becomes a periodic task,
+deferred once per period by whichever worker gets there first, the database refusing a second defer
+(procrastinate-org/procrastinate docs/howto/advanced/cron.md). Each job carries Procrastinate's ``lock`` of
+its tenant (one job of a tenant runs at a time, in order: docs/howto/advanced/locks.md) and a
+``queueing_lock`` (a slow tenant never piles up copies of one job: docs/howto/advanced/queueing_locks.md),
+and runs as a recorded run under the tenant's ledger lock, like cron's runs, so a worker and a cron run of
+one tenant never overlap either. Jobs of a worker killed mid-run are retried by a periodic task, as
+docs/howto/production/retry_stalled_jobs.md shows; the flows recover what was in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ukg2d365.config import Config, key_line, load_config
+from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
+from ukg2d365.flows import post_payroll, sync_dimensions, sync_employees
+from ukg2d365.flows.runtime import Context, open_ledger, recorded_run
+from ukg2d365.ledger import POSTED, queue
+
+JobOutcome = tuple[bool, dict[str, Any]]
+
+
+def _post_payroll_due(ctx: Context) -> JobOutcome:
+    plan = post_payroll.read_and_plan(ctx, post_payroll.Selection(due=True))
+    result = post_payroll.apply(ctx, plan)
+    return result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
+                       "failed": len(result.failed), "already_posted": len(plan.already_posted),
+                       "refused": len(plan.refused)}
+
+
+def _sync_dimensions(ctx: Context) -> JobOutcome:
+    plan = sync_dimensions.read_and_plan(ctx, sync_dimensions.DimensionSelection())
+    result = sync_dimensions.apply(ctx, plan)
+    return result.ok, {"created": len(result.created), "failed": len(result.failed),
+                       "skipped": len(plan.skipped), "missing_main_accounts": len(plan.missing_main_accounts)}
+
+
+def _sync_employees(ctx: Context) -> JobOutcome:
+    plan = sync_employees.read_and_plan(ctx, sync_employees.EmployeeSelection())
+    result = sync_employees.apply(ctx, plan)
+    return result.ok, {"sent": len(result.outcomes) - len(result.failed), "failed": len(result.failed),
+                       "skipped": len(plan.skipped)}
+
+
+@dataclass(frozen=True)
+class Job:
+    command: str  # as the ledger records the run, after "worker "
+    run: Callable[[Context], JobOutcome]
+
+
+# The one table of schedulable jobs: a key of ``schedule:`` -> the flow it runs. A key of ``schedule:`` with no
+# entry here (``accrue_payroll_due`` until accrue-payroll --due exists in this version) is refused at load.
+JOBS: dict[str, Job] = {
+    "post_payroll_due": Job("post-payroll --due", _post_payroll_due),
+    "sync_dimensions": Job("sync-dimensions", _sync_dimensions),
+    "sync_employees": Job("sync-employees", _sync_employees),
+}
+COMMANDS = {"accrue_payroll_due": "accrue-payroll --due"} | {name: job.command for name, job in JOBS.items()}
+
+
+# ---------------------------------------------------------------------- tenants
+
+
+@dataclass
+class Tenant:
+    """One config file of the tenants folder."""
+
+    config_path: Path
+    config: Config
+
+    @property
+    def name(self) -> str:
+        return self.config.ledger_tenant
+
+    @property
+    def schedule(self) -> dict[str, str]:
+        return self.config.schedule.jobs()
+
+
+def load_tenant(path: Path) -> Tenant:
+    """A tenant's config; a ``schedule:`` job this version cannot run is refused with its file and line."""
+    config = load_config(path)
+    for name in config.schedule.jobs():
+        if name not in JOBS:
+            line = key_line(path, "schedule", name)
+            raise ConfigError(f"{path}:{f' line {line}:' if line else ''} schedule.{name}: {COMMANDS[name]} is not "
+                              "in this version of ukg2d365, so no worker can run it",
+                              hint="remove the key until ukg2d365 is upgraded")
+    return Tenant(path, config)
+
+
+def load_tenants(folder: Path) -> list[Tenant]:
+    """Every ``*.yaml`` / ``*.yml`` of ``folder``, one tenant each; two files naming one tenant are refused."""
+    if not folder.is_dir():
+        raise ConfigError(f"--tenants {folder}: not a folder", hint="give the folder holding one config per tenant")
+    paths = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not paths:
+        raise ConfigError(f"--tenants {folder}: no tenant config (*.yaml) in it")
+    tenants = [load_tenant(p) for p in paths]
+    seen: dict[str, Path] = {}
+    for tenant in tenants:
+        if tenant.name in seen:
+            raise ConfigError(f"{tenant.config_path}: ledger.tenant {tenant.name} is also the tenant of "
+                              f"{seen[tenant.name]}", hint="set a distinct ledger.tenant in each file")
+        seen[tenant.name] = tenant.config_path
+    return tenants
+
+
+def shared_ledger_url(tenants: list[Tenant]) -> str:
+    """The one PostgreSQL every tenant's ledger and the queue live in."""
+    urls = {t.config.ledger.url for t in tenants}
+    if None in urls:
+        without = next(t for t in tenants if t.config.ledger.url is None)
+        raise ConfigError(f"{without.config_path}: the worker needs ledger.url (PostgreSQL)",
+                          hint="a SQLite ledger serves one cron host; see README, 'Two set-ups'")
+    if len(urls) > 1:
+        raise ConfigError(f"--tenants: the configs name {len(urls)} different ledger.url values",
+                          hint="every tenant of a worker shares one PostgreSQL database")
+    return str(urls.pop())
+
+
+# ---------------------------------------------------------------------- running a job
+
+
+@dataclass
+class JobReport:
+    """What one scheduled job did, as its run was recorded in the tenant's ledger."""
+
+    tenant: str
+    job: str
+    scheduled_for: str
+    code: int
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def scheduled_for(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def run_job(tenant: Tenant, job: str, timestamp: int, worker: str) -> JobReport:
+    """Run one scheduled job of a tenant as a recorded run under the tenant's ledger lock.
+
+    The config is read again, so an edit reaches the next run without a restart (its ``schedule:`` is read
+    when the worker starts). A refusal, a busy lock or an unavailable system ends the run with its exit code,
+    recorded in the tenant's ledger, and does not stop the worker.
+    """
+    when = scheduled_for(timestamp)
+    report = JobReport(tenant.name, job, when, int(ExitStatus.RECORDS_FAILED))
+    try:
+        config = load_tenant(tenant.config_path).config
+        with recorded_run(config, f"worker {JOBS[job].command}", {"scheduled_for": when, "worker": worker},
+                          lock=True) as run:
+            ok, summary = JOBS[job].run(run.context)
+            run.summary.update(summary)
+            run.code = int(ExitStatus.OK if ok else ExitStatus.RECORDS_FAILED)
+            report.summary = dict(summary)
+            report.code = run.code
+    except Ukg2d365Error as exc:
+        report.code = int(exc.exit_status)
+        report.error = str(exc)
+    return report
+
+
+# ---------------------------------------------------------------------- the worker
+
+
+def _register(app: Any, tenants: list[Tenant], worker: str, report: Callable[[JobReport], None]) -> int:
+    """One Procrastinate periodic task per (tenant, job); the number registered."""
+    by_name = {t.name: t for t in tenants}
+
+    @app.task(name="ukg2d365.scheduled_job")
+    def scheduled_job(timestamp: int, tenant: str, job: str) -> None:
+        report(run_job(by_name[tenant], job, timestamp, worker))
+
+    @app.periodic(cron="* * * * *", periodic_id="retry-stalled")
+    @app.task(name="ukg2d365.retry_stalled_jobs", queueing_lock="ukg2d365:retry-stalled")
+    async def retry_stalled_jobs(timestamp: int) -> None:
+        # Jobs of a worker killed mid-run stay "doing" and hold their tenant's Procrastinate lock: hand them
+        # back to the queue (docs/howto/production/retry_stalled_jobs.md). Their flows recover what was sent.
+        for stalled in await app.job_manager.get_stalled_jobs():
+            await app.job_manager.retry_job(stalled)
+
+    count = 0
+    for tenant in tenants:
+        for job, cron in tenant.schedule.items():
+            app.periodic(cron=cron, periodic_id=f"{job}:{tenant.name}", lock=f"ukg2d365:{tenant.name}",
+                         queueing_lock=f"ukg2d365:{job}:{tenant.name}",
+                         task_kwargs={"tenant": tenant.name, "job": job})(scheduled_job)
+            count += 1
+    return count
+
+
+class Worker:
+    """A Procrastinate worker on the tenants' shared PostgreSQL, with every tenant's schedule registered."""
+
+    def __init__(self, tenants: list[Tenant], *, name: str, concurrency: int,
+                 report: Callable[[JobReport], None]) -> None:
+        self.name = name
+        self.concurrency = concurrency
+        url = shared_ledger_url(tenants)
+        for tenant in tenants:  # each ledger reachable and at the current schema before the first job
+            open_ledger(tenant.config).close()
+        self.where = queue.describe(url)
+        self.app = queue.open_app(url, max_connections=concurrency + 4)
+        self.scheduled = _register(self.app, tenants, name, report)
+
+    def serve(self) -> None:
+        """Run until SIGTERM or SIGINT; the jobs in progress finish first (a second signal stops at once)."""
+        self.app.run_worker(name=self.name, concurrency=self.concurrency, wait=True, delete_jobs="successful",
+                            install_signal_handlers=True)
