@@ -61,7 +61,8 @@ class Transfer:
 
 @dataclass(frozen=True)
 class BalancingLine:
-    entity: str
+    entity: str  # the journal it belongs to
+    counterparty: str  # the other entity of the pair
     main_account: str
     debit: Decimal
     credit: Decimal
@@ -87,8 +88,10 @@ def balancing_lines(transfer: Transfer, due_from_account: str, due_to_account: s
     size = -amount if amount < 0 else amount
     receivable = amount > 0  # the usual case: the paying entity is owed by the bearing one
     return (
-        BalancingLine(transfer.paying, due_from_account, size if receivable else zero, zero if receivable else size),
-        BalancingLine(transfer.bearing, due_to_account, zero if receivable else size, size if receivable else zero),
+        BalancingLine(transfer.paying, transfer.bearing, due_from_account,
+                      size if receivable else zero, zero if receivable else size),
+        BalancingLine(transfer.bearing, transfer.paying, due_to_account,
+                      zero if receivable else size, size if receivable else zero),
     )
 
 

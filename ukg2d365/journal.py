@@ -16,7 +16,8 @@ from decimal import Decimal
 from functools import cached_property
 
 from ukg2d365.config import Config
-from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
+from ukg2d365.intercompany import BalancingLine, EntityRouting, balancing_lines, transfers
+from ukg2d365.mapping import MAIN_ACCOUNT, LedgerAccount, Mapper, MappingError, positional_display
 from ukg2d365.money import quantum
 from ukg2d365.ukg.records import GlDistribution
 
@@ -47,10 +48,15 @@ class PostingKey:
     pay_group: str
     period_end: date
     run_id: str
+    # The legal entity bearing part of the run when it is not the paying one ("" for the paying entity's
+    # journal): its key and marker get "/@ENTITY", while the paying entity's journal keeps the key and marker of
+    # a single-entity run, so turning legal_entities on never reposts a run D365 already holds.
+    entity: str = ""
 
     @property
     def text(self) -> str:
-        return "/".join([self.company, self.pay_group, self.period_end.isoformat(), self.run_id])
+        base = "/".join([self.company, self.pay_group, self.period_end.isoformat(), self.run_id])
+        return f"{base}/@{self.entity}" if self.entity else base
 
     @property
     def marker(self) -> str:
@@ -63,6 +69,10 @@ class PostingKey:
         return cls(*cls.fields_of(line))
 
     @staticmethod
+    def fields_of_key(key: PostingKey) -> tuple[str, str, date, str]:
+        return key.company, key.pay_group, key.period_end, key.run_id
+
+    @staticmethod
     def fields_of(line: GlDistribution) -> tuple[str, str, date, str]:
         """The key's fields as a plain tuple: cheap to hash once per line, before any PostingKey exists."""
         return line.company, line.pay_group, line.period_end, line.run_id
@@ -71,7 +81,20 @@ class PostingKey:
 def journal_description(key: PostingKey) -> str:
     tag = f" [{key.marker}]"
     head = f"Payroll {key.pay_group} {key.period_end.isoformat()} {key.run_id}"
+    if key.entity:
+        head += f" @{key.entity}"
     return head[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
+
+
+def entity_routing(config: Config) -> EntityRouting:
+    """Who pays a company and who bears a line, from legal_entities (or the one d365.legal_entity)."""
+    entities = config.legal_entities
+    if entities is None:
+        return EntityRouting(config.d365.legal_entity)
+    by_dimension = entities.by_dimension
+    return EntityRouting(config.d365.legal_entity, {c: e.upper() for c, e in entities.by_company.items()},
+                         by_dimension.dimension if by_dimension else None,
+                         {v: e.upper() for v, e in by_dimension.values.items()} if by_dimension else None)
 
 
 @dataclass
@@ -85,6 +108,10 @@ class JournalPlan:
     accounts: set[str]  # D365 main accounts used
     dimension_values: dict[str, set[str]]  # dimension -> values used
     problems: list[str] = field(default_factory=list)
+    legal_entity: str = ""  # as configured (d365.legal_entity or legal_entities); "" before routing
+    posting_date: date | None = None  # TransDate; None: the period end
+    document_date: date | None = None  # DocumentDate; None: not sent
+    reverse_date: date | None = None  # ReverseEntry Yes with this ReverseDate (accruals); None: not reversing
 
     @property
     def description(self) -> str:
@@ -92,7 +119,12 @@ class JournalPlan:
 
     @property
     def trans_date(self) -> date:
-        return self.key.period_end
+        return self.posting_date or self.key.period_end
+
+    @property
+    def data_area_id(self) -> str:
+        """The legal entity as D365 writes dataAreaId: lower case."""
+        return self.legal_entity.lower()
 
     @property
     def balanced(self) -> bool:
@@ -139,6 +171,12 @@ class JournalBuilder:
         self._total_blocks: set[int] = set()
         self._digest = hashlib.sha256()
         self._texts: dict[str, str] = {}  # UKG account -> line text
+        self._routing = entity_routing(config)
+        self._paying = self._routing.paying(key.company)
+        self._intercompany = config.legal_entities.intercompany if config.legal_entities else None
+        self._bearing: dict[str, str] = {}  # display value -> the entity bearing it when not the paying one
+        self._line_entities: list[str] = []  # per planned line: its bearing entity, "" for the paying one
+        self._tracks_entities = self._routing.dimension is not None and self._intercompany is not None
 
     def add(self, line: GlDistribution) -> None:
         self.count += 1
@@ -166,6 +204,9 @@ class JournalBuilder:
                 self._unmapped.setdefault(f"{exc.kind} {exc.reason}", set()).add(exc.code)
                 return
             self._account_cache[cache_key] = account
+            bearing = self._routing.bearing(account.dimensions)
+            if bearing is not None and bearing != self._paying:
+                self._bearing[account.display] = bearing
         if self._summarize:
             sums = self._sums.setdefault((account.display, line.account, account.main_account),
                                          [Decimal(0), Decimal(0)])
@@ -184,6 +225,8 @@ class JournalBuilder:
                 self._debit_total += magnitude
             else:
                 self._credit_total += magnitude
+            if self._tracks_entities:
+                self._line_entities.append(self._bearing.get(display, ""))
             self._lines.append(PlannedLine(
                 line_number=len(self._lines) + 1,
                 account=display,
@@ -229,6 +272,7 @@ class JournalBuilder:
             accounts=accounts,
             dimension_values=dimension_values,
             problems=problems,
+            legal_entity=self._paying or "",
         )
 
     def _input_problems(self) -> list[str]:
@@ -257,16 +301,77 @@ class JournalBuilder:
             )
         return problems
 
-    def _references(self) -> tuple[set[str], dict[str, set[str]]]:
-        """The D365 main accounts and dimension values (per dimension) some line was mapped to."""
+    def _references(self, entity: str | None = None) -> tuple[set[str], dict[str, set[str]]]:
+        """The D365 main accounts and dimension values (per dimension) some line was mapped to.
+
+        With ``entity``, only the lines that entity bears ("" for the paying one).
+        """
         accounts: set[str] = set()
         dims: dict[str, set[str]] = {}
         for account in self._account_cache.values():
+            if entity is not None and self._bearing.get(account.display, "") != entity:
+                continue
             accounts.add(account.main_account)
             for name, value in account.dimensions:
                 if value:
                     dims.setdefault(name, set()).add(value)
         return accounts, dims
+
+    def finish_by_entity(self) -> list[JournalPlan]:
+        """One plan per legal entity of the run: the paying entity's first, under the run's own posting key.
+
+        Lines borne by another entity move to that entity's plan (key suffix ``/@ENTITY``), and one pair of
+        intercompany lines per bearing entity balances both (see :mod:`ukg2d365.intercompany`).
+        """
+        whole = self.finish()
+        if self._paying is None:
+            whole.problems.append(f"UKG company {self.key.company} has no entry in legal_entities.by_company; "
+                                  "map it to the D365 legal entity that pays it")
+            return [whole]
+        moved = self._line_entities
+        if not self._bearing or self._intercompany is None:
+            return [whole]
+        groups: dict[str, list[PlannedLine]] = {}
+        for line, entity in zip(whole.lines, moved, strict=True):
+            groups.setdefault(entity, []).append(line)
+        settle = [ln for t in transfers(self._paying, ((e, ln.debit, ln.credit) for ln, e in
+                                                        zip(whole.lines, moved, strict=True) if e))
+                  for ln in balancing_lines(t, self._intercompany.due_from_account,
+                                            self._intercompany.due_to_account)]
+        plans = [self._entity_plan(whole, "", groups.get("", []), settle)]
+        plans += [self._entity_plan(whole, entity, groups[entity], settle) for entity in sorted(e for e in groups if e)]
+        return plans
+
+    def _entity_plan(self, whole: JournalPlan, entity: str, lines: list[PlannedLine],
+                     settle: list[BalancingLine]) -> JournalPlan:
+        assert self._paying is not None and self._intercompany is not None
+        owner = entity or self._paying
+        ic = self._intercompany
+        planned = [PlannedLine(i, ln.account, ln.debit, ln.credit, ln.text) for i, ln in enumerate(lines, start=1)]
+        accounts, dims = self._references(entity)
+        for ln in settle:
+            if ln.entity != owner:
+                continue
+            display = positional_display(self._mapper.formats.ledger, {MAIN_ACCOUNT: ln.main_account,
+                                                                       **ic.dimensions}, self._mapper.delimiter)
+            bearing = ln.counterparty if not entity else entity
+            text = f"Intercompany {self._paying}-{bearing} {self.key.pay_group} {self.key.period_end.isoformat()}"
+            planned.append(PlannedLine(len(planned) + 1, display, ln.debit, ln.credit, text[:LINE_TEXT_MAX]))
+            accounts.add(ln.main_account)
+            for name, value in ic.dimensions.items():
+                dims.setdefault(name, set()).add(value)
+        return JournalPlan(
+            key=self.key if not entity else PostingKey(*PostingKey.fields_of_key(self.key), entity=entity),
+            lines=planned,
+            debit_total=sum((ln.debit for ln in planned), self._zero),
+            credit_total=sum((ln.credit for ln in planned), self._zero),
+            source_lines=whole.source_lines,
+            source_hash=whole.source_hash,
+            accounts=accounts,
+            dimension_values=dims,
+            problems=list(whole.problems),
+            legal_entity=owner,
+        )
 
 
 class JournalRouter:
@@ -296,8 +401,8 @@ class JournalRouter:
             builder.add(line)
 
     def journals(self) -> list[JournalPlan]:
-        """The wanted pay runs' journal plans, in posting key order."""
-        return [self.builders[key].finish() for key in sorted(self.builders)]
+        """The wanted pay runs' journal plans, in posting key order, one per legal entity of each run."""
+        return [plan for key in sorted(self.builders) for plan in self.builders[key].finish_by_entity()]
 
 
 def build_journals(lines: Iterable[GlDistribution], config: Config) -> list[JournalPlan]:

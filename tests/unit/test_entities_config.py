@@ -99,11 +99,10 @@ def test_posting_and_document_date_choices(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
     assert cfg.payroll.posting_date == "period_end"
     assert cfg.payroll.document_date is None
-    text = BASE.replace("  lookback_days: 14", "  lookback_days: 14\n  posting_date: pay_date\n"
-                                               "  document_date: period_end")
+    text = BASE.replace("  posting_date: period_end", "  posting_date: pay_date\n  document_date: period_end")
     cfg = load_config(write(tmp_path, text))
     assert (cfg.payroll.posting_date, cfg.payroll.document_date) == ("pay_date", "period_end")
-    bad = BASE.replace("  lookback_days: 14", "  lookback_days: 14\n  posting_date: paid")
+    bad = BASE.replace("  posting_date: period_end", "  posting_date: paid")
     with pytest.raises(ConfigError, match=rf"line {line_of(bad, 'posting_date')}: payroll.posting_date: Input "
                                           r"should be 'period_end' or 'pay_date'"):
         load_config(write(tmp_path, bad))
