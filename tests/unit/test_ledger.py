@@ -135,3 +135,29 @@ def test_every_sql_statement_lives_in_the_ledger_package():
                   and node.func.attr in ("execute", "executemany", "executescript", "transaction")):
                 offenders.append(f"{relative}:{node.lineno} calls .{node.func.attr}()")
     assert offenders == []
+
+
+def test_postings_of_an_older_ledger_get_the_configured_legal_entity(tmp_path):
+    """A ledger written before legal entities: its postings were all in d365.legal_entity."""
+    path = tmp_path / "old.db"
+    older = [m for m in MIGRATIONS if m[0] < 4]
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+               "applied_at TEXT NOT NULL)")
+    for version, name, sql in older:
+        db.executescript(sql)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'x')", (version, name))
+    db.execute("INSERT INTO postings (key, company, pay_group, period_end, run_id, marker, description, status, "
+               "plan_hash, source_hash, source_lines, line_count, debit_total, credit_total, trans_date, "
+               "created_at, updated_at) VALUES ('C/BW/2026-11-13/R', 'C', 'BW', '2026-11-13', 'R', 'U2D-X', 'd', "
+               "'posted', 'h', 's', 1, 2, '1', '1', '2026-11-13', 'x', 'x')")
+    db.commit()
+    db.close()
+    ledger = Ledger(path)
+    old = ledger.get_posting("C/BW/2026-11-13/R")
+    assert old is not None and old.legal_entity is None and old.kind == "pay_run"
+    ledger.adopt_legal_entity("USMF")
+    adopted = ledger.get_posting("C/BW/2026-11-13/R")
+    assert adopted is not None and adopted.legal_entity == "USMF" and adopted.data_area_id == "usmf"
+    assert ledger.period_statuses("BW", "2026-11-13") == ["posted"]
+    assert ledger.period_statuses("BW", "2026-11-13", kind="accrual") == []

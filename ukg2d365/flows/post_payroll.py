@@ -102,6 +102,8 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
     result = DuePeriods()
     first_posted: dict[str, date] = {}  # a fresh ledger knows no history to miss: nothing is stale then
     for posting in ctx.ledger.find_postings():
+        if posting.kind != "pay_run":
+            continue
         end = date.fromisoformat(posting.period_end)
         first_posted[posting.pay_group] = min(end, first_posted.get(posting.pay_group, end))
     for pay_group in pay_groups:
@@ -149,6 +151,7 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
     read = read_gl(items, ctx.config, mapper, wanted=selected.covers, may_want=selected.may_cover)
     plan.lines_read = read.lines_read
     journals = read.journals()
+    journal_dates(ctx, journals)
     _attribute_errors(plan, journals, read.errors_by_run)
     if plan.due is not None:
         plan.runs_without_gl = sorted(plan.due.targets - {(j.key.pay_group, j.key.period_end) for j in journals})
@@ -160,6 +163,38 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
     if file is not None:
         _whole_file_or_nothing(plan, file)
     return plan
+
+
+def pay_dates(ctx: Context, pay_groups: Iterable[str]) -> dict[tuple[str, date], date]:
+    """(pay group, period end) -> pay date, from UKG's paygroup-payperiods (one read per pay group)."""
+    dates: dict[tuple[str, date], date] = {}
+    for pay_group in sorted(set(pay_groups)):
+        for period in ctx.ukg.pay_periods(pay_group):
+            try:
+                end = parse_date(period.get("periodEndDate"))
+                paid = parse_date(period.get("payDate"))
+            except ValueError:
+                continue  # a period without a usable pay date: a journal that needs it says so below
+            dates[(str(period.get("payGroup") or pay_group), end)] = paid
+    return dates
+
+
+def journal_dates(ctx: Context, journals: list[JournalPlan]) -> None:
+    """TransDate and DocumentDate per payroll.posting_date / document_date: the period end or the pay date."""
+    payroll = ctx.config.payroll
+    choices = (payroll.posting_date, payroll.document_date)
+    paid = pay_dates(ctx, {j.key.pay_group for j in journals}) if "pay_date" in choices and journals else {}
+    for journal in journals:
+        key = journal.key
+        pay_date = paid.get((key.pay_group, key.period_end))
+        if pay_date is None and "pay_date" in choices:
+            journal.problems.append(f"UKG's paygroup-payperiods has no pay date for {key.pay_group} period ending "
+                                    f"{key.period_end} (payroll.posting_date or document_date is pay_date)")
+            continue
+        if payroll.posting_date == "pay_date":
+            journal.posting_date = pay_date
+        if payroll.document_date is not None:
+            journal.document_date = pay_date if payroll.document_date == "pay_date" else key.period_end
 
 
 def _due_pay_groups(ctx: Context, selection: Selection) -> list[str]:
@@ -293,24 +328,34 @@ def _not_yet_posted(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]
 
 
 def _refuse_unknown_references(ctx: Context, journals: list[JournalPlan]) -> None:
-    """Name, on each journal, the main accounts and dimension values D365 does not know: D365 would reject the
-    journal half-way through its lines, so it is refused up front."""
+    """Name, on each journal, the main accounts and the dimension values (of its own legal entity) D365 does not
+    know: D365 would reject the journal half-way through its lines, so it is refused up front."""
     reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
     missing_accounts = reference.missing_main_accounts(set().union(*(j.accounts for j in journals)))
-    missing_dims: dict[str, set[str]] = {}
-    for name in ctx.config.mapping.dimensions:
-        values = set().union(*(j.dimension_values.get(name, set()) for j in journals))
-        missing = reference.missing_dimension_values(name, values)
-        if missing:
-            missing_dims[name] = missing
+    missing_dims = _missing_dimension_values(ctx, reference, journals)
     for journal in journals:
         bad_accounts = sorted(journal.accounts & missing_accounts)
         if bad_accounts:
             journal.problems.append(f"main accounts not in D365: {', '.join(bad_accounts)}")
-        for name, missing in missing_dims.items():
+        for name, missing in missing_dims.get(journal.data_area_id, {}).items():
             bad = sorted(journal.dimension_values.get(name, set()) & missing)
             if bad:
-                journal.problems.append(f"{name} values not in D365: {', '.join(bad)} (run sync-dimensions)")
+                journal.problems.append(f"{name} values not in D365 company {journal.legal_entity}: "
+                                        f"{', '.join(bad)} (run sync-dimensions)")
+
+
+def _missing_dimension_values(ctx: Context, reference: ReferenceData,
+                              journals: list[JournalPlan]) -> dict[str, dict[str, set[str]]]:
+    """Per legal entity (dataAreaId) and dimension: the values its journals use that D365 does not hold there."""
+    missing: dict[str, dict[str, set[str]]] = {}
+    for area in sorted({j.data_area_id for j in journals}):
+        mine = [j for j in journals if j.data_area_id == area]
+        for name in ctx.config.mapping.dimensions:
+            values = set().union(*(j.dimension_values.get(name, set()) for j in mine))
+            absent = reference.missing_dimension_values(name, values, area)
+            if absent:
+                missing.setdefault(area, {})[name] = absent
+    return missing
 
 
 def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
@@ -323,10 +368,11 @@ def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
     fresh = [j for j in plan.to_post if j.key.text not in plan.resumed]
     if not fresh:
         return
-    by_marker = find_journals(ctx.d365, ctx.config.d365.data_area_id, [j.key.marker for j in fresh])
+    by_marker = find_journals(ctx.d365, {j.data_area_id for j in fresh}, [j.key.marker for j in fresh])
     refused = []
     for journal in fresh:
-        headers = by_marker[journal.key.marker]
+        headers = [h for h in by_marker[journal.key.marker]
+                   if str(h.get("dataAreaId", journal.data_area_id)).lower() == journal.data_area_id]
         if not headers:
             continue
         verdict = _compare_with_d365(ctx, journal, headers)
@@ -351,7 +397,7 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
         return None
     header = headers[0]
     number = str(header["JournalBatchNumber"])
-    rows = journal_lines(ctx.d365, cfg.data_area_id, number)
+    rows = journal_lines(ctx.d365, journal.data_area_id, number)
     match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
                         by_number=cfg.line_numbers == "client")
     if not match.missing and not match.surplus:
@@ -370,7 +416,7 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
 # ---------------------------------------------------------------------- apply
 
 
-def posting_record(journal: JournalPlan) -> Posting:
+def posting_record(journal: JournalPlan, kind: str = "pay_run") -> Posting:
     key = journal.key
     stamp = now_iso()
     return Posting(
@@ -397,6 +443,10 @@ def posting_record(journal: JournalPlan) -> Posting:
         updated_at=stamp,
         posted_at=None,
         last_run=None,
+        legal_entity=journal.legal_entity,
+        kind=kind,
+        document_date=journal.document_date.isoformat() if journal.document_date else None,
+        reverse_date=journal.reverse_date.isoformat() if journal.reverse_date else None,
     )
 
 

@@ -17,7 +17,7 @@ written to UKG or D365; the ledger gets the run row every command records and th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -232,6 +232,7 @@ class RunReconciliation:
     journals: list[JournalRef]
     differences: list[LineDifference]
     notes: list[str]
+    legal_entity: str = ""  # the D365 company of this journal, as configured
 
     @property
     def matches(self) -> bool:
@@ -266,6 +267,7 @@ class _UkgRun:
     ukg: dict[str, Amounts]
     source_hash: str
     problems: list[str]
+    legal_entity: str = ""
 
 
 def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | None = None) -> ReconcileReport:
@@ -285,17 +287,20 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
             return report  # nothing posted lately: no need to ask UKG or D365 anything
         ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
     d365 = ctx.d365
-    area = ctx.config.d365.data_area_id
     keys = sorted(set(ukg_runs) | set(postings))
     markers = {key: postings[key].marker if key in postings else key.marker for key in keys}
-    headers = find_journals(d365, area, markers.values())
+    entities = {key: _legal_entity(ctx, postings.get(key), ukg_runs.get(key)) for key in keys}
+    headers = find_journals(d365, {e.lower() for e in entities.values()} or {ctx.config.d365.data_area_id},
+                            markers.values())
     for key in keys:
         found = postings.get(key)
         marker = markers[key]
+        area = entities[key].lower()
         journals = [(header, journal_lines(d365, area, str(header["JournalBatchNumber"])))
-                    for header in headers[marker]]
+                    for header in headers[marker] if str(header.get("dataAreaId", area)).lower() == area]
         run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals,
                              str(selection.from_file) if selection.from_file is not None else None)
+        run.legal_entity = entities[key]
         unreadable = errors_by_run.get(key.run_id, [])
         run.notes.extend(unreadable[:MAX_NOTES_PER_CAUSE])
         if unreadable and run.verdict == MATCH:
@@ -332,7 +337,19 @@ def apply(ctx: Context, report: ReconcileReport, progress: Callable[[int], None]
 
 
 def _posting_key(posting: Posting) -> PostingKey:
-    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id)
+    # A bearing entity's journal carries "/@ENTITY" after the pay run's key (see journal.PostingKey).
+    entity = posting.key.rpartition("/@")[2] if "/@" in posting.key else ""
+    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id,
+                      entity)
+
+
+def _legal_entity(ctx: Context, posting: Posting | None, ukg_run: _UkgRun | None) -> str:
+    """Where the journal lives: as the ledger recorded it, else as UKG's lines plan it, else d365.legal_entity."""
+    if posting is not None and posting.legal_entity:
+        return posting.legal_entity
+    if ukg_run is not None and ukg_run.legal_entity:
+        return ukg_run.legal_entity
+    return ctx.config.d365.legal_entity
 
 
 def _ledger_postings(
@@ -379,7 +396,8 @@ def _read_ukg(
         read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=selected.covers,
                        may_want=selected.may_cover)
     else:
-        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=postings.__contains__)
+        runs_posted = {replace(key, entity="") for key in postings}  # a pay run is read whole, every entity
+        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=runs_posted.__contains__)
     return _runs_read(read, report)
 
 
@@ -389,7 +407,7 @@ def _runs_read(read: GlRead, report: ReconcileReport) -> tuple[dict[PostingKey, 
     runs: dict[PostingKey, _UkgRun] = {}
     for plan in read.journals():
         amounts = sum_by_account((ln.account, ln.debit, ln.credit) for ln in plan.lines)
-        runs[plan.key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+        runs[plan.key] = _UkgRun(amounts, plan.source_hash, plan.problems, plan.legal_entity)
     errors_by_run = {run: [f"unreadable line: {message}" for message in messages]
                      for run, messages in read.errors_by_run.items()}
     return runs, errors_by_run

@@ -54,7 +54,9 @@ class Context:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self._ledger_path or self.config.ledger_path)
+        ledger = Ledger(self._ledger_path or self.config.ledger_path)
+        ledger.adopt_legal_entity(self.config.d365.legal_entity)
+        return ledger
 
     def _ca_bundle(self, value: str | None, key: str) -> str | None:
         path = self.config.resolve(value)

@@ -44,6 +44,14 @@ class Posting:
     updated_at: str
     posted_at: str | None
     last_run: int | None
+    legal_entity: str | None = None  # as configured (USMF); None only in a ledger not yet adopted
+    kind: str = "pay_run"  # pay_run | accrual
+    document_date: str | None = None  # DocumentDate of every line; None: not sent
+    reverse_date: str | None = None  # ReverseEntry Yes with this ReverseDate; None: not reversing
+
+    @property
+    def data_area_id(self) -> str | None:
+        return self.legal_entity.lower() if self.legal_entity else None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Posting:
@@ -72,9 +80,17 @@ class PostingStore(Store):
             args.append(limit)
         return [Posting.from_row(r) for r in self._db.execute(sql, args).fetchall()]
 
-    def period_statuses(self, pay_group: str, period_end: str) -> list[str]:
+    def adopt_legal_entity(self, legal_entity: str) -> None:
+        """Postings written before the ledger knew legal entities were in the one configured entity."""
+        if self._db.execute("SELECT 1 FROM postings WHERE legal_entity IS NULL LIMIT 1").fetchone() is None:
+            return  # the usual case: no write on every open
+        with self.transaction() as db:
+            db.execute("UPDATE postings SET legal_entity = ? WHERE legal_entity IS NULL", (legal_entity,))
+
+    def period_statuses(self, pay_group: str, period_end: str, kind: str = "pay_run") -> list[str]:
         rows = self._db.execute(
-            "SELECT status FROM postings WHERE pay_group = ? AND period_end = ?", (pay_group, period_end)
+            "SELECT status FROM postings WHERE pay_group = ? AND period_end = ? AND kind = ?",
+            (pay_group, period_end, kind),
         )
         return [r[0] for r in rows]
 
@@ -112,21 +128,23 @@ class PostingStore(Store):
                 posting.company, posting.pay_group, posting.period_end, posting.run_id, posting.employee,
                 posting.marker, posting.description, posting.plan_hash, posting.source_hash, posting.source_lines,
                 posting.line_count, str(posting.debit_total), str(posting.credit_total), posting.trans_date,
+                posting.legal_entity, posting.kind, posting.document_date, posting.reverse_date,
             )
             stamp = now_iso()
             if row is None:
                 db.execute(
                     "INSERT INTO postings (company, pay_group, period_end, run_id, employee, marker, description, "
                     "plan_hash, source_hash, source_lines, line_count, debit_total, credit_total, trans_date, "
-                    "key, status, created_at, updated_at, last_run) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+                    "legal_entity, kind, document_date, reverse_date, key, status, created_at, updated_at, last_run) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
                     (*values, posting.key, stamp, stamp, self.run_id),
                 )
             else:
                 db.execute(
                     "UPDATE postings SET company=?, pay_group=?, period_end=?, run_id=?, employee=?, marker=?, "
                     "description=?, plan_hash=?, source_hash=?, source_lines=?, line_count=?, debit_total=?, "
-                    "credit_total=?, trans_date=?, updated_at=?, last_run=? WHERE key=?",
+                    "credit_total=?, trans_date=?, legal_entity=?, kind=?, document_date=?, reverse_date=?, "
+                    "updated_at=?, last_run=? WHERE key=?",
                     (*values, stamp, self.run_id, posting.key),
                 )
                 db.execute("DELETE FROM posting_lines WHERE posting_key = ?", (posting.key,))

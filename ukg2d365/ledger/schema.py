@@ -137,6 +137,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX IF NOT EXISTS webhook_events_by_status ON webhook_events(status, received_at);
         """,
     ),
+    (
+        4,
+        "postings: legal entity, kind (pay run or accrual), document and reverse dates",
+        # legal_entity NULL (a posting written before this migration) is the configured d365.legal_entity:
+        # Ledger.adopt_legal_entity fills it in when a run opens the ledger with a config.
+        """
+        ALTER TABLE postings ADD COLUMN legal_entity TEXT;
+        ALTER TABLE postings ADD COLUMN kind TEXT NOT NULL DEFAULT 'pay_run';
+        ALTER TABLE postings ADD COLUMN document_date TEXT;
+        ALTER TABLE postings ADD COLUMN reverse_date TEXT;
+        """,
+    ),
 ]
 
 
