@@ -314,6 +314,17 @@ def _check_data_area_id(where: str, value: str) -> str:
     return value
 
 
+def _entity_map(v: Any, what: str, when_empty: str) -> Any:
+    """A mapping of quoted codes to legal entity ids (dataAreaId), not empty."""
+    _require_string_map(v)
+    if isinstance(v, dict):
+        if not v:
+            raise ValueError(f"is empty: {when_empty}")
+        for code, entity in v.items():
+            _check_data_area_id(f"{what} {code!r}", entity)
+    return v
+
+
 class ByDimensionConfig(_Section):
     """Lines whose value of one D365 dimension belongs to another legal entity (a plant that is its own)."""
 
@@ -323,14 +334,7 @@ class ByDimensionConfig(_Section):
     @field_validator("values", mode="before")
     @classmethod
     def _strings_only(cls, v: Any) -> Any:
-        return _require_string_map(v)
-
-    @field_validator("values")
-    @classmethod
-    def _entities(cls, v: dict[str, str]) -> dict[str, str]:
-        if not v:
-            raise ValueError("is empty: name at least one dimension value and the legal entity that bears it")
-        return {value: _check_data_area_id(f"value {value!r}", entity) for value, entity in v.items()}
+        return _entity_map(v, "value", "name at least one dimension value and the legal entity that bears it")
 
 
 class IntercompanyConfig(_Section):
@@ -370,14 +374,7 @@ class LegalEntitiesConfig(_Section):
     @field_validator("by_company", mode="before")
     @classmethod
     def _strings_only(cls, v: Any) -> Any:
-        return _require_string_map(v)
-
-    @field_validator("by_company")
-    @classmethod
-    def _entities(cls, v: dict[str, str]) -> dict[str, str]:
-        if not v:
-            raise ValueError("is empty: map every UKG company to the D365 legal entity that pays it")
-        return {company: _check_data_area_id(f"company {company!r}", entity) for company, entity in v.items()}
+        return _entity_map(v, "company", "map every UKG company to the D365 legal entity that pays it")
 
     @model_validator(mode="after")
     def _intercompany_when_charged_elsewhere(self) -> LegalEntitiesConfig:

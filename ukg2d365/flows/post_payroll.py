@@ -340,8 +340,8 @@ def _refuse_unknown_references(ctx: Context, journals: list[JournalPlan]) -> Non
         for name, missing in missing_dims.get(journal.data_area_id, {}).items():
             bad = sorted(journal.dimension_values.get(name, set()) & missing)
             if bad:
-                journal.problems.append(f"{name} values not in D365 company {journal.legal_entity}: "
-                                        f"{', '.join(bad)} (run sync-dimensions)")
+                where = f" company {journal.legal_entity.upper()}" if ctx.config.legal_entities else ""
+                journal.problems.append(f"{name} values not in D365{where}: {', '.join(bad)} (run sync-dimensions)")
 
 
 def _missing_dimension_values(ctx: Context, reference: ReferenceData,
