@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from functools import cached_property
+from typing import ClassVar
 
 from ukg2d365.config import Config
 from ukg2d365.intercompany import BalancingLine, EntityRouting, balancing_lines, transfers
-from ukg2d365.mapping import MAIN_ACCOUNT, LedgerAccount, Mapper, MappingError, positional_display
+from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
 from ukg2d365.money import quantum
 from ukg2d365.ukg.records import GlDistribution
 
@@ -35,6 +36,8 @@ class PlannedLine:
     debit: Decimal
     credit: Decimal
     text: str
+    # The UKG account the line books (accrue-payroll picks the accrued ones); not stored, not sent.
+    source_account: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -53,10 +56,23 @@ class PostingKey:
     # a single-entity run, so turning legal_entities on never reposts a run D365 already holds.
     entity: str = ""
 
+    kind: ClassVar[str] = "pay_run"  # the ledger's postings.kind
+
     @property
     def text(self) -> str:
         base = "/".join([self.company, self.pay_group, self.period_end.isoformat(), self.run_id])
         return f"{base}/@{self.entity}" if self.entity else base
+
+    @property
+    def heading(self) -> str:
+        """The journal Description before its marker."""
+        head = f"Payroll {self.pay_group} {self.period_end.isoformat()} {self.run_id}"
+        return f"{head} @{self.entity}" if self.entity else head
+
+    @property
+    def reconcile_options(self) -> str:
+        """The reconcile options that select this posting."""
+        return f"--run-id {self.run_id}"
 
     @property
     def marker(self) -> str:
@@ -78,12 +94,43 @@ class PostingKey:
         return line.company, line.pay_group, line.period_end, line.run_id
 
 
+@dataclass(frozen=True, order=True)
+class AccrualKey(PostingKey):
+    """The identity of a month-end accrual: ``accrual/<pay group>/<legal entity>/<month-end>``.
+
+    Its ``period_end`` is the month-end and ``entity`` the legal entity the journal is in; ``company`` and
+    ``run_id`` are empty. Which UKG run the amounts came from is no part of it: a month-end is accrued once
+    per pay group and entity, whether from the straddling period's run or, before UKG has that, from an
+    estimate. The text starts with ``accrual/`` and puts the date last, so it never equals a pay run's
+    key (``company/pay group/date/run``) and neither does its marker.
+    """
+
+    kind: ClassVar[str] = "accrual"
+
+    @classmethod
+    def for_month(cls, pay_group: str, legal_entity: str, month_end: date) -> AccrualKey:
+        return cls("", pay_group, month_end, "", legal_entity.upper())
+
+    @property
+    def month_end(self) -> date:
+        return self.period_end
+
+    @property
+    def text(self) -> str:
+        return f"accrual/{self.pay_group}/{self.entity}/{self.period_end.isoformat()}"
+
+    @property
+    def heading(self) -> str:
+        return f"Accrual {self.pay_group} {self.period_end.isoformat()} @{self.entity}"
+
+    @property
+    def reconcile_options(self) -> str:
+        return f"--pay-group {self.pay_group} --period-end {self.period_end.isoformat()}"
+
+
 def journal_description(key: PostingKey) -> str:
     tag = f" [{key.marker}]"
-    head = f"Payroll {key.pay_group} {key.period_end.isoformat()} {key.run_id}"
-    if key.entity:
-        head += f" @{key.entity}"
-    return head[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
+    return key.heading[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
 
 
 def entity_routing(config: Config) -> EntityRouting:
@@ -112,6 +159,12 @@ class JournalPlan:
     posting_date: date | None = None  # TransDate; None: the period end
     document_date: date | None = None  # DocumentDate; None: not sent
     reverse_date: date | None = None  # ReverseEntry Yes with this ReverseDate (accruals); None: not reversing
+    source_runs: tuple[str, ...] = ()  # the UKG runs an accrual's amounts come from; a pay run is its key's run
+
+    @property
+    def run_ids(self) -> str:
+        """The UKG run(s) behind the journal, as the ledger's run_id column keeps them."""
+        return ",".join(self.source_runs) if self.source_runs else self.key.run_id
 
     @property
     def description(self) -> str:
@@ -233,6 +286,7 @@ class JournalBuilder:
                 debit=magnitude if debit_side else self._zero,
                 credit=self._zero if debit_side else magnitude,
                 text=self._text(ukg_account),
+                source_account=ukg_account,
             ))
 
     def _text(self, ukg_account: str) -> str:
@@ -317,6 +371,10 @@ class JournalBuilder:
                     dims.setdefault(name, set()).add(value)
         return accounts, dims
 
+    def ledger_accounts(self) -> dict[str, LedgerAccount]:
+        """Every account + dimensions a line was mapped to, by display value."""
+        return {account.display: account for account in self._account_cache.values()}
+
     def finish_by_entity(self) -> list[JournalPlan]:
         """One plan per legal entity of the run: the paying entity's first, under the run's own posting key.
 
@@ -347,13 +405,12 @@ class JournalBuilder:
         assert self._paying is not None and self._intercompany is not None
         owner = entity or self._paying
         ic = self._intercompany
-        planned = [PlannedLine(i, ln.account, ln.debit, ln.credit, ln.text) for i, ln in enumerate(lines, start=1)]
+        planned = [replace(ln, line_number=i) for i, ln in enumerate(lines, start=1)]
         accounts, dims = self._references(entity)
         for ln in settle:
             if ln.entity != owner:
                 continue
-            display = positional_display(self._mapper.formats.ledger, {MAIN_ACCOUNT: ln.main_account,
-                                                                       **ic.dimensions}, self._mapper.delimiter)
+            display = self._mapper.display_of(ln.main_account, ic.dimensions)
             bearing = ln.counterparty if not entity else entity
             text = f"Intercompany {self._paying}-{bearing} {self.key.pay_group} {self.key.period_end.isoformat()}"
             planned.append(PlannedLine(len(planned) + 1, display, ln.debit, ln.credit, text[:LINE_TEXT_MAX]))

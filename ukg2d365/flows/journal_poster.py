@@ -419,7 +419,7 @@ class JournalPoster:
                     f"journal {number} in D365 does not match the plan for {key} ({match.matched} of "
                     f"{len(lines)} lines match, {len(match.surplus)} differ); it is already posted in D365, "
                     "so correct it there",
-                    hint=f"compare with `ukg2d365 reconcile --run-id {posting.run_id}`",
+                    hint=f"compare with `ukg2d365 reconcile {posting.reconcile_options}`",
                 )
             return _Survey(number, [], rows, match.occupied, posted=True)
         if match.surplus:
@@ -436,7 +436,7 @@ class JournalPoster:
             raise JournalMismatch(
                 f"{len(posted)} posted journals in D365 carry marker {posting.marker} ({numbers}): the pay run "
                 "is booked more than once",
-                hint=f"reverse the extra one in D365; see `ukg2d365 reconcile --run-id {posting.run_id}`",
+                hint=f"reverse the extra one in D365; see `ukg2d365 reconcile {posting.reconcile_options}`",
             )
         chosen = posted[0] if posted else next((h for h in found if str(h.get("JournalBatchNumber")) == jbn), None)
         others = [h for h in found if h is not chosen]

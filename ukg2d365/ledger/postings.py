@@ -53,6 +53,13 @@ class Posting:
     def data_area_id(self) -> str | None:
         return self.legal_entity.lower() if self.legal_entity else None
 
+    @property
+    def reconcile_options(self) -> str:
+        """The reconcile options that select this posting: a pay run by its run, an accrual by its month-end."""
+        if self.kind == "accrual":
+            return f"--pay-group {self.pay_group} --period-end {self.period_end}"
+        return f"--run-id {self.run_id}"
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Posting:
         data = dict(row)
