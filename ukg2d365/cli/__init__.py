@@ -13,7 +13,7 @@ from ukg2d365.cli.app import app
 
 # Imported in this order because it is the order `ukg2d365 --help` lists the commands in (Typer keeps
 # registration order); an import statement would be re-sorted alphabetically by the linter.
-COMMAND_MODULES = ("ping", "payroll", "ledger", "sandbox", "sync", "reconcile", "credentials", "webhook")
+COMMAND_MODULES = ("ping", "payroll", "accruals", "ledger", "sandbox", "sync", "reconcile", "credentials", "webhook")
 for _module in COMMAND_MODULES:
     import_module(f"{__name__}.{_module}")
 

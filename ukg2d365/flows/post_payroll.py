@@ -159,7 +159,7 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
         plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen, file))
     if file is not None and file.run_id is not None:
         _refuse_other_runs_of_the_period(ctx, journals, file)
-    _classify(ctx, plan, journals)
+    classify(ctx, plan, journals)
     if file is not None:
         _whole_file_or_nothing(plan, file)
     return plan
@@ -290,7 +290,7 @@ def _whole_file_or_nothing(plan: PayrollPlan, file: GlFile) -> None:
         plan.refused.append(journal)
 
 
-def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
+def classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
     """Sort the planned journals into already posted, refused and to post; what is to post is checked against
     D365's main accounts and dimension values, then looked up in D365 by marker."""
     candidates = _not_yet_posted(ctx, plan, journals)
@@ -390,7 +390,7 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
     """(journal number, holds the whole plan) when D365's journal can be taken over; else refuse, named."""
     cfg = ctx.config.d365
     numbers = ", ".join(sorted(str(h.get("JournalBatchNumber")) for h in headers))
-    reconcile = f"run `ukg2d365 reconcile --run-id {journal.key.run_id}` to compare"
+    reconcile = f"run `ukg2d365 reconcile {journal.key.reconcile_options}` to compare"
     if len(headers) > 1:
         journal.problems.append(f"already in D365 as {len(headers)} journals ({numbers}) carrying marker "
                                 f"{journal.key.marker}; {reconcile}")
@@ -416,7 +416,7 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
 # ---------------------------------------------------------------------- apply
 
 
-def posting_record(journal: JournalPlan, kind: str = "pay_run") -> Posting:
+def posting_record(journal: JournalPlan) -> Posting:
     key = journal.key
     stamp = now_iso()
     return Posting(
@@ -424,7 +424,7 @@ def posting_record(journal: JournalPlan, kind: str = "pay_run") -> Posting:
         company=key.company,
         pay_group=key.pay_group,
         period_end=key.period_end.isoformat(),
-        run_id=key.run_id,
+        run_id=journal.run_ids,
         employee=None,  # column kept for ledgers written before GL v2 (no employee on a GL line)
         marker=key.marker,
         description=journal.description,
@@ -444,7 +444,7 @@ def posting_record(journal: JournalPlan, kind: str = "pay_run") -> Posting:
         posted_at=None,
         last_run=None,
         legal_entity=journal.legal_entity,
-        kind=kind,
+        kind=key.kind,
         document_date=journal.document_date.isoformat() if journal.document_date else None,
         reverse_date=journal.reverse_date.isoformat() if journal.reverse_date else None,
     )

@@ -250,6 +250,11 @@ class Sandbox:
             "ledger": {"path": "ukg2d365.db"},
             # post-payroll --from-file reads GL runs the sandbox wrote with `ukg2d365 sandbox --export-gl`
             "file_source": csv_file_source(),
+            # accrue-payroll: the expense accounts' share of a period straddling a month-end, reversing.
+            "accruals": {
+                "accounts": [a.ukg_account for a in catalog.GL_ACCOUNTS if a.main_account_type == "Expense"],
+                "liability_account": catalog.ACCRUED_PAYROLL_ACCOUNT,
+            },
             **(self._entities_config() if self.companies == 2 else {}),
         }
 
