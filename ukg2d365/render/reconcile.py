@@ -39,6 +39,8 @@ CSV_COLUMNS = (
 
 def _run_label(run: RunReconciliation) -> str:
     k = run.key
+    if k.kind == "accrual":
+        return f"accrual {k.pay_group} {k.period_end} {run.legal_entity.upper()}"
     return f"{k.pay_group} {k.period_end} {k.run_id} {run.legal_entity.upper()}".rstrip()
 
 
@@ -185,7 +187,7 @@ def show_json(out: Output, report: ReconcileReport) -> None:
     for run in report.runs:
         k = run.key
         out.event(
-            "reconcile", key=k.text, company=k.company, pay_group=k.pay_group, period_end=k.period_end,
+            "reconcile", key=k.text, kind=k.kind, company=k.company, pay_group=k.pay_group, period_end=k.period_end,
             run_id=k.run_id, legal_entity=run.legal_entity.upper(), marker=run.marker, verdict=run.verdict,
             match=run.matches,
             journals=[{"journal_batch_number": j.journal_batch_number, "posted": j.posted, "lines": j.lines}
