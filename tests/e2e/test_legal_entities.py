@@ -117,3 +117,19 @@ def test_a_company_without_a_legal_entity_is_refused_by_name(world: World) -> No
     result = world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=1)
     assert f"UKG company {catalog.UKG_CO_ID_2} has no entry in legal_entities.by_company" in result.output
     assert {j["dataAreaId"] for j in world.journals()} == {"usmf", catalog.LEGAL_ENTITY_3}
+
+
+def test_ping_checks_each_legal_entity_on_a_line_of_its_own(world: World) -> None:
+    checks = {e["system"]: e for e in world.json_events("ping") if e.get("event") == "check"}
+    entities = [s for s in checks if s.startswith("Entity ")]
+    assert entities == ["Entity USMF", "Entity USPI", "Entity USPM"]  # d365.legal_entity first
+    assert all(checks[s]["ok"] for s in entities) and "GenJrn in USPI: New voucher" in checks["Entity USPI"]["detail"]
+    assert "Journal name" not in checks
+
+    config = yaml.safe_load(world.config_path.read_text())
+    config["legal_entities"]["by_dimension"]["values"]["999"] = catalog.LEGAL_ENTITY_3.upper()
+    world.config_path.write_text(yaml.safe_dump(config))
+    checks = {e["system"]: e for e in world.json_events("ping", expect=1) if e.get("event") == "check"}
+    assert not checks["Entity USPM"]["ok"]
+    assert "CostCenter value(s) 999 not in D365 for USPM" in checks["Entity USPM"]["detail"]
+    assert checks["Entity USMF"]["ok"] and checks["Entity USPI"]["ok"]
