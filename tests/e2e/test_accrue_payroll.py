@@ -148,3 +148,16 @@ def test_an_accrual_is_one_journal_per_legal_entity_each_balanced_by_its_own_lia
     report = world.json_events("reconcile", "--period-end", str(MONTH_END))
     assert sorted((e["legal_entity"], e["verdict"]) for e in report if e.get("event") == "reconcile") == \
         [("USMF", "match"), ("USPI", "match"), ("USPM", "match")]
+
+
+def test_a_date_that_is_no_month_end_or_a_config_without_accruals_exits_2_naming_what_to_do(world):
+    result = world.cli("accrue-payroll", "--month-end", "2026-06-29", expect=2)
+    assert "--month-end 2026-06-29 is not the last day of a month" in said(result)
+    assert "did you mean --month-end 2026-06-30?" in said(result)
+    assert "after today" in said(world.cli("accrue-payroll", "--month-end", "2999-12-31", expect=2))
+    config = yaml.safe_load(world.config_path.read_text())
+    del config["accruals"]
+    world.config_path.write_text(yaml.safe_dump(config))
+    result = world.cli("accrue-payroll", "--month-end", str(MONTH_END), expect=2)
+    assert "accrue-payroll needs an accruals: section in the config" in said(result)
+    assert world.journals() == [] and world.sandbox.stats()["ukg"] == 0
