@@ -185,11 +185,19 @@ class HttpConfig(_Section):
     retry_budget_seconds: float = Field(default=900.0, ge=0, le=86400, description="total waiting per run")
 
 
+JournalDate = Literal["period_end", "pay_date"]
+
+
 class PayrollConfig(_Section):
     summarize: bool = True
     line_text: str = "Payroll {pay_group} {period_end}"
     lookback_days: int = Field(default=14, ge=0, le=366)
     negative_amounts: Literal["reverse", "refuse"] = "reverse"
+    # TransDate of every line: the pay period's end (the labor's month) or its pay date (the cash's month),
+    # both from UKG's paygroup-payperiods.
+    posting_date: JournalDate = "period_end"
+    # DocumentDate of every line (LedgerJournalLines has one); unset, none is sent and D365 leaves it empty.
+    document_date: JournalDate | None = None
 
     @field_validator("line_text")
     @classmethod
@@ -297,6 +305,155 @@ class MappingConfig(_Section):
     @property
     def delimiter_enum(self) -> str:
         return DELIMITERS[self.delimiter]
+
+
+DATA_AREA_ID_MAX = 4  # LegalEntities.LegalEntityId / dataAreaId: at most four characters
+
+
+def _check_data_area_id(where: str, value: str) -> str:
+    if not value or len(value) > DATA_AREA_ID_MAX or not value.isalnum():
+        raise ValueError(f"{where}: {value!r} is not a D365 legal entity id (dataAreaId: 1 to "
+                         f"{DATA_AREA_ID_MAX} letters or digits, e.g. USMF)")
+    return value
+
+
+def _entity_map(v: Any, what: str, when_empty: str) -> Any:
+    """A mapping of quoted codes to legal entity ids (dataAreaId), not empty."""
+    _require_string_map(v)
+    if isinstance(v, dict):
+        if not v:
+            raise ValueError(f"is empty: {when_empty}")
+        for code, entity in v.items():
+            _check_data_area_id(f"{what} {code!r}", entity)
+    return v
+
+
+class ByDimensionConfig(_Section):
+    """Lines whose value of one D365 dimension belongs to another legal entity (a plant that is its own)."""
+
+    dimension: str = Field(description="a D365 dimension of mapping.dimensions, e.g. CostCenter")
+    values: dict[str, str] = Field(description="D365 dimension value -> dataAreaId bearing the cost")
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _strings_only(cls, v: Any) -> Any:
+        return _entity_map(v, "value", "name at least one dimension value and the legal entity that bears it")
+
+
+class IntercompanyConfig(_Section):
+    """The balancing lines between a paying and a bearing legal entity (D365 main accounts)."""
+
+    due_from_account: str = Field(description="in the paying entity: receivable from the entity bearing the cost")
+    due_to_account: str = Field(description="in the bearing entity: payable to the paying entity")
+    # Constant dimension values on the intercompany lines (D365 dimension -> value); none by default.
+    dimensions: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("due_from_account", "due_to_account", mode="before")
+    @classmethod
+    def _account_is_text(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str):
+            raise ValueError(f"{v!r} must be a quoted string (write '{v}': YAML reads bare numbers as numbers)")
+        return v
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _strings_only(cls, v: Any) -> Any:
+        return _require_string_map(v)
+
+
+class LegalEntitiesConfig(_Section):
+    """Several D365 legal entities: one journal per pay run per entity, intercompany lines generated.
+
+    D365's general journal entity "doesn't support intercompany transactions" (MicrosoftDocs/
+    dynamics-365-unified-operations-public articles/fin-ops-core/dev-itpro/data-entities/
+    entity-general-journal.md), so this tool writes each entity's journal and the due-to / due-from lines.
+    """
+
+    by_company: dict[str, str] = Field(description="UKG company (the GL line's coId, else companyCode) -> "
+                                                   "dataAreaId of the entity that pays")
+    by_dimension: ByDimensionConfig | None = None
+    intercompany: IntercompanyConfig | None = None
+
+    @field_validator("by_company", mode="before")
+    @classmethod
+    def _strings_only(cls, v: Any) -> Any:
+        return _entity_map(v, "company", "map every UKG company to the D365 legal entity that pays it")
+
+    @model_validator(mode="after")
+    def _intercompany_when_charged_elsewhere(self) -> LegalEntitiesConfig:
+        if self.by_dimension is not None and self.intercompany is None:
+            raise ValueError("by_dimension moves lines to another legal entity, which needs intercompany "
+                             "(due_from_account, due_to_account) to balance each journal")
+        return self
+
+    def entities(self) -> set[str]:
+        """Every legal entity named, upper case as configured."""
+        named = set(self.by_company.values())
+        if self.by_dimension is not None:
+            named |= set(self.by_dimension.values.values())
+        return {e.upper() for e in named}
+
+
+Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class AccrualsConfig(_Section):
+    """Month-end accruals of the labor of a pay period that straddles the month-end (accrue-payroll)."""
+
+    # The month's share of the period: its calendar days, or its workdays (the weekdays of ``workdays``).
+    basis: Literal["calendar_days", "workdays"] = "calendar_days"
+    workdays: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+    accounts: list[str] = Field(description="UKG generalLedgerAccount codes accrued (the expense accounts)")
+    liability_account: str = Field(description="D365 main account credited (accrued payroll)")
+    line_text: str = "Accrual {pay_group} {month_end}"
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _codes_are_text(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for item in v:
+                if not isinstance(item, str):
+                    raise ValueError(f"{item!r} must be a quoted string (write '{item}': YAML reads bare numbers "
+                                     "as numbers and drops leading zeros)")
+        return v
+
+    @field_validator("accounts")
+    @classmethod
+    def _some(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("is empty: name the UKG expense accounts to accrue")
+        if len(set(v)) != len(v):
+            raise ValueError("lists an account twice")
+        return v
+
+    @field_validator("liability_account", mode="before")
+    @classmethod
+    def _account_is_text(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str):
+            raise ValueError(f"{v!r} must be a quoted string (write '{v}': YAML reads bare numbers as numbers)")
+        return v
+
+    @field_validator("workdays")
+    @classmethod
+    def _workdays(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("is empty: name the weekdays worked (Mon..Sun)")
+        return v
+
+    @field_validator("line_text")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format(pay_group="BW", month_end="2026-01-31", legal_entity="USMF", account="A")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown placeholder {exc}; use {{pay_group}}, {{month_end}}, {{legal_entity}}, "
+                             "{account}") from None
+        return v
+
+    @property
+    def weekday_numbers(self) -> frozenset[int]:
+        return frozenset(WEEKDAYS.index(d) for d in self.workdays)
 
 
 class EmployeesConfig(_Section):
@@ -562,8 +719,40 @@ class Config(_Section):
     file_source: FileSourceConfig | None = None
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    legal_entities: LegalEntitiesConfig | None = None
+    accruals: AccrualsConfig | None = None
 
     source_path: Path | None = Field(default=None, exclude=True)
+
+    def cross_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Problems between sections (key path, message): pydantic checks each section on its own."""
+        entities = self.legal_entities
+        if entities is None:
+            return []
+        problems: list[tuple[tuple[str, ...], str]] = []
+        mapped = self.mapping.dimensions
+        known = ", ".join(mapped) or "none"
+        by_dimension = entities.by_dimension
+        if by_dimension is not None and by_dimension.dimension not in mapped:
+            problems.append((("legal_entities", "by_dimension", "dimension"),
+                             f"{by_dimension.dimension} is not in mapping.dimensions ({known}); lines carry only "
+                             "mapped dimensions"))
+        if entities.intercompany is not None:
+            for name, value in entities.intercompany.dimensions.items():
+                path = ("legal_entities", "intercompany", "dimensions", name)
+                if name not in mapped:
+                    problems.append((path, f"not in mapping.dimensions ({known}); only mapped dimensions are "
+                                           "in the ledger format checked before a run"))
+                elif self.mapping.delimiter in value:
+                    problems.append((path, f"value {value!r} contains the segment delimiter "
+                                           f"{self.mapping.delimiter!r}"))
+        return problems
+
+    def entity_of_company(self, company: str) -> str | None:
+        """The legal entity (as configured) paying a UKG company; None when legal_entities does not map it."""
+        if self.legal_entities is None:
+            return self.d365.legal_entity
+        return self.legal_entities.by_company.get(company)
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the file, resolved against the config file's folder."""
@@ -751,6 +940,12 @@ def parse_config(text: str, cfg_path: Path) -> Config:
         raise ConfigError(f"{cfg_path}: a value is nested too deeply") from None
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc, cfg_path, lines)) from None
+    problems = config.cross_problems()
+    if problems:
+        path, message = problems[0]
+        line = lines.get(path) or lines.get(path[:-1])
+        where = f" line {line}" if line else ""
+        raise ConfigError(f"{cfg_path}:{where}: {'.'.join(path)}: {message}")
     config.source_path = cfg_path.resolve()
     return config
 

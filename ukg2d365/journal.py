@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from functools import cached_property
+from typing import ClassVar
 
 from ukg2d365.config import Config
+from ukg2d365.intercompany import BalancingLine, EntityRouting, balancing_lines, transfers
 from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
 from ukg2d365.money import quantum
 from ukg2d365.ukg.records import GlDistribution
@@ -34,6 +36,8 @@ class PlannedLine:
     debit: Decimal
     credit: Decimal
     text: str
+    # The UKG account the line books (accrue-payroll picks the accrued ones); not stored, not sent.
+    source_account: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -47,10 +51,28 @@ class PostingKey:
     pay_group: str
     period_end: date
     run_id: str
+    # The legal entity bearing part of the run when it is not the paying one ("" for the paying entity's
+    # journal): its key and marker get "/@ENTITY", while the paying entity's journal keeps the key and marker of
+    # a single-entity run, so turning legal_entities on never reposts a run D365 already holds.
+    entity: str = ""
+
+    kind: ClassVar[str] = "pay_run"  # the ledger's postings.kind
 
     @property
     def text(self) -> str:
-        return "/".join([self.company, self.pay_group, self.period_end.isoformat(), self.run_id])
+        base = "/".join([self.company, self.pay_group, self.period_end.isoformat(), self.run_id])
+        return f"{base}/@{self.entity}" if self.entity else base
+
+    @property
+    def heading(self) -> str:
+        """The journal Description before its marker."""
+        head = f"Payroll {self.pay_group} {self.period_end.isoformat()} {self.run_id}"
+        return f"{head} @{self.entity}" if self.entity else head
+
+    @property
+    def reconcile_options(self) -> str:
+        """The reconcile options that select this posting."""
+        return f"--run-id {self.run_id}"
 
     @property
     def marker(self) -> str:
@@ -63,15 +85,63 @@ class PostingKey:
         return cls(*cls.fields_of(line))
 
     @staticmethod
+    def fields_of_key(key: PostingKey) -> tuple[str, str, date, str]:
+        return key.company, key.pay_group, key.period_end, key.run_id
+
+    @staticmethod
     def fields_of(line: GlDistribution) -> tuple[str, str, date, str]:
         """The key's fields as a plain tuple: cheap to hash once per line, before any PostingKey exists."""
         return line.company, line.pay_group, line.period_end, line.run_id
 
 
+@dataclass(frozen=True, order=True)
+class AccrualKey(PostingKey):
+    """The identity of a month-end accrual: ``accrual/<pay group>/<legal entity>/<month-end>``.
+
+    Its ``period_end`` is the month-end and ``entity`` the legal entity the journal is in; ``company`` and
+    ``run_id`` are empty. Which UKG run the amounts came from is no part of it: a month-end is accrued once
+    per pay group and entity, whether from the straddling period's run or, before UKG has that, from an
+    estimate. The text starts with ``accrual/`` and puts the date last, so it never equals a pay run's
+    key (``company/pay group/date/run``) and neither does its marker.
+    """
+
+    kind: ClassVar[str] = "accrual"
+
+    @classmethod
+    def for_month(cls, pay_group: str, legal_entity: str, month_end: date) -> AccrualKey:
+        return cls("", pay_group, month_end, "", legal_entity.upper())
+
+    @property
+    def month_end(self) -> date:
+        return self.period_end
+
+    @property
+    def text(self) -> str:
+        return f"accrual/{self.pay_group}/{self.entity}/{self.period_end.isoformat()}"
+
+    @property
+    def heading(self) -> str:
+        return f"Accrual {self.pay_group} {self.period_end.isoformat()} @{self.entity}"
+
+    @property
+    def reconcile_options(self) -> str:
+        return f"--pay-group {self.pay_group} --period-end {self.period_end.isoformat()}"
+
+
 def journal_description(key: PostingKey) -> str:
     tag = f" [{key.marker}]"
-    head = f"Payroll {key.pay_group} {key.period_end.isoformat()} {key.run_id}"
-    return head[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
+    return key.heading[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
+
+
+def entity_routing(config: Config) -> EntityRouting:
+    """Who pays a company and who bears a line, from legal_entities (or the one d365.legal_entity)."""
+    entities = config.legal_entities
+    if entities is None:
+        return EntityRouting(config.d365.legal_entity)
+    by_dimension = entities.by_dimension
+    return EntityRouting(config.d365.legal_entity, {c: e.upper() for c, e in entities.by_company.items()},
+                         by_dimension.dimension if by_dimension else None,
+                         {v: e.upper() for v, e in by_dimension.values.items()} if by_dimension else None)
 
 
 @dataclass
@@ -85,6 +155,16 @@ class JournalPlan:
     accounts: set[str]  # D365 main accounts used
     dimension_values: dict[str, set[str]]  # dimension -> values used
     problems: list[str] = field(default_factory=list)
+    legal_entity: str = ""  # as configured (d365.legal_entity or legal_entities); "" before routing
+    posting_date: date | None = None  # TransDate; None: the period end
+    document_date: date | None = None  # DocumentDate; None: not sent
+    reverse_date: date | None = None  # ReverseEntry Yes with this ReverseDate (accruals); None: not reversing
+    source_runs: tuple[str, ...] = ()  # the UKG runs an accrual's amounts come from; a pay run is its key's run
+
+    @property
+    def run_ids(self) -> str:
+        """The UKG run(s) behind the journal, as the ledger's run_id column keeps them."""
+        return ",".join(self.source_runs) if self.source_runs else self.key.run_id
 
     @property
     def description(self) -> str:
@@ -92,7 +172,12 @@ class JournalPlan:
 
     @property
     def trans_date(self) -> date:
-        return self.key.period_end
+        return self.posting_date or self.key.period_end
+
+    @property
+    def data_area_id(self) -> str:
+        """The legal entity as D365 writes dataAreaId: lower case."""
+        return self.legal_entity.lower()
 
     @property
     def balanced(self) -> bool:
@@ -139,6 +224,12 @@ class JournalBuilder:
         self._total_blocks: set[int] = set()
         self._digest = hashlib.sha256()
         self._texts: dict[str, str] = {}  # UKG account -> line text
+        self._routing = entity_routing(config)
+        self._paying = self._routing.paying(key.company)
+        self._intercompany = config.legal_entities.intercompany if config.legal_entities else None
+        self._bearing: dict[str, str] = {}  # display value -> the entity bearing it when not the paying one
+        self._line_entities: list[str] = []  # per planned line: its bearing entity, "" for the paying one
+        self._tracks_entities = self._routing.dimension is not None and self._intercompany is not None
 
     def add(self, line: GlDistribution) -> None:
         self.count += 1
@@ -166,6 +257,9 @@ class JournalBuilder:
                 self._unmapped.setdefault(f"{exc.kind} {exc.reason}", set()).add(exc.code)
                 return
             self._account_cache[cache_key] = account
+            bearing = self._routing.bearing(account.dimensions)
+            if bearing is not None and bearing != self._paying:
+                self._bearing[account.display] = bearing
         if self._summarize:
             sums = self._sums.setdefault((account.display, line.account, account.main_account),
                                          [Decimal(0), Decimal(0)])
@@ -184,12 +278,15 @@ class JournalBuilder:
                 self._debit_total += magnitude
             else:
                 self._credit_total += magnitude
+            if self._tracks_entities:
+                self._line_entities.append(self._bearing.get(display, ""))
             self._lines.append(PlannedLine(
                 line_number=len(self._lines) + 1,
                 account=display,
                 debit=magnitude if debit_side else self._zero,
                 credit=self._zero if debit_side else magnitude,
                 text=self._text(ukg_account),
+                source_account=ukg_account,
             ))
 
     def _text(self, ukg_account: str) -> str:
@@ -229,6 +326,7 @@ class JournalBuilder:
             accounts=accounts,
             dimension_values=dimension_values,
             problems=problems,
+            legal_entity=self._paying or "",
         )
 
     def _input_problems(self) -> list[str]:
@@ -257,16 +355,80 @@ class JournalBuilder:
             )
         return problems
 
-    def _references(self) -> tuple[set[str], dict[str, set[str]]]:
-        """The D365 main accounts and dimension values (per dimension) some line was mapped to."""
+    def _references(self, entity: str | None = None) -> tuple[set[str], dict[str, set[str]]]:
+        """The D365 main accounts and dimension values (per dimension) some line was mapped to.
+
+        With ``entity``, only the lines that entity bears ("" for the paying one).
+        """
         accounts: set[str] = set()
         dims: dict[str, set[str]] = {}
         for account in self._account_cache.values():
+            if entity is not None and self._bearing.get(account.display, "") != entity:
+                continue
             accounts.add(account.main_account)
             for name, value in account.dimensions:
                 if value:
                     dims.setdefault(name, set()).add(value)
         return accounts, dims
+
+    def ledger_accounts(self) -> dict[str, LedgerAccount]:
+        """Every account + dimensions a line was mapped to, by display value."""
+        return {account.display: account for account in self._account_cache.values()}
+
+    def finish_by_entity(self) -> list[JournalPlan]:
+        """One plan per legal entity of the run: the paying entity's first, under the run's own posting key.
+
+        Lines borne by another entity move to that entity's plan (key suffix ``/@ENTITY``), and one pair of
+        intercompany lines per bearing entity balances both (see :mod:`ukg2d365.intercompany`).
+        """
+        whole = self.finish()
+        if self._paying is None:
+            whole.problems.append(f"UKG company {self.key.company} has no entry in legal_entities.by_company; "
+                                  "map it to the D365 legal entity that pays it")
+            return [whole]
+        moved = self._line_entities
+        if not self._bearing or self._intercompany is None:
+            return [whole]
+        groups: dict[str, list[PlannedLine]] = {}
+        for line, entity in zip(whole.lines, moved, strict=True):
+            groups.setdefault(entity, []).append(line)
+        settle = [ln for t in transfers(self._paying, ((e, ln.debit, ln.credit) for ln, e in
+                                                        zip(whole.lines, moved, strict=True) if e))
+                  for ln in balancing_lines(t, self._intercompany.due_from_account,
+                                            self._intercompany.due_to_account)]
+        plans = [self._entity_plan(whole, "", groups.get("", []), settle)]
+        plans += [self._entity_plan(whole, entity, groups[entity], settle) for entity in sorted(e for e in groups if e)]
+        return plans
+
+    def _entity_plan(self, whole: JournalPlan, entity: str, lines: list[PlannedLine],
+                     settle: list[BalancingLine]) -> JournalPlan:
+        assert self._paying is not None and self._intercompany is not None
+        owner = entity or self._paying
+        ic = self._intercompany
+        planned = [replace(ln, line_number=i) for i, ln in enumerate(lines, start=1)]
+        accounts, dims = self._references(entity)
+        for ln in settle:
+            if ln.entity != owner:
+                continue
+            display = self._mapper.display_of(ln.main_account, ic.dimensions)
+            bearing = ln.counterparty if not entity else entity
+            text = f"Intercompany {self._paying}-{bearing} {self.key.pay_group} {self.key.period_end.isoformat()}"
+            planned.append(PlannedLine(len(planned) + 1, display, ln.debit, ln.credit, text[:LINE_TEXT_MAX]))
+            accounts.add(ln.main_account)
+            for name, value in ic.dimensions.items():
+                dims.setdefault(name, set()).add(value)
+        return JournalPlan(
+            key=self.key if not entity else PostingKey(*PostingKey.fields_of_key(self.key), entity=entity),
+            lines=planned,
+            debit_total=sum((ln.debit for ln in planned), self._zero),
+            credit_total=sum((ln.credit for ln in planned), self._zero),
+            source_lines=whole.source_lines,
+            source_hash=whole.source_hash,
+            accounts=accounts,
+            dimension_values=dims,
+            problems=list(whole.problems),
+            legal_entity=owner,
+        )
 
 
 class JournalRouter:
@@ -296,8 +458,8 @@ class JournalRouter:
             builder.add(line)
 
     def journals(self) -> list[JournalPlan]:
-        """The wanted pay runs' journal plans, in posting key order."""
-        return [self.builders[key].finish() for key in sorted(self.builders)]
+        """The wanted pay runs' journal plans, in posting key order, one per legal entity of each run."""
+        return [plan for key in sorted(self.builders) for plan in self.builders[key].finish_by_entity()]
 
 
 def build_journals(lines: Iterable[GlDistribution], config: Config) -> list[JournalPlan]:

@@ -132,6 +132,11 @@ class Mapper:
         display = positional_display(self.formats.ledger, {MAIN_ACCOUNT: main, **dict(dims)}, self.delimiter)
         return LedgerAccount(main, dims, display)
 
+    def display_of(self, main_account: str, dimensions: Mapping[str, str] | None = None) -> str:
+        """The AccountDisplayValue of a main account and constant dimensions (the other segments blank)."""
+        return positional_display(self.formats.ledger, {MAIN_ACCOUNT: main_account, **(dimensions or {})},
+                                  self.delimiter)
+
     def default_dimension_display(self, values: Mapping[str, str], order: Sequence[str] | None = None) -> str:
         """DimensionDisplayValue in D365's default dimension format order (no main account)."""
         return positional_display(self.formats.default if order is None else order, values, self.delimiter)

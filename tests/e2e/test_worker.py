@@ -11,7 +11,7 @@ import json
 import signal
 import time
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 
 from tests.ledgers import Host, PgDatabase
 from tests.world import World
+from ukg2d365.accruals import month_end_of, previous_month_end, straddles
 from ukg2d365.cli import app
+from ukg2d365.flows import scheduled
 
 pytestmark = pytest.mark.e2e
 
@@ -94,15 +96,29 @@ def test_two_workers_run_every_tenants_job_once_per_minute_never_twice(
     assert "acme: post-payroll --due (scheduled " in outputs[0][0] + outputs[1][0]
 
 
-def test_a_schedule_naming_a_job_this_version_cannot_run_is_refused_at_load(tmp_path: Path, world: World,
-                                                                            pg_database: PgDatabase) -> None:
+def test_a_scheduled_accrual_job_posts_the_due_month_end_once_under_the_tenants_lock(tmp_path: Path, world: World,
+                                                                                    pg_database: PgDatabase) -> None:
+    """``schedule.accrue_payroll_due`` runs accrue-payroll --due as a recorded run of its tenant, like cron's."""
+    today = datetime.now(timezone.utc).date()  # the flow's today: d365.time_zone, UTC in the sandbox config
+    month_end = month_end_of(today) if month_end_of(today) == today else previous_month_end(today)
+    while not any(straddles(p.period_start, p.period_end, month_end) for p in world.sandbox.dataset.pay_periods):
+        month_end = previous_month_end(month_end)
     host = Host(tmp_path, "host-a", world.sandbox, pg_database.url)
-    folder = host.dir / "tenants"
-    tenant_file(host, folder, "acme", {"post_payroll_due": "0 6 * * *", "accrue_payroll_due": "0 7 1 * *"})
-    result = CliRunner().invoke(app, ["worker", "--tenants", str(folder)])
-    assert result.exit_code == 2
-    assert "acme.yaml: line " in result.output and "schedule.accrue_payroll_due: accrue-payroll --due is not in " \
-        "this version of ukg2d365" in result.output
+    path = tenant_file(host, tmp_path / "tenants", "acme", {"accrue_payroll_due": "0 7 1 * *"})
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data.setdefault("payroll", {})["lookback_days"] = (today - month_end).days
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tenant = scheduled.load_tenant(path)
+
+    first = scheduled.run_job(tenant, "accrue_payroll_due", int(time.time()), "w1")
+    assert (first.code, first.summary["posted"], first.error) == (0, 1, None)
+    (journal,) = world.journals()
+    assert {line["ReverseEntry"] for line in journal["lines"]} == {"Yes"}
+    again = scheduled.run_job(tenant, "accrue_payroll_due", int(time.time()), "w2")
+    assert (again.code, again.summary["posted"]) == (0, 0)
+    assert len(world.journals()) == 1
+    assert pg_database.query("SELECT exit_code FROM runs WHERE tenant = 'acme' AND command = "
+                             "'worker accrue-payroll --due' ORDER BY id") == [(0,), (0,)]
 
 
 def test_worker_refuses_tenants_without_a_shared_postgresql_ledger(tmp_path: Path, world: World) -> None:

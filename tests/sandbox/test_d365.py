@@ -507,6 +507,22 @@ def test_line_keeps_decimal_text_and_defaults(client: Client) -> None:
     assert len(body) > 45  # every property, defaults filled
 
 
+def test_line_keeps_reverse_entry_reverse_date_and_document_date(client: Client, state: D365State) -> None:
+    # ReverseEntry (NoYes), ReverseDate and DocumentDate (Edm.DateTimeOffset) are properties of the entity:
+    # ntrtd/d365-agent asset/client/src/LedgerJournalLines.ts (the generated F&O client) and the recorded
+    # NangoHQ list-ledger-journal-lines answer; a month-end accrual reverses through them.
+    batch = new_journal(client)
+    body = decode(client.post("/data/LedgerJournalLines", line(
+        batch, debit="5", ReverseEntry="Yes", ReverseDate="2024-04-01T12:00:00Z",
+        DocumentDate="2024-03-31T12:00:00Z")))
+    assert (body["ReverseEntry"], body["ReverseDate"], body["DocumentDate"]) == \
+        ("Yes", "2024-04-01T12:00:00Z", "2024-03-31T12:00:00Z")
+    (stored,) = state.lines(batch)
+    assert (stored["ReverseEntry"], stored["ReverseDate"][:10]) == ("Yes", "2024-04-01")
+    plain = decode(client.post("/data/LedgerJournalLines", line(batch, debit="5")))
+    assert (plain["ReverseEntry"], plain["ReverseDate"][:4]) == ("No", "1900")  # unset: No and the empty date
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from ukg2d365.cli import app
 
-COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
-            "reconcile", "init", "worker"]
+COMMANDS = ["ping", "post-payroll", "replay", "accrue-payroll", "status", "audit", "sandbox", "sync-dimensions",
+            "sync-employees", "reconcile", "init", "worker"]
 GROUPS = ["credentials", "webhook"]
 
 

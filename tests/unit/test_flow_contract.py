@@ -8,9 +8,10 @@ from types import ModuleType
 
 import pytest
 
-from ukg2d365.flows import post_payroll, reconcile, replay, sync_dimensions, sync_employees
+from ukg2d365.flows import accrue_payroll, post_payroll, reconcile, replay, sync_dimensions, sync_employees
 
 SELECTIONS = {
+    accrue_payroll: accrue_payroll.AccrualSelection,
     post_payroll: post_payroll.Selection,
     reconcile: reconcile.ReconcileSelection,
     replay: replay.ReplaySelection,

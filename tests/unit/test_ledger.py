@@ -327,3 +327,24 @@ def test_every_statement_on_a_tenants_rows_names_the_tenant():
                 if re.search(scoped, text) and "tenant" not in text:
                     offenders.append(f"{name}:{node.lineno}: {text[:80]}")
     assert offenders == []
+def test_postings_of_an_older_ledger_get_the_configured_legal_entity(tmp_path, monkeypatch):
+    """A ledger written before legal entities (schema 4): its postings were all in d365.legal_entity."""
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(schema, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 4])
+    Ledger(path, "acme").close()
+    db = sqlite3.connect(path)  # a posting as that version wrote it
+    db.execute("INSERT INTO postings (tenant, key, company, pay_group, period_end, run_id, marker, description, "
+               "status, plan_hash, source_hash, source_lines, line_count, debit_total, credit_total, trans_date, "
+               "created_at, updated_at) VALUES ('acme', 'C/BW/2026-11-13/R', 'C', 'BW', '2026-11-13', 'R', 'U2D-X', "
+               "'d', 'posted', 'h', 's', 1, 2, '1', '1', '2026-11-13', 'x', 'x')")
+    db.commit()
+    db.close()
+    monkeypatch.setattr(schema, "MIGRATIONS", MIGRATIONS)
+    ledger = Ledger(path, "acme")
+    old = ledger.get_posting("C/BW/2026-11-13/R")
+    assert old is not None and old.legal_entity is None and old.kind == "pay_run"
+    ledger.adopt_legal_entity("USMF")
+    adopted = ledger.get_posting("C/BW/2026-11-13/R")
+    assert adopted is not None and adopted.legal_entity == "USMF" and adopted.data_area_id == "usmf"
+    assert ledger.period_statuses("BW", "2026-11-13") == ["posted"]
+    assert ledger.period_statuses("BW", "2026-11-13", kind="accrual") == []

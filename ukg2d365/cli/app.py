@@ -1,6 +1,6 @@
 """The Typer app, its global options, and ``command()``: the one place a command's errors become exit codes.
 
-Every command module (``payroll``, ``sync``, ``reconcile``, ``ledger``, ``credentials``, ``webhook``,
+Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``ledger``, ``credentials``, ``webhook``,
 ``sandbox``, ``ping``) imports this module and nothing else from ``ukg2d365.cli``; business logic lives in
 ``ukg2d365.flows``, output in ``ukg2d365.render``. A command reads top to bottom::
 

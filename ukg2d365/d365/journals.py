@@ -9,7 +9,7 @@ from the config here, so a journal may live in any company.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -32,17 +32,23 @@ LineKey = tuple[str, Decimal, Decimal, str, str]
 # ---------------------------------------------------------------------- reads
 
 
-def find_journals(odata: ODataClient, data_area_id: str, markers: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+def find_journals(odata: ODataClient, data_area_id: str | Iterable[str],
+                  markers: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     """Every journal header whose Description carries each marker (cross-company), a few markers per query.
+
+    ``data_area_id`` is one legal entity or several (the entities of a run's journals: still one query).
 
     Each marker given is a key of the answer, with ``[]`` when D365 holds no journal carrying it. D365
     matches the ``*marker*`` wildcard without case (SQL collation), so the headers are told apart the same way.
     """
     wanted = list(dict.fromkeys(markers))
     found: dict[str, list[dict[str, Any]]] = {marker: [] for marker in wanted}
+    entities = [data_area_id] if isinstance(data_area_id, str) else sorted(set(data_area_id))
+    areas = " or ".join(filter_eq("dataAreaId", area) for area in entities)
+    areas = f"({areas})" if len(entities) > 1 else areas
     for chunk in chunked(wanted, MARKERS_PER_QUERY):
         either = " or ".join(f"Description eq '*{marker}*'" for marker in chunk)
-        flt = f"{filter_eq('dataAreaId', data_area_id)} and ({either})"
+        flt = f"{areas} and ({either})"
         for header in odata.get_all(HEADERS, filter=flt, cross_company=True, select=HEADER_FIELDS):
             description = str(header.get("Description") or "").casefold()
             for marker in chunk:
@@ -114,6 +120,7 @@ def line_body(
     *,
     line_number: int | None = None,
     voucher: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A LedgerJournalLines POST body; ``line_number`` only when the client numbers lines, else D365 does."""
     body: dict[str, Any] = {
@@ -131,6 +138,8 @@ def line_body(
         body["LineNumber"] = Decimal(line_number)
     if voucher is not None:
         body["Voucher"] = voucher
+    if extra:
+        body.update(extra)
     return body
 
 

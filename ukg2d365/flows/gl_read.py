@@ -81,7 +81,7 @@ class GlRead:
         return self.router.keys_seen
 
     def journals(self) -> list[JournalPlan]:
-        """The wanted pay runs' journal plans, in posting key order."""
+        """The wanted pay runs' journal plans, in posting key order, one per legal entity of each run."""
         return self.router.journals()
 
 

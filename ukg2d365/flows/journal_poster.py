@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ukg2d365.config import D365Config
@@ -113,6 +113,7 @@ class _Wire:
 
     numbers: dict[int, int]
     voucher: str | None
+    dates: dict[str, str] = field(default_factory=dict)  # DocumentDate, ReverseEntry/ReverseDate of every line
 
 
 class JournalPoster:
@@ -133,19 +134,28 @@ class JournalPoster:
         self._cfg = cfg
         self._progress = progress or (lambda n: None)
         self._sleep = sleep
-        self._journal_name = journal_name
+        self._given_journal_name = journal_name
+        self._journal_names: dict[str, JournalNameSetup] = {}
+        # The legal entity of the posting being sent (dataAreaId, lower case): each posting names its own, so
+        # one poster writes the journals of every entity of a run. One posting is sent at a time.
+        self._area = cfg.data_area_id
 
     # ------------------------------------------------------------------ public
 
     @property
     def journal_name(self) -> JournalNameSetup:
-        """Read once per poster (that is, once per run) before the first line is sent."""
-        if self._journal_name is None:
-            self._journal_name = read_journal_name(self._odata, self._cfg.data_area_id, self._cfg.journal_name)
-        return self._journal_name
+        """The journal name in the current posting's legal entity, read once per entity per run."""
+        if self._given_journal_name is not None:
+            return self._given_journal_name
+        setup = self._journal_names.get(self._area)
+        if setup is None:
+            setup = self._journal_names[self._area] = read_journal_name(self._odata, self._area,
+                                                                        self._cfg.journal_name)
+        return setup
 
     def post(self, posting: Posting, lines: list[PlannedLine]) -> PostOutcome:
         key = posting.key
+        self._area = posting.data_area_id or self._cfg.data_area_id
         recovered = False
         sent = 0
         jbn = posting.journal_batch_number
@@ -195,6 +205,7 @@ class JournalPoster:
 
     def adopt(self, posting: Posting, journal_batch_number: str) -> PostOutcome:
         """Record a journal D365 already holds in full (found by marker before planning): zero writes."""
+        self._area = posting.data_area_id or self._cfg.data_area_id
         self._ledger.set_status(posting.key, POSTED, journal_batch_number=journal_batch_number)
         self._ledger.audit("adopted", {"journal_batch_number": journal_batch_number,
                                        "reason": "D365 already holds this pay run's journal, matching the plan"},
@@ -210,7 +221,7 @@ class JournalPoster:
             self._sleep(seconds)
 
     def _create_header(self, posting: Posting) -> str:
-        body = header_body(self._cfg.data_area_id, self._cfg.journal_name, posting.description)
+        body = header_body(self._area, self._cfg.journal_name, posting.description)
         # Write-ahead: from here on a crash leaves 'sending', which forces a lookup by marker.
         self._ledger.set_status(posting.key, SENDING, count_attempt=True)
         self._ledger.audit("request", {"op": "create header", "entity": HEADERS, "marker": posting.marker},
@@ -247,8 +258,8 @@ class JournalPoster:
 
     def _line_body(self, jbn: str, trans_date: str, line: PlannedLine, wire: _Wire) -> dict[str, Any]:
         number = wire.numbers.get(line.line_number, line.line_number) if self._cfg.line_numbers == "client" else None
-        return line_body(self._cfg.data_area_id, jbn, trans_date, line, self._cfg.currency,
-                         line_number=number, voucher=wire.voucher)
+        return line_body(self._area, jbn, trans_date, line, self._cfg.currency,
+                         line_number=number, voucher=wire.voucher, extra=wire.dates)
 
     def _send_lines(self, key: str, jbn: str, lines: list[PlannedLine], occupied: set[int] | None = None) -> int:
         """Send lines in changesets of batch_size, up to the concurrency limit in flight at once.
@@ -263,7 +274,7 @@ class JournalPoster:
         numbers = client_numbers(lines, occupied or set()) if self._cfg.line_numbers == "client" else {}
         # New voucher = Manually: D365 takes the voucher as given. The marker makes the journal one voucher
         # on one date, which balances because the journal does.
-        wire = _Wire(numbers, posting.marker if self.journal_name.explicit_voucher else None)
+        wire = _Wire(numbers, posting.marker if self.journal_name.explicit_voucher else None, line_dates(posting))
         size = self._cfg.batch_size
         chunks = list(chunked(lines, size))
         limit = self._limit
@@ -380,7 +391,7 @@ class JournalPoster:
     # ------------------------------------------------------------------ recovery
 
     def _find_journals(self, marker: str) -> list[dict[str, Any]]:
-        return find_journals(self._odata, self._cfg.data_area_id, [marker])[marker]
+        return find_journals(self._odata, self._area, [marker])[marker]
 
     def _survey(self, posting: Posting, lines: list[PlannedLine], jbn: str | None) -> _Survey:
         """Ask D365 what it holds under the marker; delete empty duplicates and surplus lines while unposted."""
@@ -396,7 +407,7 @@ class JournalPoster:
         number = str(chosen["JournalBatchNumber"])
         if number != jbn:
             self._ledger.set_status(key, SENDING, journal_batch_number=number)
-        rows = journal_lines(self._odata, self._cfg.data_area_id, number)
+        rows = journal_lines(self._odata, self._area, number)
         match = match_lines(lines, posting.trans_date, rows, by_number=self._cfg.line_numbers == "client")
         posted = is_posted(chosen)
         self._ledger.audit("recover lines", {"journal_batch_number": number, "present": match.matched,
@@ -408,7 +419,7 @@ class JournalPoster:
                     f"journal {number} in D365 does not match the plan for {key} ({match.matched} of "
                     f"{len(lines)} lines match, {len(match.surplus)} differ); it is already posted in D365, "
                     "so correct it there",
-                    hint=f"compare with `ukg2d365 reconcile --run-id {posting.run_id}`",
+                    hint=f"compare with `ukg2d365 reconcile {posting.reconcile_options}`",
                 )
             return _Survey(number, [], rows, match.occupied, posted=True)
         if match.surplus:
@@ -425,11 +436,11 @@ class JournalPoster:
             raise JournalMismatch(
                 f"{len(posted)} posted journals in D365 carry marker {posting.marker} ({numbers}): the pay run "
                 "is booked more than once",
-                hint=f"reverse the extra one in D365; see `ukg2d365 reconcile --run-id {posting.run_id}`",
+                hint=f"reverse the extra one in D365; see `ukg2d365 reconcile {posting.reconcile_options}`",
             )
         chosen = posted[0] if posted else next((h for h in found if str(h.get("JournalBatchNumber")) == jbn), None)
         others = [h for h in found if h is not chosen]
-        area = self._cfg.data_area_id
+        area = self._area
         non_empty = [h for h in others if journal_lines(self._odata, area, str(h["JournalBatchNumber"]), top=1)]
         if chosen is None:
             # No number recorded (a crash before the header's answer): the one holding lines is ours.
@@ -452,7 +463,7 @@ class JournalPoster:
         self._ledger.audit("request", {"op": "delete empty duplicate journal", "journal_batch_number": number},
                            key)
         try:
-            self._odata.delete(HEADERS, {"dataAreaId": self._cfg.data_area_id, "JournalBatchNumber": number})
+            self._odata.delete(HEADERS, {"dataAreaId": self._area, "JournalBatchNumber": number})
         except ProtocolError as exc:
             raise AmbiguousWriteError(f"unreadable answer to deleting journal {number}: {exc}") from None
 
@@ -462,7 +473,7 @@ class JournalPoster:
                                        "count": len(rows)}, key)
         for chunk in chunked(rows, self._cfg.batch_size):
             ops = [
-                BatchOperation("DELETE", entity_path(LINES, {"dataAreaId": self._cfg.data_area_id,
+                BatchOperation("DELETE", entity_path(LINES, {"dataAreaId": self._area,
                                                              "JournalBatchNumber": jbn,
                                                              "LineNumber": line_number_key(r)}), None,
                                str(i + 1))
@@ -476,6 +487,22 @@ class JournalPoster:
             if result is None or not result.ok:
                 message = result.error_message if result is not None else "D365 answered no changeset"
                 raise RemoteError(f"D365 refused to delete surplus lines of journal {jbn}: {message}")
+
+
+def line_dates(posting: Posting) -> dict[str, str]:
+    """DocumentDate and ReverseEntry/ReverseDate of every line of a posting, when it has them.
+
+    All three are fields of LedgerJournalLines (ReverseEntry a NoYes, ReverseDate and DocumentDate
+    Edm.DateTimeOffset in the generated F&O client, ntrtd/d365-agent asset/client/src/LedgerJournalLines.ts);
+    a date-only value is sent at 12:00:00Z like TransDate.
+    """
+    dates: dict[str, str] = {}
+    if posting.document_date:
+        dates["DocumentDate"] = f"{posting.document_date}T12:00:00Z"
+    if posting.reverse_date:
+        dates["ReverseEntry"] = "Yes"
+        dates["ReverseDate"] = f"{posting.reverse_date}T12:00:00Z"
+    return dates
 
 
 def client_numbers(lines: list[PlannedLine], occupied: set[int]) -> dict[int, int]:

@@ -11,7 +11,7 @@ from ukg2d365.d365.journals import read_journal_name
 from ukg2d365.d365.odata import filter_eq
 from ukg2d365.d365.setup import delimiter_problems, format_summary, setup_problems
 from ukg2d365.errors import AuthError, ExitStatus, RemoteUnavailable, Ukg2d365Error
-from ukg2d365.flows.reference import ReferenceData
+from ukg2d365.flows.reference import ReferenceData, read_dimension_values
 from ukg2d365.flows.runtime import Context
 
 
@@ -62,7 +62,7 @@ def ping(ctx: Context) -> list[Check]:
     except (AuthError, RemoteUnavailable, Ukg2d365Error) as exc:
         checks.append(_failed("D365", d365_host, exc))
         return checks
-    checks.append(_journal_name_check(ctx, d365_host))
+    checks.extend(entity_checks(ctx, d365_host))
     checks.append(time_zone_check(ctx, d365_host))
     return checks
 
@@ -85,18 +85,59 @@ VOUCHER_MEANING = {
 }
 
 
-def _journal_name_check(ctx: Context, host: str) -> Check:
-    """Its own line: the journal name exists and its New voucher setting is one the poster handles."""
+def entity_checks(ctx: Context, host: str) -> list[Check]:
+    """The journal name's line; with legal_entities, one line per legal entity named (d365.legal_entity first)."""
+    entities = ctx.config.legal_entities
+    if entities is None:
+        return [_journal_name_check(ctx, host, ctx.config.d365.legal_entity, "Journal name")]
+    named = sorted(entities.entities() - {ctx.config.d365.legal_entity.upper()})
+    return [_journal_name_check(ctx, host, entity, f"Entity {entity.upper()}")
+            for entity in [ctx.config.d365.legal_entity, *named]]
+
+
+def _journal_name_check(ctx: Context, host: str, entity: str, system: str) -> Check:
+    """Its own line: the journal name exists in the entity and its New voucher setting is one the poster handles;
+    with legal_entities, also the dimension values the entity's journals are sure to use exist for it there."""
     cfg = ctx.config.d365
     started = time.monotonic()
     try:
-        setup = read_journal_name(ctx.d365, cfg.data_area_id, cfg.journal_name)
+        setup = read_journal_name(ctx.d365, entity.lower(), cfg.journal_name)
+        missing = _missing_entity_values(ctx, entity)
     except Ukg2d365Error as exc:
-        return _failed("Journal name", host, exc)
+        return _failed(system, host, exc)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    if missing:
+        return Check(system, host, False, latency_ms, f"{'; '.join(missing)} (run sync-dimensions, or create "
+                     f"them in D365 for {entity.upper()})", ExitStatus.RECORDS_FAILED)
     series = f", voucher series {setup.voucher_series}" if setup.voucher_series else ""
-    return Check("Journal name", host, True, int((time.monotonic() - started) * 1000),
-                 f"{setup.name} in {cfg.legal_entity}: New voucher {setup.new_voucher} "
+    return Check(system, host, True, latency_ms,
+                 f"{setup.name} in {entity}: New voucher {setup.new_voucher} "
                  f"({VOUCHER_MEANING[setup.new_voucher]}){series}")
+
+
+def _missing_entity_values(ctx: Context, entity: str) -> list[str]:
+    """The by_dimension values an entity bears and the intercompany lines' dimension values that D365 does not
+    hold for it (its own or shared). Every entity of legal_entities may get intercompany lines."""
+    entities = ctx.config.legal_entities
+    if entities is None:
+        return []
+    wanted: dict[str, set[str]] = {}
+    if entities.by_dimension is not None:
+        by = entities.by_dimension
+        borne = {value for value, bearer in by.values.items() if bearer.upper() == entity.upper()}
+        if borne:
+            wanted.setdefault(by.dimension, set()).update(borne)
+    if entities.intercompany is not None:
+        for name, value in entities.intercompany.dimensions.items():
+            wanted.setdefault(name, set()).add(value)
+    problems = []
+    for name, values in sorted(wanted.items()):
+        if name not in ctx.config.mapping.dimensions:
+            continue  # the config validator names a dimension mapping does not know
+        absent = values - read_dimension_values(ctx.d365, ctx.config, name, sorted(values), legal_entity=entity)
+        if absent:
+            problems.append(f"{name} value(s) {', '.join(sorted(absent))} not in D365 for {entity.upper()}")
+    return problems
 
 
 LEGAL_ENTITIES = "LegalEntities"

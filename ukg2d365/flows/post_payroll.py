@@ -103,6 +103,8 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
     result = DuePeriods()
     first_posted: dict[str, date] = {}  # a fresh ledger knows no history to miss: nothing is stale then
     for posting in ctx.ledger.find_postings():
+        if posting.kind != "pay_run":
+            continue
         end = date.fromisoformat(posting.period_end)
         first_posted[posting.pay_group] = min(end, first_posted.get(posting.pay_group, end))
     for pay_group in pay_groups:
@@ -175,6 +177,7 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
     read = read_gl(items, ctx.config, mapper, wanted=selected.covers, may_want=selected.may_cover)
     plan.lines_read = read.lines_read
     journals = read.journals()
+    journal_dates(ctx, journals)
     _attribute_errors(plan, journals, read.errors_by_run)
     if plan.due is not None:
         plan.runs_without_gl = sorted(plan.due.targets - {(j.key.pay_group, j.key.period_end) for j in journals})
@@ -182,10 +185,42 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
         plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen, file))
     if file is not None and file.run_id is not None:
         _refuse_other_runs_of_the_period(ctx, journals, file)
-    _classify(ctx, plan, journals)
+    classify(ctx, plan, journals)
     if file is not None:
         _whole_file_or_nothing(plan, file)
     return plan
+
+
+def pay_dates(ctx: Context, pay_groups: Iterable[str]) -> dict[tuple[str, date], date]:
+    """(pay group, period end) -> pay date, from UKG's paygroup-payperiods (one read per pay group)."""
+    dates: dict[tuple[str, date], date] = {}
+    for pay_group in sorted(set(pay_groups)):
+        for period in ctx.ukg.pay_periods(pay_group):
+            try:
+                end = parse_date(period.get("periodEndDate"))
+                paid = parse_date(period.get("payDate"))
+            except ValueError:
+                continue  # a period without a usable pay date: a journal that needs it says so below
+            dates[(str(period.get("payGroup") or pay_group), end)] = paid
+    return dates
+
+
+def journal_dates(ctx: Context, journals: list[JournalPlan]) -> None:
+    """TransDate and DocumentDate per payroll.posting_date / document_date: the period end or the pay date."""
+    payroll = ctx.config.payroll
+    choices = (payroll.posting_date, payroll.document_date)
+    paid = pay_dates(ctx, {j.key.pay_group for j in journals}) if "pay_date" in choices and journals else {}
+    for journal in journals:
+        key = journal.key
+        pay_date = paid.get((key.pay_group, key.period_end))
+        if pay_date is None and "pay_date" in choices:
+            journal.problems.append(f"UKG's paygroup-payperiods has no pay date for {key.pay_group} period ending "
+                                    f"{key.period_end} (payroll.posting_date or document_date is pay_date)")
+            continue
+        if payroll.posting_date == "pay_date":
+            journal.posting_date = pay_date
+        if payroll.document_date is not None:
+            journal.document_date = pay_date if payroll.document_date == "pay_date" else key.period_end
 
 
 def _due_pay_groups(ctx: Context, selection: Selection) -> list[str]:
@@ -281,7 +316,7 @@ def _whole_file_or_nothing(plan: PayrollPlan, file: GlFile) -> None:
         plan.refused.append(journal)
 
 
-def _classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
+def classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
     """Sort the planned journals into already posted, refused and to post; what is to post is checked against
     D365's main accounts and dimension values, then looked up in D365 by marker."""
     candidates = _not_yet_posted(ctx, plan, journals)
@@ -319,24 +354,34 @@ def _not_yet_posted(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]
 
 
 def _refuse_unknown_references(ctx: Context, journals: list[JournalPlan]) -> None:
-    """Name, on each journal, the main accounts and dimension values D365 does not know: D365 would reject the
-    journal half-way through its lines, so it is refused up front."""
+    """Name, on each journal, the main accounts and the dimension values (of its own legal entity) D365 does not
+    know: D365 would reject the journal half-way through its lines, so it is refused up front."""
     reference = ReferenceData(ctx.d365, ctx.ledger, ctx.config)
     missing_accounts = reference.missing_main_accounts(set().union(*(j.accounts for j in journals)))
-    missing_dims: dict[str, set[str]] = {}
-    for name in ctx.config.mapping.dimensions:
-        values = set().union(*(j.dimension_values.get(name, set()) for j in journals))
-        missing = reference.missing_dimension_values(name, values)
-        if missing:
-            missing_dims[name] = missing
+    missing_dims = _missing_dimension_values(ctx, reference, journals)
     for journal in journals:
         bad_accounts = sorted(journal.accounts & missing_accounts)
         if bad_accounts:
             journal.problems.append(f"main accounts not in D365: {', '.join(bad_accounts)}")
-        for name, missing in missing_dims.items():
+        for name, missing in missing_dims.get(journal.data_area_id, {}).items():
             bad = sorted(journal.dimension_values.get(name, set()) & missing)
             if bad:
-                journal.problems.append(f"{name} values not in D365: {', '.join(bad)} (run sync-dimensions)")
+                where = f" company {journal.legal_entity.upper()}" if ctx.config.legal_entities else ""
+                journal.problems.append(f"{name} values not in D365{where}: {', '.join(bad)} (run sync-dimensions)")
+
+
+def _missing_dimension_values(ctx: Context, reference: ReferenceData,
+                              journals: list[JournalPlan]) -> dict[str, dict[str, set[str]]]:
+    """Per legal entity (dataAreaId) and dimension: the values its journals use that D365 does not hold there."""
+    missing: dict[str, dict[str, set[str]]] = {}
+    for area in sorted({j.data_area_id for j in journals}):
+        mine = [j for j in journals if j.data_area_id == area]
+        for name in ctx.config.mapping.dimensions:
+            values = set().union(*(j.dimension_values.get(name, set()) for j in mine))
+            absent = reference.missing_dimension_values(name, values, area)
+            if absent:
+                missing.setdefault(area, {})[name] = absent
+    return missing
 
 
 def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
@@ -349,10 +394,11 @@ def _look_up_in_d365(ctx: Context, plan: PayrollPlan) -> None:
     fresh = [j for j in plan.to_post if j.key.text not in plan.resumed]
     if not fresh:
         return
-    by_marker = find_journals(ctx.d365, ctx.config.d365.data_area_id, [j.key.marker for j in fresh])
+    by_marker = find_journals(ctx.d365, {j.data_area_id for j in fresh}, [j.key.marker for j in fresh])
     refused = []
     for journal in fresh:
-        headers = by_marker[journal.key.marker]
+        headers = [h for h in by_marker[journal.key.marker]
+                   if str(h.get("dataAreaId", journal.data_area_id)).lower() == journal.data_area_id]
         if not headers:
             continue
         verdict = _compare_with_d365(ctx, journal, headers)
@@ -370,14 +416,14 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
     """(journal number, holds the whole plan) when D365's journal can be taken over; else refuse, named."""
     cfg = ctx.config.d365
     numbers = ", ".join(sorted(str(h.get("JournalBatchNumber")) for h in headers))
-    reconcile = f"run `ukg2d365 reconcile --run-id {journal.key.run_id}` to compare"
+    reconcile = f"run `ukg2d365 reconcile {journal.key.reconcile_options}` to compare"
     if len(headers) > 1:
         journal.problems.append(f"already in D365 as {len(headers)} journals ({numbers}) carrying marker "
                                 f"{journal.key.marker}; {reconcile}")
         return None
     header = headers[0]
     number = str(header["JournalBatchNumber"])
-    rows = journal_lines(ctx.d365, cfg.data_area_id, number)
+    rows = journal_lines(ctx.d365, journal.data_area_id, number)
     match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
                         by_number=cfg.line_numbers == "client")
     if not match.missing and not match.surplus:
@@ -404,7 +450,7 @@ def posting_record(journal: JournalPlan) -> Posting:
         company=key.company,
         pay_group=key.pay_group,
         period_end=key.period_end.isoformat(),
-        run_id=key.run_id,
+        run_id=journal.run_ids,
         employee=None,  # column kept for ledgers written before GL v2 (no employee on a GL line)
         marker=key.marker,
         description=journal.description,
@@ -423,6 +469,10 @@ def posting_record(journal: JournalPlan) -> Posting:
         updated_at=stamp,
         posted_at=None,
         last_run=None,
+        legal_entity=journal.legal_entity,
+        kind=key.kind,
+        document_date=journal.document_date.isoformat() if journal.document_date else None,
+        reverse_date=journal.reverse_date.isoformat() if journal.reverse_date else None,
     )
 
 

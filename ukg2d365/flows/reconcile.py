@@ -17,7 +17,7 @@ written to UKG or D365; the ledger gets the run row every command records and th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,9 +25,10 @@ from typing import Any
 
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines
 from ukg2d365.errors import DataError, UsageError
+from ukg2d365.flows import accrue_payroll
 from ukg2d365.flows.gl_read import GlFilter, GlRead, gl_file, ledger_mapper, read_gl
 from ukg2d365.flows.runtime import Context
-from ukg2d365.journal import PostingKey
+from ukg2d365.journal import AccrualKey, PostingKey
 from ukg2d365.ledger import POSTED, Posting
 from ukg2d365.money import AmountError, parse_amount, quantum
 
@@ -232,6 +233,7 @@ class RunReconciliation:
     journals: list[JournalRef]
     differences: list[LineDifference]
     notes: list[str]
+    legal_entity: str = ""  # the D365 company of this journal, as configured
 
     @property
     def matches(self) -> bool:
@@ -266,6 +268,7 @@ class _UkgRun:
     ukg: dict[str, Amounts]
     source_hash: str
     problems: list[str]
+    legal_entity: str = ""
 
 
 def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | None = None) -> ReconcileReport:
@@ -277,25 +280,33 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
         window_start = (today or date.today()) - timedelta(days=DEFAULT_WINDOW_DAYS)
     report = ReconcileReport(selection, window_start, precision=ctx.config.d365.currency_precision)
 
+    accruals: dict[PostingKey, Posting] = {}
     if selection.from_file is not None:
         ukg_runs, errors_by_run, postings = _read_file(ctx, selection, selection.from_file, companies, report)
     else:
         postings = _ledger_postings(ctx, selection, window_start, companies)
-        if not selection.explicit and not postings:
+        accruals = _accrual_postings(ctx, selection, window_start)
+        if not selection.explicit and not postings and not accruals:
             return report  # nothing posted lately: no need to ask UKG or D365 anything
         ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
+        ukg_runs.update(_read_accruals(ctx, accruals))
+        postings.update(accruals)
     d365 = ctx.d365
-    area = ctx.config.d365.data_area_id
-    keys = sorted(set(ukg_runs) | set(postings))
+    # pay runs first, then accruals; each kind in key order (keys of two kinds do not compare)
+    keys = sorted(set(ukg_runs) | set(postings), key=lambda k: (k.kind != PostingKey.kind, k))
     markers = {key: postings[key].marker if key in postings else key.marker for key in keys}
-    headers = find_journals(d365, area, markers.values())
+    entities = {key: _legal_entity(ctx, postings.get(key), ukg_runs.get(key)) for key in keys}
+    headers = find_journals(d365, {e.lower() for e in entities.values()} or {ctx.config.d365.data_area_id},
+                            markers.values())
     for key in keys:
         found = postings.get(key)
         marker = markers[key]
+        area = entities[key].lower()
         journals = [(header, journal_lines(d365, area, str(header["JournalBatchNumber"])))
-                    for header in headers[marker]]
+                    for header in headers[marker] if str(header.get("dataAreaId", area)).lower() == area]
         run = _reconcile_run(ctx, key, marker, ukg_runs.get(key), found, journals,
                              str(selection.from_file) if selection.from_file is not None else None)
+        run.legal_entity = entities[key]
         unreadable = errors_by_run.get(key.run_id, [])
         run.notes.extend(unreadable[:MAX_NOTES_PER_CAUSE])
         if unreadable and run.verdict == MATCH:
@@ -331,8 +342,63 @@ def apply(ctx: Context, report: ReconcileReport, progress: Callable[[int], None]
     return report
 
 
+def _accrual_postings(ctx: Context, selection: ReconcileSelection,
+                      window_start: date | None) -> dict[PostingKey, Posting]:
+    """The ledger's accrual postings: selected by pay group and month-end (as a period end), or by a run they
+    were accrued from; with no selection, those of a month-end in the window."""
+    accruals: dict[PostingKey, Posting] = {}
+    named = GlFilter(pay_group=selection.pay_group, period_end=selection.period_end,
+                     period_from=selection.period_from, period_to=selection.period_to)
+    for posting in ctx.ledger.find_postings():
+        if posting.kind != AccrualKey.kind:
+            continue
+        month_end = date.fromisoformat(posting.period_end)
+        key = AccrualKey.for_month(posting.pay_group, posting.legal_entity or "", month_end)
+        if window_start is not None:
+            wanted = key.period_end >= window_start
+        else:
+            wanted = named.covers(key) and (selection.run_id is None or selection.run_id in posting.run_id.split(","))
+        if wanted:
+            accruals[key] = posting
+    return accruals
+
+
+def _read_accruals(ctx: Context, accruals: Mapping[PostingKey, Posting]) -> dict[PostingKey, _UkgRun]:
+    """What each posted accrual's UKG runs accrue today, planned as accrue-payroll plans (one read per
+    pay group, month-end and set of runs, whatever the number of legal entities)."""
+    if not accruals:
+        return {}
+    mapper = ledger_mapper(ctx, "reconcile", fresh=False)
+    groups: dict[tuple[str, date, str], list[PostingKey]] = {}
+    for key, posting in accruals.items():
+        groups.setdefault((key.pay_group, key.period_end, posting.run_id), []).append(key)
+    runs: dict[PostingKey, _UkgRun] = {}
+    for (pay_group, month_end, run_ids), keys in sorted(groups.items()):
+        planned = accrue_payroll.replan(ctx, mapper, pay_group, month_end, run_ids.split(","))
+        by_key = {journal.key: journal for journal in planned.journals}
+        for key in keys:
+            journal = by_key.get(key)
+            if journal is None:
+                continue  # nothing to accrue there today: UKG's side is empty, and the notes say why
+            amounts = sum_by_account((ln.account, ln.debit, ln.credit) for ln in journal.lines)
+            runs[key] = _UkgRun(amounts, journal.source_hash, journal.problems, journal.legal_entity)
+    return runs
+
+
 def _posting_key(posting: Posting) -> PostingKey:
-    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id)
+    # A bearing entity's journal carries "/@ENTITY" after the pay run's key (see journal.PostingKey).
+    entity = posting.key.rpartition("/@")[2] if "/@" in posting.key else ""
+    return PostingKey(posting.company, posting.pay_group, date.fromisoformat(posting.period_end), posting.run_id,
+                      entity)
+
+
+def _legal_entity(ctx: Context, posting: Posting | None, ukg_run: _UkgRun | None) -> str:
+    """Where the journal lives: as the ledger recorded it, else as UKG's lines plan it, else d365.legal_entity."""
+    if posting is not None and posting.legal_entity:
+        return posting.legal_entity
+    if ukg_run is not None and ukg_run.legal_entity:
+        return ukg_run.legal_entity
+    return ctx.config.d365.legal_entity
 
 
 def _ledger_postings(
@@ -341,6 +407,8 @@ def _ledger_postings(
     """The ledger's postings the selection names, or (no selection) those with a period end in the window."""
     postings: dict[PostingKey, Posting] = {}
     for posting in ctx.ledger.find_postings():
+        if posting.kind != PostingKey.kind:
+            continue  # accruals: see _accrual_postings
         key = _posting_key(posting)
         if window_start is not None:
             wanted = key.period_end >= window_start and (not companies or key.company in companies)
@@ -379,7 +447,8 @@ def _read_ukg(
         read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=selected.covers,
                        may_want=selected.may_cover)
     else:
-        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=postings.__contains__)
+        runs_posted = {replace(key, entity="") for key in postings}  # a pay run is read whole, every entity
+        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=runs_posted.__contains__)
     return _runs_read(read, report)
 
 
@@ -389,7 +458,7 @@ def _runs_read(read: GlRead, report: ReconcileReport) -> tuple[dict[PostingKey, 
     runs: dict[PostingKey, _UkgRun] = {}
     for plan in read.journals():
         amounts = sum_by_account((ln.account, ln.debit, ln.credit) for ln in plan.lines)
-        runs[plan.key] = _UkgRun(amounts, plan.source_hash, plan.problems)
+        runs[plan.key] = _UkgRun(amounts, plan.source_hash, plan.problems, plan.legal_entity)
     errors_by_run = {run: [f"unreadable line: {message}" for message in messages]
                      for run, messages in read.errors_by_run.items()}
     return runs, errors_by_run

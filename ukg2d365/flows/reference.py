@@ -89,13 +89,20 @@ class ReferenceData:
         self._ledger.remember_values(MAIN_ACCOUNT, "", found & unknown)
         return unknown - found
 
-    def missing_dimension_values(self, name: str, values: Iterable[str]) -> set[str]:
+    def missing_dimension_values(self, name: str, values: Iterable[str], legal_entity: str | None = None) -> set[str]:
+        """Values of dimension ``name`` D365 does not hold for the legal entity (shared values count for all).
+
+        ``legal_entity`` defaults to d365.legal_entity. Values found for another entity are cached under
+        ``name@entity``: the default entity's cache may hold values only it owns, so it never answers for another.
+        """
+        area = (legal_entity or self._config.d365.legal_entity).lower()
+        cache_name = name if area == self._config.d365.data_area_id else f"{name}@{area}"
         wanted = {v for v in values if v}
-        unknown = wanted - self._ledger.known_values(DIMENSION, name)
+        unknown = wanted - self._ledger.known_values(DIMENSION, cache_name)
         if not unknown:
             return set()
-        found = read_dimension_values(self._odata, self._config, name, sorted(unknown))
-        self._ledger.remember_values(DIMENSION, name, found & unknown)
+        found = read_dimension_values(self._odata, self._config, name, sorted(unknown), legal_entity=area)
+        self._ledger.remember_values(DIMENSION, cache_name, found & unknown)
         return unknown - found
 
 
@@ -110,12 +117,13 @@ def read_main_accounts(odata: ODataClient, accounts: Sequence[str]) -> set[str]:
 
 
 def read_dimension_values(
-    odata: ODataClient, config: Config, name: str, values: Sequence[str] | None = None
+    odata: ODataClient, config: Config, name: str, values: Sequence[str] | None = None,
+    legal_entity: str | None = None,
 ) -> set[str]:
     """D365's values of one mapped dimension; of ``values`` only (CHUNK per request) when given.
 
-    A custom dimension's values are FinancialDimensionValues of this legal entity or shared (an empty
-    LegalEntityId); an operating unit dimension's are the OperatingUnits of its type.
+    A custom dimension's values are FinancialDimensionValues of the legal entity (default d365.legal_entity)
+    or shared (an empty LegalEntityId); an operating unit dimension's are the OperatingUnits of its type.
     """
     dim = config.mapping.dimensions[name]
     entity: str
@@ -125,7 +133,7 @@ def read_dimension_values(
         base = f"OperatingUnitType eq {enum_literal('OmOperatingUnitType', dim.operating_unit_type)}"
     else:
         entity, field, cross_company = FINANCIAL_DIMENSION_VALUES, "DimensionValue", True
-        le = odata_literal(config.d365.data_area_id)
+        le = odata_literal((legal_entity or config.d365.legal_entity).lower())
         base = f"{filter_eq('FinancialDimension', name)} and (LegalEntityId eq '' or LegalEntityId eq {le})"
     if values is None:
         filters = [base]

@@ -56,7 +56,9 @@ class Context:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return open_ledger(self.config, self._ledger_path)
+        ledger = open_ledger(self.config, self._ledger_path)
+        ledger.adopt_legal_entity(self.config.d365.legal_entity)
+        return ledger
 
     def _ca_bundle(self, value: str | None, key: str) -> str | None:
         path = self.config.resolve(value)

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ukg2d365.config import Config, key_line, load_config
+from ukg2d365.config import Config, load_config
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
-from ukg2d365.flows import post_payroll, sync_dimensions, sync_employees
+from ukg2d365.flows import accrue_payroll, post_payroll, sync_dimensions, sync_employees
 from ukg2d365.flows.runtime import Context, open_ledger, recorded_run
 from ukg2d365.ledger import POSTED, queue
 
@@ -30,6 +30,14 @@ JobOutcome = tuple[bool, dict[str, Any]]
 def _post_payroll_due(ctx: Context) -> JobOutcome:
     plan = post_payroll.read_and_plan(ctx, post_payroll.Selection(due=True))
     result = post_payroll.apply(ctx, plan)
+    return result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
+                       "failed": len(result.failed), "already_posted": len(plan.already_posted),
+                       "refused": len(plan.refused)}
+
+
+def _accrue_payroll_due(ctx: Context) -> JobOutcome:
+    plan = accrue_payroll.read_and_plan(ctx, accrue_payroll.AccrualSelection(due=True))
+    result = accrue_payroll.apply(ctx, plan)
     return result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
                        "failed": len(result.failed), "already_posted": len(plan.already_posted),
                        "refused": len(plan.refused)}
@@ -55,14 +63,14 @@ class Job:
     run: Callable[[Context], JobOutcome]
 
 
-# The one table of schedulable jobs: a key of ``schedule:`` -> the flow it runs. A key of ``schedule:`` with no
-# entry here (``accrue_payroll_due`` until accrue-payroll --due exists in this version) is refused at load.
+# The one table of schedulable jobs: a key of ``schedule:`` -> the flow it runs.
 JOBS: dict[str, Job] = {
     "post_payroll_due": Job("post-payroll --due", _post_payroll_due),
+    "accrue_payroll_due": Job("accrue-payroll --due", _accrue_payroll_due),
     "sync_dimensions": Job("sync-dimensions", _sync_dimensions),
     "sync_employees": Job("sync-employees", _sync_employees),
 }
-COMMANDS = {"accrue_payroll_due": "accrue-payroll --due"} | {name: job.command for name, job in JOBS.items()}
+COMMANDS = {name: job.command for name, job in JOBS.items()}
 
 
 # ---------------------------------------------------------------------- tenants
@@ -85,15 +93,8 @@ class Tenant:
 
 
 def load_tenant(path: Path) -> Tenant:
-    """A tenant's config; a ``schedule:`` job this version cannot run is refused with its file and line."""
-    config = load_config(path)
-    for name in config.schedule.jobs():
-        if name not in JOBS:
-            line = key_line(path, "schedule", name)
-            raise ConfigError(f"{path}:{f' line {line}:' if line else ''} schedule.{name}: {COMMANDS[name]} is not "
-                              "in this version of ukg2d365, so no worker can run it",
-                              hint="remove the key until ukg2d365 is upgraded")
-    return Tenant(path, config)
+    """A tenant's config (``schedule:`` names only jobs of ``JOBS``: the config model refuses any other key)."""
+    return Tenant(path, load_config(path))
 
 
 def load_tenants(folder: Path) -> list[Tenant]:

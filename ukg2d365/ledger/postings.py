@@ -43,6 +43,21 @@ class Posting:
     updated_at: str
     posted_at: str | None
     last_run: int | None
+    legal_entity: str | None = None  # as configured (USMF); None only in a ledger not yet adopted
+    kind: str = "pay_run"  # pay_run | accrual
+    document_date: str | None = None  # DocumentDate of every line; None: not sent
+    reverse_date: str | None = None  # ReverseEntry Yes with this ReverseDate; None: not reversing
+
+    @property
+    def data_area_id(self) -> str | None:
+        return self.legal_entity.lower() if self.legal_entity else None
+
+    @property
+    def reconcile_options(self) -> str:
+        """The reconcile options that select this posting: a pay run by its run, an accrual by its month-end."""
+        if self.kind == "accrual":
+            return f"--pay-group {self.pay_group} --period-end {self.period_end}"
+        return f"--run-id {self.run_id}"
 
     @classmethod
     def from_row(cls, row: Any) -> Posting:
@@ -72,10 +87,19 @@ class PostingStore(Store):
             args.append(limit)
         return [Posting.from_row(r) for r in self._db.execute(sql, args).fetchall()]
 
-    def period_statuses(self, pay_group: str, period_end: str) -> list[str]:
+    def adopt_legal_entity(self, legal_entity: str) -> None:
+        """Postings written before the ledger knew legal entities were in the one configured entity."""
+        if self._db.execute("SELECT 1 FROM postings WHERE tenant = ? AND legal_entity IS NULL LIMIT 1",
+                            (self.tenant,)).fetchone() is None:
+            return  # the usual case: no write on every open
+        with self.transaction() as db:
+            db.execute("UPDATE postings SET legal_entity = ? WHERE tenant = ? AND legal_entity IS NULL",
+                       (legal_entity, self.tenant))
+
+    def period_statuses(self, pay_group: str, period_end: str, kind: str = "pay_run") -> list[str]:
         rows = self._db.execute(
-            "SELECT status FROM postings WHERE tenant = ? AND pay_group = ? AND period_end = ?",
-            (self.tenant, pay_group, period_end)
+            "SELECT status FROM postings WHERE tenant = ? AND pay_group = ? AND period_end = ? AND kind = ?",
+            (self.tenant, pay_group, period_end, kind),
         )
         return [r[0] for r in rows]
 
@@ -117,21 +141,23 @@ class PostingStore(Store):
                 posting.company, posting.pay_group, posting.period_end, posting.run_id, posting.employee,
                 posting.marker, posting.description, posting.plan_hash, posting.source_hash, posting.source_lines,
                 posting.line_count, str(posting.debit_total), str(posting.credit_total), posting.trans_date,
+                posting.legal_entity, posting.kind, posting.document_date, posting.reverse_date,
             )
             stamp = now_iso()
             if row is None:
                 db.execute(
                     "INSERT INTO postings (company, pay_group, period_end, run_id, employee, marker, description, "
                     "plan_hash, source_hash, source_lines, line_count, debit_total, credit_total, trans_date, "
-                    "tenant, key, status, created_at, updated_at, last_run) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+                    "legal_entity, kind, document_date, reverse_date, tenant, key, status, created_at, updated_at, "
+                    "last_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
                     (*values, self.tenant, posting.key, stamp, stamp, self.run_id),
                 )
             else:
                 db.execute(
                     "UPDATE postings SET company=?, pay_group=?, period_end=?, run_id=?, employee=?, marker=?, "
                     "description=?, plan_hash=?, source_hash=?, source_lines=?, line_count=?, debit_total=?, "
-                    "credit_total=?, trans_date=?, updated_at=?, last_run=? WHERE tenant=? AND key=?",
+                    "credit_total=?, trans_date=?, legal_entity=?, kind=?, document_date=?, reverse_date=?, "
+                    "updated_at=?, last_run=? WHERE tenant=? AND key=?",
                     (*values, stamp, self.run_id, self.tenant, posting.key),
                 )
                 db.execute("DELETE FROM posting_lines WHERE tenant = ? AND posting_key = ?", (self.tenant, posting.key))

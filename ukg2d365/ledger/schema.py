@@ -270,6 +270,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        5,
+        "postings: legal entity, kind (pay run or accrual), document and reverse dates",
+        # legal_entity NULL (a posting written before this migration) is the configured d365.legal_entity:
+        # Ledger.adopt_legal_entity fills it in when a run opens the ledger with a config.
+        """
+        ALTER TABLE postings ADD COLUMN legal_entity TEXT;
+        ALTER TABLE postings ADD COLUMN kind TEXT NOT NULL DEFAULT 'pay_run';
+        ALTER TABLE postings ADD COLUMN document_date TEXT;
+        ALTER TABLE postings ADD COLUMN reverse_date TEXT;
+        """,
+    ),
 ]
 
 

@@ -90,12 +90,13 @@ def _runs_table(rows: list[dict[str, Any]]) -> Table:
 
 def _postings_table(report: StatusReport) -> Table:
     postings = Table(title="Postings", title_justify="left")
-    for column in ("Key", "Status", "Journal", "Lines", "Debit", "Credit", "Updated (UTC)", "Last error"):
+    for column in ("Key", "Entity", "Status", "Journal", "Lines", "Debit", "Credit", "Updated (UTC)", "Last error"):
         postings.add_column(column, overflow="fold")
     shown = {p.key: p for p in report.failed + report.pending + report.recent}
     for p in shown.values():
         colour = {"posted": "green", "failed": "red", "sending": "yellow"}.get(p.status, "white")
-        postings.add_row(p.key, styled(p.status, colour), p.journal_batch_number or "-", str(p.line_count),
+        postings.add_row(p.key, (p.legal_entity or "").upper(), styled(p.status, colour),
+                         p.journal_batch_number or "-", str(p.line_count),
                          f"{p.debit_total:,.2f}", f"{p.credit_total:,.2f}", p.updated_at[:19].replace("T", " "),
                          p.last_error or "")
     return postings

@@ -40,7 +40,8 @@ def journal_fields(journal: JournalPlan) -> dict[str, Any]:
     k = journal.key
     return {
         "key": k.text, "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end,
-        "run_id": k.run_id, "marker": k.marker, "lines": len(journal.lines), "source_lines": journal.source_lines,
+        "run_id": k.run_id, "legal_entity": journal.legal_entity.upper(), "marker": k.marker,
+        "lines": len(journal.lines), "source_lines": journal.source_lines,
         "debit": journal.debit_total, "credit": journal.credit_total,
     }
 
@@ -63,7 +64,8 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
         resumed = journal.key.text in plan.resumed
         out.event("plan", status="resume" if resumed else verb, **journal_fields(journal))
         title = (f"{'Resume' if resumed else 'Journal'}: pay group {journal.key.pay_group}, period ending "
-                 f"{journal.key.period_end}, UKG run {journal.key.run_id}  [{journal.key.marker}]")
+                 f"{journal.key.period_end}, UKG run {journal.key.run_id}, legal entity "
+                 f"{journal.legal_entity.upper()}  [{journal.key.marker}]")
         if detailed:
             out.table(journal_table(journal, title))
         else:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # only the types: the flow (and its HTTP stack) is imported w
     from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
 
 CSV_COLUMNS = (
-    "row", "company", "pay_group", "period_end", "run_id", "marker", "journals", "ledger_status",
+    "row", "company", "pay_group", "period_end", "run_id", "legal_entity", "marker", "journals", "ledger_status",
     "verdict", "account", "ukg_debit", "ukg_credit", "d365_debit", "d365_credit", "ledger_debit", "ledger_credit",
     "difference_debit", "difference_credit", "notes",
 )
@@ -39,7 +39,9 @@ CSV_COLUMNS = (
 
 def _run_label(run: RunReconciliation) -> str:
     k = run.key
-    return f"{k.pay_group} {k.period_end} {k.run_id}"
+    if k.kind == "accrual":
+        return f"accrual {k.pay_group} {k.period_end} {run.legal_entity.upper()}"
+    return f"{k.pay_group} {k.period_end} {k.run_id} {run.legal_entity.upper()}".rstrip()
 
 
 def summary_text(report: ReconcileReport) -> str:
@@ -148,7 +150,7 @@ def write_csv(report: ReconcileReport) -> None:
         k = run.key
         common = {
             "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end.isoformat(),
-            "run_id": k.run_id, "marker": run.marker,
+            "run_id": k.run_id, "legal_entity": run.legal_entity.upper(), "marker": run.marker,
             "journals": " ".join(j.journal_batch_number for j in run.journals),
             "ledger_status": run.ledger_status or "",
         }
@@ -185,8 +187,9 @@ def show_json(out: Output, report: ReconcileReport) -> None:
     for run in report.runs:
         k = run.key
         out.event(
-            "reconcile", key=k.text, company=k.company, pay_group=k.pay_group, period_end=k.period_end,
-            run_id=k.run_id, marker=run.marker, verdict=run.verdict, match=run.matches,
+            "reconcile", key=k.text, kind=k.kind, company=k.company, pay_group=k.pay_group, period_end=k.period_end,
+            run_id=k.run_id, legal_entity=run.legal_entity.upper(), marker=run.marker, verdict=run.verdict,
+            match=run.matches,
             journals=[{"journal_batch_number": j.journal_batch_number, "posted": j.posted, "lines": j.lines}
                       for j in run.journals],
             ledger_status=run.ledger_status,

@@ -82,13 +82,15 @@ class Sandbox:
         today: dt.date | None = None,
         seed: int = DEFAULT_SEED,
         verbose: bool = False,
+        companies: int = 1,
     ) -> None:
         if port and not 1 <= port <= 65533:
             raise ValueError("port must be 0 (pick free ports) or 1..65533 (uses port, port+1, port+2)")
         self.dir = Path(dir)
         self.port = port
         self.verbose = verbose
-        self.dataset = UkgDataset(employees, seed=seed, today=today)
+        self.companies = companies
+        self.dataset = UkgDataset(employees, seed=seed, today=today, companies=companies)
         self.tokens = TokenRegistry(lifetime_seconds=token_lifetime)
         self.faults = FaultSet(latency_ms)
         self.faults.revoke_hook = self.tokens.revoke_all
@@ -124,6 +126,7 @@ class Sandbox:
             urls = SandboxUrls(**{name: srv.url for name, srv in self._servers.items()})
             self._urls = urls
             self.d365 = D365Service(D365State.seeded(), self.tokens, urls.d365)
+            self._seed_entities()
             self.entra = EntraService(
                 self.tokens,
                 catalog.TENANT_ID,
@@ -147,6 +150,15 @@ class Sandbox:
             self.stop()
             raise
         return self
+
+    def _seed_entities(self) -> None:
+        """The intercompany and accrued-payroll main accounts; with two companies, the two other legal entities."""
+        state = self.d365.state
+        for account, name, kind in catalog.D365_ENTITY_MAIN_ACCOUNTS:
+            state.add_main_account(account, name, kind)
+        if self.companies == 2:
+            for entity in (catalog.LEGAL_ENTITY_2, catalog.LEGAL_ENTITY_3):
+                state.add_legal_entity(entity)
 
     def stop(self) -> None:
         """Stop every listener and handler thread, and drop the TLS material. Safe to call twice."""
@@ -235,7 +247,24 @@ class Sandbox:
             "ledger": {"path": "ukg2d365.db"},
             # post-payroll --from-file reads GL runs the sandbox wrote with `ukg2d365 sandbox --export-gl`
             "file_source": csv_file_source(),
+            # accrue-payroll: the expense accounts' share of a period straddling a month-end, reversing.
+            "accruals": {
+                "accounts": [a.ukg_account for a in catalog.GL_ACCOUNTS if a.main_account_type == "Expense"],
+                "liability_account": catalog.ACCRUED_PAYROLL_ACCOUNT,
+            },
+            **(self._entities_config() if self.companies == 2 else {}),
         }
+
+    @staticmethod
+    def _entities_config() -> dict[str, Any]:
+        return {"legal_entities": {
+            "by_company": {catalog.UKG_CO_ID: catalog.LEGAL_ENTITY.upper(),
+                           catalog.UKG_CO_ID_2: catalog.LEGAL_ENTITY_2.upper()},
+            "by_dimension": {"dimension": "CostCenter",
+                             "values": {catalog.BEARING_COST_CENTER: catalog.LEGAL_ENTITY_3.upper()}},
+            "intercompany": {"due_from_account": catalog.DUE_FROM_ACCOUNT,
+                             "due_to_account": catalog.DUE_TO_ACCOUNT},
+        }}
 
     def write_config(self, path: Path | None = None) -> Path:
         """Write a config that ``ukg2d365.config.load_config`` accepts; relative paths sit beside it."""

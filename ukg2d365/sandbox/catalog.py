@@ -28,6 +28,20 @@ UKG_CO_ID = "C0MP1"
 UKG_COMPANY_CODE = "MFG"
 PAY_GROUP = "BW"  # bi-weekly
 
+# With ``companies=2`` (the legal-entity sandbox) the Riverside plant (PLT2) is a second UKG company paid by
+# a second D365 legal entity, and the Springfield plant overhead cost center belongs to a third legal entity
+# that bears its cost: one pay run of two companies makes three journals, with intercompany lines.
+UKG_CO_ID_2 = "C0MP2"
+UKG_COMPANY_CODE_2 = "RVS"
+SECOND_COMPANY_LOCATION = "PLT2"
+COMPANY_CODES = {UKG_CO_ID: UKG_COMPANY_CODE, UKG_CO_ID_2: UKG_COMPANY_CODE_2}
+LEGAL_ENTITY_2 = "uspi"  # pays UKG company C0MP2
+LEGAL_ENTITY_3 = "uspm"  # bears cost center BEARING_COST_CENTER
+BEARING_COST_CENTER = "130"
+DUE_FROM_ACCOUNT = "133100"  # intercompany receivable (in the paying entity)
+DUE_TO_ACCOUNT = "233100"  # intercompany payable (in the bearing entity)
+ACCRUED_PAYROLL_ACCOUNT = "211900"  # accruals.liability_account
+
 # D365's formats are global and cumulative: they hold dimensions of other integrations too. As in the live
 # value "51040302--81--JD-", five dimensions follow the main account and UKG feeds two of them
 # (CostCenter, Department); BusinessUnit, Project and Region stay blank.
@@ -100,3 +114,7 @@ GL_ACCOUNTS = [
 ]
 # Main accounts that exist in D365 from the start (all of the mapped ones, plus unrelated ones)
 D365_EXTRA_MAIN_ACCOUNTS = [("110110", "Bank operating account", "Asset"), ("401100", "Sales revenue", "Revenue")]
+# Main accounts of the legal-entity and accrual set-ups (added to D365 with them)
+D365_ENTITY_MAIN_ACCOUNTS = [(DUE_FROM_ACCOUNT, "Intercompany receivable", "Asset"),
+                             (DUE_TO_ACCOUNT, "Intercompany payable", "Liability"),
+                             (ACCRUED_PAYROLL_ACCOUNT, "Accrued payroll", "Liability")]

@@ -125,6 +125,7 @@ class Employee:
     term_reason: str = ""
     pay_group: str = catalog.PAY_GROUP
     supervisor_id: str = ""
+    company: str = catalog.UKG_CO_ID  # UKG coId
 
     @property
     def is_active(self) -> bool:
@@ -154,6 +155,7 @@ class _Participant:
     job_title: str
     salary_or_hourly: str
     annual_pay: Decimal
+    company: str = catalog.UKG_CO_ID
 
 
 # ---------------------------------------------------------------------------- pay calendar
@@ -399,7 +401,7 @@ def _gl_line(run: GlRun, system_id: int, account: GlAccount, amount: Decimal, p:
         "payPeriodEndDate": period_end,
         "accountType": account.main_account_type,
         "baseSegment": account.ukg_account,
-        "companyCode": catalog.UKG_COMPANY_CODE,
+        "companyCode": catalog.COMPANY_CODES.get(p.company, p.company),
         "creditAmt": credit,
         "debitAmt": debit,
         "generalLedgerAccount": account.ukg_account,
@@ -418,7 +420,7 @@ def _gl_line(run: GlRun, system_id: int, account: GlAccount, amount: Decimal, p:
         "project": "",
         "systemId": system_id,
         "blockId": 1,
-        "coId": catalog.UKG_CO_ID,
+        "coId": p.company,
         "glRunDateTime": run_at,
         "totalNrOfBlocks": 1,
         "userWhoRanThisGl": GL_RUN_USER,
@@ -438,7 +440,10 @@ class UkgDataset:
         *,
         seed: int = DEFAULT_SEED,
         today: dt.date | None = None,
+        companies: int = 1,
     ) -> None:
+        if companies not in (1, 2):
+            raise ValueError("the sandbox has one UKG company, or two (companies=2)")
         self.seed = seed
         self.today = today or dt.date.today()
         self.lock = threading.RLock()
@@ -446,6 +451,11 @@ class UkgDataset:
         self._system_id = 100000
         self.org_levels: list[dict[str, Any]] = self._org_levels()
         self.employees: list[Employee] = self._generate_employees(employees)
+        if companies == 2:
+            # Before the calendar is built, so every closed period's GL run holds both companies.
+            for emp in self.employees:
+                if emp.location == catalog.SECOND_COMPANY_LOCATION:
+                    emp.company = catalog.UKG_CO_ID_2
         self._by_number = {e.employee_number: e for e in self.employees}
         self.pay_periods: list[PayPeriod] = []
         self.gl_runs: list[GlRun] = []
@@ -832,7 +842,7 @@ class UkgDataset:
             system_id_base=0,
             lines=[],
         )
-        p = _Participant("", cost_center, department, "", "", "", "S", ZERO)
+        p = _Participant("", cost_center, department, "", "", "", "S", ZERO, overrides.get("coId", catalog.UKG_CO_ID))
         template = gl_account or GlAccount(account, account, f"Account {account}", "debit", "Expense", True)
         line = _gl_line(run, system_id, template, ZERO, p)
         line.update({"debitAmt": debit, "creditAmt": credit, "orgLevel1": cost_center, "orgLevel2": department})
@@ -855,4 +865,5 @@ def _snapshot(emp: Employee, key: str = "") -> _Participant:
         job_title=emp.job_title,
         salary_or_hourly=emp.salary_or_hourly,
         annual_pay=emp.annual_pay,
+        company=emp.company,
     )

@@ -303,7 +303,7 @@ class UkgService:
 
     def _employment_details(self, args: dict[str, str]) -> SimResponse:
         text_filters = {
-            "companyid": lambda e: catalog.UKG_CO_ID,
+            "companyid": lambda e: e.company,
             "employeeid": lambda e: e.employee_id,
             "employeenumber": lambda e: e.employee_number,
             "paygroup": lambda e: e.pay_group,
@@ -334,8 +334,8 @@ class UkgService:
         terminated = e.termination_date is not None
         weekly = Decimal("40")
         return {
-            "companyID": catalog.UKG_CO_ID,
-            "companyCode": catalog.UKG_COMPANY_CODE,
+            "companyID": e.company,
+            "companyCode": catalog.COMPANY_CODES.get(e.company, e.company),
             "companyName": COMPANY_NAME,
             "employeeID": e.employee_id,
             "jobDescription": e.job_title,
@@ -384,9 +384,9 @@ class UkgService:
             "dateTimeCreated": iso_datetime(e.date_time_created),
             "dateTimeChanged": iso_datetime(e.date_time_changed),
             "supervisorEmployeeNumber": supervisor.employee_number if supervisor else "",
-            "supervisorCOID": catalog.UKG_CO_ID if supervisor else "",
-            "supervisorCompanyCode": catalog.UKG_COMPANY_CODE if supervisor else "",
-            "companyGLSegment": catalog.UKG_COMPANY_CODE,
+            "supervisorCOID": supervisor.company if supervisor else "",
+            "supervisorCompanyCode": catalog.COMPANY_CODES.get(supervisor.company, "") if supervisor else "",
+            "companyGLSegment": catalog.COMPANY_CODES.get(e.company, e.company),
             "locationGLSegment": e.location,
         }
 
@@ -413,7 +413,7 @@ class UkgService:
         return {
             "personId": e.person_id,
             "employeeId": e.employee_id,
-            "companyId": catalog.UKG_CO_ID,
+            "companyId": e.company,
             "firstName": e.first_name,
             "middleName": e.middle_name,
             "lastName": e.last_name,
