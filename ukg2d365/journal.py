@@ -85,6 +85,11 @@ class JournalPlan:
     accounts: set[str]  # D365 main accounts used
     dimension_values: dict[str, set[str]]  # dimension -> values used
     problems: list[str] = field(default_factory=list)
+    # The header facts finance checks before anything is sent: where the journal goes and in what currency.
+    legal_entity: str = ""
+    journal_name: str = ""
+    currency: str = ""
+    route: str = ""  # how its lines travel to D365 (set by the flow that sends them)
 
     @property
     def description(self) -> str:
@@ -93,6 +98,11 @@ class JournalPlan:
     @property
     def trans_date(self) -> date:
         return self.key.period_end
+
+    @property
+    def line_texts(self) -> list[str]:
+        """The distinct line texts, in plan order."""
+        return list(dict.fromkeys(line.text for line in self.lines))
 
     @property
     def balanced(self) -> bool:
@@ -122,6 +132,7 @@ class JournalBuilder:
         self._duplicates: list[str] = []
         self._negatives: list[str] = []
         self._line_text = config.payroll.line_text
+        self._header = (config.d365.legal_entity, config.d365.journal_name, config.d365.currency)
         self._mapper = mapper
         self._sums: dict[tuple[str, str, str], list[Decimal]] = {}  # (display, ukg account, main) -> [dr, cr]
         # Planned as the lines stream in (not summarizing) or at finish (summarizing): D365 lines take no
@@ -229,6 +240,9 @@ class JournalBuilder:
             accounts=accounts,
             dimension_values=dimension_values,
             problems=problems,
+            legal_entity=self._header[0],
+            journal_name=self._header[1],
+            currency=self._header[2],
         )
 
     def _input_problems(self) -> list[str]:

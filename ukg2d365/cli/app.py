@@ -12,6 +12,7 @@ Every command module (``payroll``, ``sync``, ``reconcile``, ``ledger``, ``creden
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -38,8 +39,10 @@ Exit codes: 0 ok (also "nothing to do"), 1 some records failed or were refused (
 the lock (try again later).
 """
 
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  pretty_exceptions_enable=False)
+# -h as well as --help on every command (Click hands help_option_names down to subcommands); shell completion
+# through --install-completion / --show-completion.
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 
 # Options more than one command shares: one definition, one help text.
 RUN_ID = typer.Option(None, "--run-id", help="UKG GL run id")
@@ -48,6 +51,9 @@ PERIOD_END = typer.Option(None, "--period-end", help="Pay period end date, YYYY-
 FROM_FILE = typer.Option(None, "--from-file", dir_okay=False, help="Read UKG's GL export file (CSV or fixed width, "
                          "laid out as file_source: in the config says) instead of the UKG API")
 SYSTEM = typer.Argument(..., help="ukg | d365 | notify")
+FORMAT = typer.Option("table", "--format", help="table | csv | json: csv and json print only the export on stdout "
+                      "(json: one document; the global --json is one event per line)")
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal")
 
 
 def dry_run_option(help: str) -> Any:
@@ -199,22 +205,26 @@ def command(
     writes: bool = False,
     dry_run: bool = False,
     record_http: bool = True,
+    fmt: str = "table",
 ) -> Iterator[Run]:
     """Run one command: every error becomes one line and its exit code, and the command exits with ``run.code``.
 
     With a ``name`` the run is recorded in the ledger (as ``name --dry-run`` for a dry run) and, when it
-    ``writes``, holds the run lock; ``record_http=False`` keeps HTTP events out of the posting trails.
+    ``writes``, holds the run lock; ``record_http=False`` keeps HTTP events out of the posting trails. ``fmt``
+    is the command's ``--format``: its export is written only when the command ends without an error.
     """
     state = state_of(ctx)
     recorded_name = None if name is None else name + (" --dry-run" if dry_run else "")
     run: Run | None = None
     try:
         with ExitStack() as stack:
+            state.out.use_format(fmt)
             run = Run(state, recorded_name, dict(args or {}), writes, record_http, stack)
             yield run
             if run._recorded is not None:
                 run._recorded.code = run.code
         code = run.code
+        state.out.close()
     except typer.Exit:
         raise
     except (Ukg2d365Error, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - one place maps every error
@@ -243,3 +253,19 @@ def parse_date(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{option} {value!r} is not a date", hint="use YYYY-MM-DD") from None
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def interactive(state: State) -> bool:
+    """Someone can answer a question: stdin is a terminal and the output is not the --json event stream."""
+    return stdin_is_terminal() and not state.out.json_mode
+
+
+def confirmed(run: Run, question: str, *, yes: bool) -> bool:
+    """Ask on a terminal (on stderr, so `> file` never hides the question); never asks with --yes or no terminal."""
+    if yes or not interactive(run.state):
+        return True
+    return typer.confirm(question, default=False, err=True)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from ukg2d365.cli.app import State, app, command
+from ukg2d365.cli.app import FORMAT, State, app, command
 from ukg2d365.errors import UsageError
 from ukg2d365.flows import history
 from ukg2d365.ledger import Ledger
 from ukg2d365.render import ledger as render
-
-AUDIT_FORMATS = ("table", "csv", "json")
 
 
 def _ledger_only(state: State) -> Ledger:
@@ -23,7 +21,15 @@ def _ledger_only(state: State) -> Ledger:
 
 @app.command()
 def status(ctx: typer.Context, limit: int = typer.Option(10, "--limit", help="How many recent runs/postings")) -> None:
-    """Recent runs, postings, failures with their last error, and what is pending, from the ledger."""
+    """Recent runs, postings, failures with their last error, and what is pending, from the ledger.
+
+    Examples:
+
+    \b
+      ukg2d365 status
+      ukg2d365 --json status            # monitoring
+      ukg2d365 --ledger /var/lib/ukg2d365/ukg2d365.db status --limit 30
+    """
     with command(ctx) as run:
         render.status(run.out, history.status(_ledger_only(run.state), limit))
 
@@ -32,15 +38,22 @@ def status(ctx: typer.Context, limit: int = typer.Option(10, "--limit", help="Ho
 def audit(
     ctx: typer.Context,
     key: str | None = typer.Argument(None, help="Posting key, marker or journal number; omit for recent postings"),
-    fmt: str = typer.Option("table", "--format", help="table | csv | json"),
+    fmt: str = FORMAT,
 ) -> None:
-    """The full trail of one posting: what UKG returned, the plan, each request and answer, who ran it, when."""
-    with command(ctx) as run:
-        if fmt not in AUDIT_FORMATS:
-            raise UsageError(f"--format {fmt!r}: use table, csv or json")
+    """The full trail of one posting: what UKG returned, the plan, each request and answer, who ran it, when.
+
+    Examples:
+
+    \b
+      ukg2d365 audit                                   # recent postings, to pick a key
+      ukg2d365 audit C0MP1/BW/2026-11-13/GL20261113BW01
+      ukg2d365 audit U2D-ABCDEFGHIJKL --format csv > trail.csv
+      ukg2d365 audit dimension:CostCenter:130 --format json
+    """
+    with command(ctx, fmt=fmt) as run:
         ledger = _ledger_only(run.state)
         if key is None:
-            render.recent_postings(run.out, ledger.find_postings(limit=20), fmt)
+            render.recent_postings(run.out, ledger.find_postings(limit=20))
             return
         posting, events = history.audit_trail(ledger, key)
-        render.audit_trail(run.out, key, posting, events, fmt)
+        render.audit_trail(run.out, key, posting, events)

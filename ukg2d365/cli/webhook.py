@@ -31,6 +31,12 @@ def serve(
 
     POST to / or /ukg/webhooks; GET /healthz for monitoring. Plain HTTP: put it behind a TLS reverse proxy.
     The scheduled `post-payroll --due` and `sync-employees` runs stay the safety net for lost events.
+
+    Examples:
+
+    \b
+      ukg2d365 webhook serve
+      ukg2d365 --json webhook serve --host 127.0.0.1 --port 8765
     """
     with command(ctx) as run:
         config = run.state.config()

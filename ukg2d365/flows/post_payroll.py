@@ -12,7 +12,7 @@ from typing import Any
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
 from ukg2d365.flows.gl_read import GlFilter, gl_file, ledger_mapper, read_gl
-from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome, journal_route
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalPlan, PostingKey
@@ -175,6 +175,8 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
     read = read_gl(items, ctx.config, mapper, wanted=selected.covers, may_want=selected.may_cover)
     plan.lines_read = read.lines_read
     journals = read.journals()
+    for journal in journals:
+        journal.route = journal_route(ctx.config.d365, len(journal.lines))
     _attribute_errors(plan, journals, read.errors_by_run)
     if plan.due is not None:
         plan.runs_without_gl = sorted(plan.due.targets - {(j.key.pay_group, j.key.period_end) for j in journals})

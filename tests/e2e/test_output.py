@@ -1,0 +1,139 @@
+"""What a finance user sees: an exportable preview, questions on stderr, quiet success, unwrapped pipes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from ukg2d365.cli import app
+from ukg2d365.sandbox.faults import FaultRule
+
+pytestmark = pytest.mark.e2e
+CLI_APP = sys.modules["ukg2d365.cli.app"]  # the module (the package's `app` attribute is the Typer app)
+
+
+def _csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.sandbox(employees=600)
+def test_a_198_account_dry_run_exported_as_csv_has_198_rows_equal_to_the_journal_later_posted(world):
+    run = world.latest_run()
+    preview = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run", "--format", "csv")
+    rows = _csv(preview.stdout)
+    assert len(rows) == 198 and len({r["account"] for r in rows}) == 198
+    assert {r["status"] for r in rows} == {"would post"}
+    assert world.journals() == []  # a dry run writes nothing
+
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    [journal] = world.journals()
+    assert len(journal["lines"]) == 198
+    planned = Counter((r["account"], Decimal(r["debit"]), Decimal(r["credit"]), r["text"]) for r in rows)
+    held = Counter((ln["AccountDisplayValue"], Decimal(str(ln["DebitAmount"])), Decimal(str(ln["CreditAmount"])),
+                    ln["Text"]) for ln in journal["lines"])
+    assert planned == held
+    assert sum(Decimal(r["debit"]) for r in rows) == Decimal(str(journal["JournalTotalDebit"]))
+    assert sum(Decimal(r["credit"]) for r in rows) == Decimal(str(journal["JournalTotalCredit"]))
+    # the header facts the preview showed are what D365 holds
+    facts = {(r["legal_entity"].lower(), r["journal_name"], r["trans_date"], r["currency"], r["description"])
+             for r in rows}
+    assert facts == {(journal["dataAreaId"], journal["JournalName"], journal["lines"][0]["TransDate"][:10],
+                      journal["lines"][0]["CurrencyCode"], journal["Description"])}
+    assert all("," not in r["debit"] for r in rows)  # plain decimals, no thousands separators
+
+
+def test_the_preview_shows_each_journals_header_facts(world):
+    run = world.latest_run()
+    text = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run").stdout
+    for label, value in (("Legal entity", "usmf"), ("Journal name", "GenJrn"), ("TransDate", str(run.period_end)),
+                         ("Currency", "USD"), ("Route", "OData $batch"),
+                         ("Line text", f"Payroll BW {run.period_end}")):
+        assert any(label in line and value in line for line in text.splitlines()), (label, text)
+    document = json.loads(world.cli("post-payroll", "--run-id", run.run_id, "--dry-run", "--format", "json").stdout)
+    [journal] = document["journals"]
+    assert (journal["legal_entity"], journal["journal_name"], journal["trans_date"], journal["currency"],
+            journal["route"]) == ("usmf", "GenJrn", str(run.period_end), "USD", "OData $batch")
+    assert len(document["lines"]) == journal["lines"] and document["summary"]["message"].startswith("dry run")
+
+
+def test_all_shows_every_account_where_the_preview_stops_at_40(world):
+    run = world.latest_run()
+    short = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run").stdout
+    everything = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run", "--all").stdout
+    accounts = {r["account"] for r in _csv(world.cli("post-payroll", "--run-id", run.run_id, "--dry-run",
+                                                     "--format", "csv").stdout)}
+    assert len(accounts) > 40
+    assert "more accounts" in short and "--all shows every one" in short
+    assert "more accounts" not in everything and all(a in everything for a in accounts)
+
+
+def test_the_question_goes_to_stderr_so_a_redirected_preview_never_looks_hung(world, monkeypatch):
+    monkeypatch.setattr(CLI_APP, "stdin_is_terminal", lambda: True)
+    run = world.latest_run()
+    result = world.runner.invoke(app, ["-c", str(world.config_path), "post-payroll", "--run-id", run.run_id],
+                                 input="n\n")
+    assert result.exit_code == 0, result.output
+    assert "Create 1 journal(s)" in result.stderr and "left unposted" in result.stderr
+    assert "Create 1 journal(s)" not in result.stdout
+    assert "Legal entity" in result.stdout  # the confirmation shows the header facts first
+    assert "nothing posted (not confirmed)" in result.stdout
+    assert world.journals() == []
+
+
+def test_syncs_and_replay_ask_on_a_terminal_never_when_not_interactive_and_not_with_yes(world, monkeypatch):
+    ds = world.sandbox.dataset
+    ds.add_org_level(1, "777", "New cost center")
+    terminal = {"on": True}
+    monkeypatch.setattr(CLI_APP, "stdin_is_terminal", lambda: terminal["on"])
+    base = ["-c", str(world.config_path)]
+
+    declined = world.runner.invoke(app, [*base, "sync-dimensions"], input="n\n")
+    assert "Create 1 dimension value(s) (CostCenter) in D365?" in declined.stderr
+    assert "nothing created (not confirmed)" in declined.stdout
+    assert "777" not in dimension_values(world)
+    assert world.runner.invoke(app, [*base, "sync-dimensions", "--yes"]).exit_code == 0
+    assert "777" in dimension_values(world)
+
+    declined = world.runner.invoke(app, [*base, "sync-employees"], input="n\n")
+    assert "Send " in declined.stderr and "change(s) to D365" in declined.stderr
+    assert "nothing sent (not confirmed)" in declined.stdout
+
+    run = world.latest_run()
+    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=503,
+                                       count=None))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=4)
+    world.sandbox.faults.clear()
+    declined = world.runner.invoke(app, [*base, "replay", "--failed"], input="n\n")
+    assert "Replay 1 posting(s)" in declined.stderr and "nothing replayed (not confirmed)" in declined.stdout
+
+    terminal["on"] = False  # cron: no terminal, no question, the work is done
+    replayed = world.runner.invoke(app, [*base, "replay", "--failed"])
+    assert replayed.exit_code == 0 and "Replay" not in replayed.stderr
+    assert len(world.journals()) == 1
+
+
+def test_quiet_is_silent_on_success(world):
+    run = world.latest_run()
+    result = world.runner.invoke(app, ["-c", str(world.config_path), "-q", "post-payroll", "--run-id",
+                                          run.run_id, "--yes"])
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == ""
+    assert len(world.journals()) == 1
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(world, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    run = world.latest_run()
+    result = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run")
+    summary = [line for line in result.stdout.splitlines() if line.startswith("dry run: would post 1 journal(s)")]
+    assert summary and len(summary[0]) > 80 and summary[0].endswith("UKG lines read")
+
+
+def dimension_values(world) -> set[str]:
+    return {str(row["DimensionValue"]) for row in world.d365.entities("FinancialDimensionValues")}
