@@ -232,6 +232,7 @@ class RunReconciliation:
     journals: list[JournalRef]
     differences: list[LineDifference]
     notes: list[str]
+    legal_entity: str = ""  # where the run's journal goes (d365.legal_entity)
 
     @property
     def matches(self) -> bool:
@@ -458,6 +459,7 @@ def _reconcile_run(
         journals=refs,
         differences=comparison.differences,
         notes=notes,
+        legal_entity=ctx.config.d365.legal_entity,
     )
 
 
