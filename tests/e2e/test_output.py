@@ -137,3 +137,49 @@ def test_piped_output_is_not_wrapped_at_80_columns(world, monkeypatch):
 
 def dimension_values(world) -> set[str]:
     return {str(row["DimensionValue"]) for row in world.d365.entities("FinancialDimensionValues")}
+
+
+def test_status_shows_d365_is_posted_of_the_recent_journals_with_one_read(world):
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    [journal] = world.journals()
+    number = journal["JournalBatchNumber"]
+    reads = world.d365.request_count["LedgerJournalHeaders"]
+    before = _status_row(world, number)
+    assert world.d365.request_count["LedgerJournalHeaders"] == reads + 1  # one cheap read
+    assert before["IsPosted"] == "No"
+    assert "not posted yet (IsPosted No)" in world.outputs[-1]
+    world.d365.post_journal(number)  # finance posts it, by hand or by the batch job
+    assert _status_row(world, number)["IsPosted"] == "Yes"
+    [event] = world.json_events("status")
+    assert [p["in_d365"] for p in event["recent"]] == ["Yes"] and event["is_posted_unknown"] is None
+
+
+def test_status_still_works_when_d365_cannot_be_asked_and_says_is_posted_is_unknown(world, monkeypatch, tmp_path):
+    run = world.latest_run()
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    [journal] = world.journals()
+    number = journal["JournalBatchNumber"]
+    world.sandbox.faults.add(FaultRule("d365", "status", method="GET", path_regex="LedgerJournalHeaders",
+                                       status=503, count=None))
+    assert _status_row(world, number)["IsPosted"] == "unknown"
+    assert "IsPosted in D365 unknown: " in world.outputs[-1] and "503" in world.outputs[-1]
+    world.sandbox.faults.clear()
+    monkeypatch.delenv("UKG2D365_D365_CLIENT_SECRET")  # no credentials for D365 anywhere
+    monkeypatch.setenv("UKG2D365_CREDENTIALS_BACKEND", "file")
+    monkeypatch.setenv("UKG2D365_CREDENTIALS_FILE", str(tmp_path / "none.enc"))
+    assert _status_row(world, number)["IsPosted"] == "unknown"
+    ledger = world.config_path.parent / "ukg2d365.db"
+    result = world.runner.invoke(app, ["--ledger", str(ledger), "-c", str(tmp_path / "none.yaml"), "status"],
+                                 terminal_width=200)
+    assert result.exit_code == 0 and "IsPosted in D365 unknown: no config" in result.stdout
+
+
+def _status_row(world, number: str) -> dict[str, str]:
+    """The postings table's row of journal ``number``, by column title."""
+    text = world.cli("status").stdout
+    lines = [line for line in text.splitlines() if line.startswith("┃") or line.startswith("│")]
+    header = next(line for line in lines if "Ledger status" in line)
+    titles = [cell.strip() for cell in header.strip("┃").split("┃")]
+    row = next(line for line in lines if number in line)
+    return dict(zip(titles, (cell.strip() for cell in row.strip("│").split("│")), strict=True))

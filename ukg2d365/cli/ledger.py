@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ukg2d365.cli.app import FORMAT, State, app, command
-from ukg2d365.errors import UsageError
+from ukg2d365.errors import Ukg2d365Error, UsageError
 from ukg2d365.flows import history
 from ukg2d365.ledger import Ledger
 from ukg2d365.render import ledger as render
@@ -20,18 +20,32 @@ def _ledger_only(state: State) -> Ledger:
 
 
 @app.command()
-def status(ctx: typer.Context, limit: int = typer.Option(10, "--limit", help="How many recent runs/postings")) -> None:
+def status(
+    ctx: typer.Context,
+    limit: int = typer.Option(10, "--limit", help="How many recent runs/postings"),
+    offline: bool = typer.Option(False, "--offline", help="Do not ask D365 whether the journals are posted"),
+) -> None:
     """Recent runs, postings, failures with their last error, and what is pending, from the ledger.
+
+    For the journals listed it asks D365 once whether finance has posted them yet (IsPosted); when D365
+    cannot be asked (no config or credentials, unreachable) that column says unknown and status still works.
 
     Examples:
 
     \b
       ukg2d365 status
       ukg2d365 --json status            # monitoring
-      ukg2d365 --ledger /var/lib/ukg2d365/ukg2d365.db status --limit 30
+      ukg2d365 --ledger /var/lib/ukg2d365/ukg2d365.db status --limit 30 --offline
     """
     with command(ctx) as run:
-        render.status(run.out, history.status(_ledger_only(run.state), limit))
+        ledger = _ledger_only(run.state)
+        config, reason = None, "--offline"
+        if not offline:
+            try:
+                config = run.state.config()
+            except Ukg2d365Error as exc:
+                reason = f"no config to reach D365 with ({exc})"
+        render.status(run.out, history.status(ledger, limit, config, offline_reason=reason))
 
 
 @app.command()

@@ -16,15 +16,24 @@ def status(out: Output, report: StatusReport) -> None:
     from ukg2d365.flows.history import posting_dict
 
     if out.json_mode:
+        def with_d365(p: Posting) -> dict[str, Any]:
+            return {**posting_dict(p), "in_d365": report.in_d365(p)}
+
         out.event("status", counts=report.counts, runs=report.runs,
-                  pending=[posting_dict(p) for p in report.pending],
-                  failed=[posting_dict(p) for p in report.failed],
-                  recent=[posting_dict(p) for p in report.recent],
-                  stale_periods=[{"pay_group": g, "period_end": d} for g, d in report.stale])
+                  pending=[with_d365(p) for p in report.pending],
+                  failed=[with_d365(p) for p in report.failed],
+                  recent=[with_d365(p) for p in report.recent],
+                  stale_periods=[{"pay_group": g, "period_end": d} for g, d in report.stale],
+                  is_posted_unknown=report.is_posted_unknown)
         _stale_warnings(out, report)
         return
     out.table(_runs_table(report.runs))
     out.table(_postings_table(report))
+    if report.is_posted_unknown is not None:
+        out.say(f"IsPosted in D365 unknown: {report.is_posted_unknown}", style="yellow")
+    elif report.unposted_in_d365:
+        out.say(f"{report.unposted_in_d365} journal(s) above are in D365 but not posted yet (IsPosted No): post "
+                "them in D365, or let the recurring Post journals batch job do it")
     _stale_warnings(out, report)
     c = report.counts
     out.summary(f"ledger: {c['posted']} posted, {c['sending']} in flight (recovered next run), "
@@ -54,12 +63,15 @@ def _runs_table(rows: list[dict[str, Any]]) -> Table:
 
 def _postings_table(report: StatusReport) -> Table:
     postings = Table(title="Postings", title_justify="left")
-    for column in ("Key", "Status", "Journal", "Lines", "Debit", "Credit", "Updated (UTC)", "Last error"):
+    for column in ("Key", "Ledger status", "Journal", "IsPosted", "Lines", "Debit", "Credit", "Updated (UTC)",
+                   "Last error"):
         postings.add_column(column, overflow="fold")
-    shown = {p.key: p for p in report.failed + report.pending + report.recent}
-    for p in shown.values():
+    for p in report.shown:
         colour = {"posted": "green", "failed": "red", "sending": "yellow"}.get(p.status, "white")
-        postings.add_row(p.key, styled(p.status, colour), p.journal_batch_number or "-", str(p.line_count),
+        in_d365 = report.in_d365(p)
+        shade = {"Yes": "green", "No": "yellow", "not in D365": "red"}.get(in_d365, "white")
+        postings.add_row(p.key, styled(p.status, colour), p.journal_batch_number or "-", styled(in_d365, shade),
+                         str(p.line_count),
                          money(p.debit_total), money(p.credit_total), p.updated_at[:19].replace("T", " "),
                          p.last_error or "")
     return postings
