@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from ukg2d365.cli import app
 
 COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
-            "reconcile", "init"]
+            "reconcile", "report", "init"]
 GROUPS = ["credentials", "webhook"]
 
 

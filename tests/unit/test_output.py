@@ -15,7 +15,7 @@ from ukg2d365.errors import UsageError
 from ukg2d365.render import Column, Output, Rows
 
 COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
-            "reconcile", "credentials set", "credentials status", "credentials delete", "webhook serve"]
+            "reconcile", "report", "credentials set", "credentials status", "credentials delete", "webhook serve"]
 
 
 def _rows() -> Rows:
@@ -70,7 +70,7 @@ def test_every_json_event_carries_its_time(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_json_and_csv_together_are_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="choose one"):
+    with pytest.raises(UsageError, match="both ask for stdout"):
         Output(json_mode=True).use_format("csv")
     with pytest.raises(UsageError, match="use table, csv or json"):
         Output().use_format("xml")

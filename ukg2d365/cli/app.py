@@ -28,7 +28,7 @@ from ukg2d365.config import Config, NotifyConfig, default_config_path, load_conf
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
 from ukg2d365.flows.runtime import Context, RecordedRun, internal_error_line, recorded_run
 from ukg2d365.notify import RunReport, notifier
-from ukg2d365.render import Output
+from ukg2d365.render import FORMATS, Output
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
 
@@ -206,6 +206,8 @@ def command(
     dry_run: bool = False,
     record_http: bool = True,
     fmt: str = "table",
+    formats: tuple[str, ...] = FORMATS,
+    destination: Path | None = None,
 ) -> Iterator[Run]:
     """Run one command: every error becomes one line and its exit code, and the command exits with ``run.code``.
 
@@ -218,7 +220,7 @@ def command(
     run: Run | None = None
     try:
         with ExitStack() as stack:
-            state.out.use_format(fmt)
+            state.out.use_format(fmt, formats, destination)
             run = Run(state, recorded_name, dict(args or {}), writes, record_http, stack)
             yield run
             if run._recorded is not None:

@@ -234,6 +234,7 @@ class RunReconciliation:
     differences: list[LineDifference]
     notes: list[str]
     legal_entity: str = ""  # where the run's journal goes (d365.legal_entity)
+    ukg_accounts: dict[str, Amounts] = field(default_factory=dict)  # UKG's totals per AccountDisplayValue
 
     @property
     def matches(self) -> bool:
@@ -248,6 +249,9 @@ class ReconcileReport:
     warnings: list[str] = field(default_factory=list)  # UKG lines that could not be tied to a run
     ukg_lines_read: int = 0
     precision: int = 2  # decimal places of d365.currency, for showing amounts
+    # D365's ledger dimension format and segment delimiter the display values were built in (to read them back)
+    ledger_format: tuple[str, ...] = ()
+    delimiter: str = "-"
 
     @property
     def ok(self) -> bool:
@@ -399,6 +403,7 @@ def _read_ukg(
 ) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
     """Plan the selected runs' UKG lines exactly as post-payroll would, and keep only the totals per account."""
     mapper = ledger_mapper(ctx, "reconcile", fresh=False)  # the cached format: reconcile only reads
+    report.ledger_format, report.delimiter = mapper.formats.ledger, mapper.delimiter
     items = _ukg_items(ctx, selection, postings, bool(closed))
     if selection.explicit:
         selected = selection.gl_filter(companies)
@@ -494,6 +499,7 @@ def _reconcile_run(
         differences=comparison.differences,
         notes=notes,
         legal_entity=ctx.config.d365.legal_entity,
+        ukg_accounts=dict(ukg_run.ukg) if ukg_run is not None else {},
     )
 
 

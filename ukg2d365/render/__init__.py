@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console, RenderableType
@@ -189,9 +190,11 @@ class Output:
         self.quiet = quiet
         self.verbose = verbose
         self.fmt = "table"
+        self.destination: Path | None = None  # the export goes to this file instead of stdout
         self.out = _console()
         self.err = _console(stderr=True)
         self._export: Rows | None = None
+        self._text: str | None = None
         self._document: dict[str, Any] = {}
         # What this run told its operator, kept for the alert (ukg2d365.notify) that repeats it.
         self.warnings: list[str] = []
@@ -200,21 +203,24 @@ class Output:
 
     # ------------------------------------------------------------------ format
 
-    def use_format(self, fmt: str) -> None:
-        """``--format``: table (people), csv or json (an export on stdout). The global --json stays JSON lines."""
-        if fmt not in FORMATS:
-            raise UsageError(f"--format {fmt!r}: use table, csv or json")
-        if self.json_mode and fmt == "csv":
-            raise UsageError("--json and --format csv both ask for machine output",
-                             hint="--json is one JSON event per line; --format csv is a CSV file: choose one")
-        if self.json_mode and fmt == "json":
+    def use_format(self, fmt: str, formats: Sequence[str] = FORMATS, destination: Path | None = None) -> None:
+        """``--format``: table (people), or an export (csv, json, a command's own such as html) on stdout or into
+        ``destination``. The global --json stays JSON lines on stdout, so its export needs a destination."""
+        if fmt not in formats:
+            raise UsageError(f"--format {fmt!r}: use {', '.join(formats[:-1])} or {formats[-1]}")
+        self.destination = destination
+        if self.json_mode and fmt == "json" and destination is None:
             self.json_mode = False  # the document (on one line) replaces the event stream; logs stay JSON
+        elif self.json_mode and fmt != "table" and destination is None:
+            raise UsageError(f"--json and --format {fmt} both ask for stdout",
+                             hint=f"--json is one JSON event per line: write the {fmt} to a file (--output), or "
+                                  "drop --json")
         self.fmt = fmt
 
     @property
     def exporting(self) -> bool:
-        """stdout carries a CSV or JSON export: everything for people goes to stderr."""
-        return self.fmt != "table" and not self.json_mode
+        """stdout carries a CSV, JSON or HTML export: everything for people goes to stderr."""
+        return self.fmt != "table" and not self.json_mode and self.destination is None
 
     @property
     def people(self) -> Console | None:
@@ -230,25 +236,41 @@ class Output:
         self._export = rows
         self._document.update(facts)
 
+    def export_text(self, text: str) -> None:
+        """A command's whole export as text (a report's HTML page), written by :meth:`close`."""
+        self._text = text
+
     def fact(self, **facts: Any) -> None:
         """Facts for the JSON document of an export (the CSV carries only rows)."""
         self._document.update(facts)
 
     def close(self) -> None:
-        """Write the export of a command that ended without an error: CSV with a header row, or one JSON document."""
-        if not self.exporting:
+        """Write the export of a command that ended without an error (CSV with a header row, one JSON document,
+        or the command's text) to stdout, or into the destination file, replaced whole."""
+        if self.fmt == "table" or (self.json_mode and self.destination is None):
             return
+        text = self._export_text()
+        self._export, self._text, self._document = None, None, {}
+        if text is None:
+            return
+        if self.destination is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        part = self.destination.with_name(f".{self.destination.name}.part")
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, self.destination)  # readers never see half a file
+
+    def _export_text(self) -> str | None:
         rows = self._export
+        if self._text is not None:
+            return self._text
         if self.fmt == "csv":
-            if rows is not None:
-                sys.stdout.write(rows.csv_text())
-        else:
-            document = dict(self._document)
-            if rows is not None and rows.name not in document:  # a fact of that name (nested records) wins
-                document[rows.name] = rows.json_records()
-            sys.stdout.write(json.dumps(jsonable(document)) + "\n")  # one document, on one line
-        sys.stdout.flush()
-        self._export, self._document = None, {}
+            return rows.csv_text() if rows is not None else None
+        document = dict(self._document)
+        if rows is not None and rows.name not in document:  # a fact of that name (nested records) wins
+            document[rows.name] = rows.json_records()
+        return json.dumps(jsonable(document)) + "\n"  # one document, on one line
 
     # ------------------------------------------------------------------ primitives
 
