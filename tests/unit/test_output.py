@@ -15,7 +15,7 @@ from ukg2d365.errors import UsageError
 from ukg2d365.render import Column, Output, Rows
 
 COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
-            "reconcile", "report", "credentials set", "credentials status", "credentials delete", "webhook serve"]
+            "reconcile", "report", "credentials", "webhook", "credentials set", "credentials status", "credentials delete", "webhook serve"]
 
 
 def _rows() -> Rows:
@@ -99,6 +99,11 @@ def test_every_help_has_examples(name: str) -> None:
     assert "Examples:" in result.output
     examples = result.output.split("Examples:")[1]
     assert f"ukg2d365 {name}" in examples or f"ukg2d365 --json {name}" in examples
+
+
+def test_the_app_help_has_examples() -> None:
+    result = CliRunner().invoke(app, ["--help"], terminal_width=200)
+    assert "Examples:" in result.output and "ukg2d365 post-payroll --due --dry-run" in result.output
 
 
 def test_shell_completion_is_on() -> None:

@@ -37,6 +37,16 @@ Exit codes: 0 ok (also "nothing to do"), 1 some records failed or were refused (
 2 usage or configuration error, 3 authentication failed, 4 a remote system stayed unavailable
 (down, maintenance page, login redirect, throttled), 70 internal error (a bug), 75 another run holds
 the lock (try again later).
+
+Examples:
+
+\b
+  ukg2d365 sandbox --dir sandbox-run            # local simulators and a ready config
+  ukg2d365 -c sandbox-run/ukg2d365.yaml ping
+  ukg2d365 post-payroll --due --dry-run
+  ukg2d365 --json post-payroll --due --yes      # cron
+  ukg2d365 reconcile --from 2026-11-01 --to 2026-11-30
+  ukg2d365 COMMAND -h                           # each command's options and examples
 """
 
 # -h as well as --help on every command (Click hands help_option_names down to subcommands); shell completion

@@ -11,7 +11,8 @@ from ukg2d365.credentials import SYSTEMS, CredentialStore, prompt_fields
 from ukg2d365.errors import ExitStatus, UsageError
 from ukg2d365.render.credentials import credential_status
 
-credentials_app = typer.Typer(help="Store, show (masked) and delete the UKG and D365 secrets.",
+credentials_app = typer.Typer(help="Store, show (masked) and delete the UKG and D365 secrets.\n\nExamples:\n\n\b\n"
+                                   "  ukg2d365 credentials set d365\n  ukg2d365 credentials status",
                               no_args_is_help=True)
 
 
