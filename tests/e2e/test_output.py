@@ -105,9 +105,7 @@ def test_syncs_and_replay_ask_on_a_terminal_never_when_not_interactive_and_not_w
     assert "nothing sent (not confirmed)" in declined.stdout
 
     run = world.latest_run()
-    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=503,
-                                       count=None))
-    world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=4)
+    _fail_posting(world, run)
     world.sandbox.faults.clear()
     declined = world.runner.invoke(app, [*base, "replay", "--failed"], input="n\n")
     assert "Replay 1 posting(s)" in declined.stderr and "nothing replayed (not confirmed)" in declined.stdout
@@ -183,3 +181,32 @@ def _status_row(world, number: str) -> dict[str, str]:
     titles = [cell.strip() for cell in header.strip("┃").split("┃")]
     row = next(line for line in lines if number in line)
     return dict(zip(titles, (cell.strip() for cell in row.strip("│").split("│")), strict=True))
+
+
+def test_syncs_and_replay_export_with_the_same_format_flag(world):
+    world.sandbox.dataset.add_org_level(1, "777", "New cost center")
+    dimensions = _csv(world.cli("sync-dimensions", "--dry-run", "--format", "csv").stdout)
+    assert {"status", "dimension", "value", "ukg_codes", "entity_set"} <= set(dimensions[0])
+    assert {(r["status"], r["dimension"], r["value"]) for r in dimensions} >= {("would create", "CostCenter", "777")}
+    assert any(r["status"] == "present" for r in dimensions)
+    employees = _csv(world.cli("sync-employees", "--dry-run", "--format", "csv").stdout)
+    assert employees and {r["status"] for r in employees} <= {"would send", "skipped", "ignored"}
+    run = world.latest_run()
+    _fail_posting(world, run)
+    world.sandbox.faults.clear()
+    document = json.loads(world.cli("replay", "--failed", "--dry-run", "--format", "json").stdout)
+    [posting] = document["postings"]
+    assert posting["outcome"] == "would replay" and posting["key"].endswith(run.run_id)
+    assert document["summary"]["message"].startswith("dry run: would replay 1")
+    replayed = _csv(world.cli("replay", "--failed", "--format", "csv").stdout)
+    assert [(r["outcome"], r["journal_batch_number"]) for r in replayed] == \
+        [("created, unposted", world.journals()[0]["JournalBatchNumber"])]
+
+
+def _fail_posting(world, run) -> None:
+    """D365 down past a short retry budget: the posting stays for replay (exit 4)."""
+    fast = "http:\n  max_attempts: 2\n  backoff_base_seconds: 0\n"
+    world.config_path.write_text(world.config_path.read_text() + fast)
+    world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=503,
+                                       count=None))
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=4)
