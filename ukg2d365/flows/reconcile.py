@@ -386,6 +386,7 @@ def _read_file(
     postings of those runs, or of what the selection names besides."""
     file = gl_file(ctx, path)  # a bad row stops here, before D365 is asked anything
     mapper = ledger_mapper(ctx, "reconcile", fresh=False)
+    report.ledger_format, report.delimiter = mapper.formats.ledger, mapper.delimiter
     selected = selection.gl_filter(companies)
     runs, errors = _runs_read(read_gl(file.items(), ctx.config, mapper, wanted=selected.covers), report)
     postings = {key: posting for key, posting in _ledger_postings(ctx, selection, None, companies).items()
