@@ -177,7 +177,7 @@ def _status_row(world, number: str) -> dict[str, str]:
     """The postings table's row of journal ``number``, by column title."""
     text = world.cli("status").stdout
     lines = [line for line in text.splitlines() if line.startswith("┃") or line.startswith("│")]
-    header = next(line for line in lines if "Ledger status" in line)
+    header = next(line for line in lines if "IsPosted" in line)
     titles = [cell.strip() for cell in header.strip("┃").split("┃")]
     row = next(line for line in lines if number in line)
     return dict(zip(titles, (cell.strip() for cell in row.strip("│").split("│")), strict=True))

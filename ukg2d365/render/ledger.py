@@ -29,6 +29,9 @@ def status(out: Output, report: StatusReport) -> None:
         return
     out.table(_runs_table(report.runs))
     out.table(_postings_table(report))
+    for p in report.shown:
+        if p.last_error:
+            out.say(f"{p.key}: {p.last_error}", lead=("last error", "red"))
     if report.is_posted_unknown is not None:
         out.say(f"IsPosted in D365 unknown: {report.is_posted_unknown}", style="yellow")
     elif report.unposted_in_d365:
@@ -62,18 +65,20 @@ def _runs_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _postings_table(report: StatusReport) -> Table:
+    """One row per posting; its last error (long text) follows the table, so amounts are never squeezed."""
     postings = Table(title="Postings", title_justify="left")
-    for column in ("Key", "Ledger status", "Journal", "IsPosted", "Lines", "Debit", "Credit", "Updated (UTC)",
-                   "Last error"):
-        postings.add_column(column, overflow="fold")
+    # amounts, numbers and states are never cut; the key, the journal and the time fold
+    for column, whole, right in (("Key", False, False), ("Ledger", True, False), ("Journal", False, False),
+                                 ("IsPosted", True, False), ("Lines", True, True), ("Debit", True, True),
+                                 ("Credit", True, True), ("Updated (UTC)", False, False)):
+        postings.add_column(column, overflow="fold", no_wrap=whole, justify="right" if right else "left")
     for p in report.shown:
         colour = {"posted": "green", "failed": "red", "sending": "yellow"}.get(p.status, "white")
         in_d365 = report.in_d365(p)
         shade = {"Yes": "green", "No": "yellow", "not in D365": "red"}.get(in_d365, "white")
         postings.add_row(p.key, styled(p.status, colour), p.journal_batch_number or "-", styled(in_d365, shade),
-                         str(p.line_count),
-                         money(p.debit_total), money(p.credit_total), p.updated_at[:19].replace("T", " "),
-                         p.last_error or "")
+                         str(p.line_count), money(p.debit_total), money(p.credit_total),
+                         p.updated_at[:16].replace("T", " "))
     return postings
 
 
