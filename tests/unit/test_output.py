@@ -15,7 +15,7 @@ from ukg2d365.errors import UsageError
 from ukg2d365.render import Column, Output, Rows
 
 COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
-            "reconcile", "report", "credentials", "webhook", "credentials set", "credentials status",
+            "reconcile", "report", "init", "credentials", "webhook", "credentials set", "credentials status",
             "credentials delete", "webhook serve"]
 
 
