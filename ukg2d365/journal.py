@@ -155,7 +155,11 @@ class JournalPlan:
     accounts: set[str]  # D365 main accounts used
     dimension_values: dict[str, set[str]]  # dimension -> values used
     problems: list[str] = field(default_factory=list)
+    # The header facts finance checks before anything is sent: where the journal goes and in what currency.
     legal_entity: str = ""  # as configured (d365.legal_entity or legal_entities); "" before routing
+    journal_name: str = ""
+    currency: str = ""
+    route: str = ""  # how its lines travel to D365 (set by the flow that sends them)
     posting_date: date | None = None  # TransDate; None: the period end
     document_date: date | None = None  # DocumentDate; None: not sent
     reverse_date: date | None = None  # ReverseEntry Yes with this ReverseDate (accruals); None: not reversing
@@ -178,6 +182,11 @@ class JournalPlan:
     def data_area_id(self) -> str:
         """The legal entity as D365 writes dataAreaId: lower case."""
         return self.legal_entity.lower()
+
+    @property
+    def line_texts(self) -> list[str]:
+        """The distinct line texts, in plan order."""
+        return list(dict.fromkeys(line.text for line in self.lines))
 
     @property
     def balanced(self) -> bool:
@@ -207,6 +216,7 @@ class JournalBuilder:
         self._duplicates: list[str] = []
         self._negatives: list[str] = []
         self._line_text = config.payroll.line_text
+        self._header = (config.d365.legal_entity, config.d365.journal_name, config.d365.currency)
         self._mapper = mapper
         self._sums: dict[tuple[str, str, str], list[Decimal]] = {}  # (display, ukg account, main) -> [dr, cr]
         # Planned as the lines stream in (not summarizing) or at finish (summarizing): D365 lines take no
@@ -327,6 +337,8 @@ class JournalBuilder:
             dimension_values=dimension_values,
             problems=problems,
             legal_entity=self._paying or "",
+            journal_name=self._header[1],
+            currency=self._header[2],
         )
 
     def _input_problems(self) -> list[str]:
@@ -428,6 +440,8 @@ class JournalBuilder:
             dimension_values=dims,
             problems=list(whole.problems),
             legal_entity=owner,
+            journal_name=whole.journal_name,
+            currency=whole.currency,
         )
 
 

@@ -200,7 +200,8 @@ def test_the_run_says_the_journal_is_created_unposted_as_d365_shows_it(world):
     text = " ".join(result.output.split())
     [journal] = world.journals()
     assert journal["IsPosted"] == "No"
-    assert f"-> journal {journal['JournalBatchNumber']} in D365, unposted" in text
-    assert "created 1 journal(s) in D365, unposted (post them in D365, or let the recurring Post journals " \
+    number = journal["JournalBatchNumber"]
+    assert f"created journal {number} in D365, unposted, for C0MP1/BW/{run.period_end}/{run.run_id}" in text
+    assert f"created journal {number} in D365, unposted (post it in D365, or let the recurring Post journals " \
            "batch job do it)" in text
     assert "posted 1 journal" not in text

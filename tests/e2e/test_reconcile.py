@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from tests.world import World
 from ukg2d365.config import load_config
+from ukg2d365.flows.reconcile import DEFAULT_WINDOW_DAYS
 from ukg2d365.flows.runtime import Context
 from ukg2d365.ledger import Ledger
 from ukg2d365.render.reconcile import CSV_COLUMNS
@@ -47,18 +50,40 @@ def _reconciled(world: World, *args: str, expect: int) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == "reconcile"]
 
 
+def _closed_runs_in_window(world: World) -> list[Any]:
+    start = date.today() - timedelta(days=DEFAULT_WINDOW_DAYS)
+    return [r for r in world.sandbox.dataset.gl_runs if start <= r.period_end <= date.today()]
+
+
 def test_after_a_clean_post_every_run_matches_and_exits_0(world):
-    posted = [e for e in world.json_events("post-payroll", "--due", "--yes")
-              if e["event"] == "posting" and e["status"] == "posted"]
-    assert posted
-    runs = _reconciled(world, expect=0)  # no selection: every posting of the last 60 days
-    assert {r["key"] for r in runs} == {p["key"] for p in posted}
-    assert {r["verdict"] for r in runs} == {"match"}
-    assert all(r["lines"] == [] and r["ukg"] == r["d365"] == r["ledger"] for r in runs)
-    ends = sorted(p["key"].split("/")[2] for p in posted)
+    runs = _closed_runs_in_window(world)
+    assert len(runs) >= 2
+    for run in runs:
+        world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    reconciled = _reconciled(world, expect=0)  # no selection: the postings and closed periods of 60 days
+    assert {r["run_id"] for r in reconciled} == {r.run_id for r in runs}
+    assert {r["verdict"] for r in reconciled} == {"match"}
+    assert all(r["lines"] == [] and r["ukg"] == r["d365"] == r["ledger"] for r in reconciled)
+    ends = sorted(str(r.period_end) for r in runs)
     table = world.cli("reconcile", "--pay-group", "BW", "--from", ends[0], "--to", ends[-1])
     assert "match" in table.output
-    assert f"all {len(posted)} pay run(s) match" in table.output
+    assert f"all {len(runs)} pay run(s) match" in table.output
+
+
+def test_default_reconcile_says_missing_in_d365_for_a_closed_run_never_posted(world):
+    """The default selection used to read only the ledger's postings: a closed run nobody posted said "all match"."""
+    runs = _closed_runs_in_window(world)
+    latest = max(runs, key=lambda r: r.period_end)
+    world.cli("post-payroll", "--run-id", latest.run_id, "--yes")
+    reconciled = {r["run_id"]: r for r in _reconciled(world, expect=1)}
+    assert set(reconciled) == {r.run_id for r in runs}
+    assert reconciled[latest.run_id]["verdict"] == "match"
+    missing = [reconciled[r.run_id] for r in runs if r is not latest]
+    assert missing and all(r["verdict"] == "missing in D365" and r["ledger"] is None and r["journals"] == []
+                           for r in missing)
+    assert all(Decimal(r["difference"]["debit"]) == -Decimal(r["ukg"]["debit"]) != 0 for r in missing)
+    table = world.cli("reconcile", expect=1)
+    assert "all" not in table.stdout.splitlines()[-1] and "missing in D365" in table.stdout.splitlines()[-1]
 
 
 def test_changed_line_amount_in_d365_is_amount_differs_and_exits_1(world):
@@ -75,7 +100,9 @@ def test_changed_line_amount_in_d365_is_amount_differs_and_exits_1(world):
     assert row["ukg"] == row["ledger"]
     table = world.cli("reconcile", "--run-id", run.run_id, expect=1)
     assert line["AccountDisplayValue"] in table.output  # the differing line is expanded
-    assert "dr +1.00" in table.output
+    # its debit side: UKG, D365 and the difference, +1.00
+    assert re.search(re.escape(line["AccountDisplayValue"]) + r"\s+dr\s+[\d,.]+\s+[\d,.]+\s+\+1\.00\s*$",
+                     table.output, re.M)
 
 
 def test_deleted_journal_line_is_missing_in_d365(world):

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from ukg2d365.cli import app
 
 COMMANDS = ["ping", "post-payroll", "replay", "accrue-payroll", "status", "audit", "sandbox", "sync-dimensions",
-            "sync-employees", "reconcile", "init", "worker"]
+            "sync-employees", "reconcile", "report", "init", "worker"]
 GROUPS = ["credentials", "webhook"]
 
 

@@ -18,7 +18,8 @@ from ukg2d365.flows.runtime import internal_error_line
 # Imported in this order because it is the order `ukg2d365 --help` lists the commands in (Typer keeps
 # registration order); an import statement would be re-sorted alphabetically by the linter.
 COMMAND_MODULES = (
-    "ping", "payroll", "accruals", "ledger", "sandbox", "sync", "reconcile", "init", "credentials", "webhook", "worker",
+    "ping", "payroll", "accruals", "ledger", "sandbox", "sync", "reconcile", "report", "init", "credentials", "webhook",
+    "worker",
 )
 for _module in COMMAND_MODULES:
     import_module(f"{__name__}.{_module}")

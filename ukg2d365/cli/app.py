@@ -12,6 +12,7 @@ Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``ledg
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,7 +28,7 @@ from ukg2d365.config import Config, NotifyConfig, default_config_path, load_conf
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
 from ukg2d365.flows.runtime import Context, RecordedRun, internal_error_line, recorded_run
 from ukg2d365.notify import RunReport, notifier
-from ukg2d365.render import Output
+from ukg2d365.render import FORMATS, Output
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
 
@@ -36,10 +37,22 @@ Exit codes: 0 ok (also "nothing to do"), 1 some records failed or were refused (
 2 usage or configuration error, 3 authentication failed, 4 a remote system stayed unavailable
 (down, maintenance page, login redirect, throttled), 70 internal error (a bug), 75 another run holds
 the lock (try again later).
+
+Examples:
+
+\b
+  ukg2d365 sandbox --dir sandbox-run            # local simulators and a ready config
+  ukg2d365 -c sandbox-run/ukg2d365.yaml ping
+  ukg2d365 post-payroll --due --dry-run
+  ukg2d365 --json post-payroll --due --yes      # cron
+  ukg2d365 reconcile --from 2026-11-01 --to 2026-11-30
+  ukg2d365 COMMAND -h                           # each command's options and examples
 """
 
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  pretty_exceptions_enable=False)
+# -h as well as --help on every command (Click hands help_option_names down to subcommands); shell completion
+# through --install-completion / --show-completion.
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 
 # Options more than one command shares: one definition, one help text.
 RUN_ID = typer.Option(None, "--run-id", help="UKG GL run id")
@@ -48,6 +61,9 @@ PERIOD_END = typer.Option(None, "--period-end", help="Pay period end date, YYYY-
 FROM_FILE = typer.Option(None, "--from-file", dir_okay=False, help="Read UKG's GL export file (CSV or fixed width, "
                          "laid out as file_source: in the config says) instead of the UKG API")
 SYSTEM = typer.Argument(..., help="ukg | d365 | notify")
+FORMAT = typer.Option("table", "--format", help="table | csv | json: csv and json print only the export on stdout "
+                      "(json: one document; the global --json is one event per line)")
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal")
 
 
 def dry_run_option(help: str) -> Any:
@@ -199,22 +215,28 @@ def command(
     writes: bool = False,
     dry_run: bool = False,
     record_http: bool = True,
+    fmt: str = "table",
+    formats: tuple[str, ...] = FORMATS,
+    destination: Path | None = None,
 ) -> Iterator[Run]:
     """Run one command: every error becomes one line and its exit code, and the command exits with ``run.code``.
 
     With a ``name`` the run is recorded in the ledger (as ``name --dry-run`` for a dry run) and, when it
-    ``writes``, holds the run lock; ``record_http=False`` keeps HTTP events out of the posting trails.
+    ``writes``, holds the run lock; ``record_http=False`` keeps HTTP events out of the posting trails. ``fmt``
+    is the command's ``--format``: its export is written only when the command ends without an error.
     """
     state = state_of(ctx)
     recorded_name = None if name is None else name + (" --dry-run" if dry_run else "")
     run: Run | None = None
     try:
         with ExitStack() as stack:
+            state.out.use_format(fmt, formats, destination)
             run = Run(state, recorded_name, dict(args or {}), writes, record_http, stack)
             yield run
             if run._recorded is not None:
                 run._recorded.code = run.code
         code = run.code
+        state.out.close()
     except typer.Exit:
         raise
     except (Ukg2d365Error, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - one place maps every error
@@ -243,3 +265,19 @@ def parse_date(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{option} {value!r} is not a date", hint="use YYYY-MM-DD") from None
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def interactive(state: State) -> bool:
+    """Someone can answer a question: stdin is a terminal and the output is not the --json event stream."""
+    return stdin_is_terminal() and not state.out.json_mode
+
+
+def confirmed(run: Run, question: str, *, yes: bool) -> bool:
+    """Ask on a terminal (on stderr, so `> file` never hides the question); never asks with --yes or no terminal."""
+    if yes or not interactive(run.state):
+        return True
+    return typer.confirm(question, default=False, err=True)

@@ -11,7 +11,8 @@ from ukg2d365.credentials import SYSTEMS, CredentialStore, prompt_fields
 from ukg2d365.errors import ExitStatus, UsageError
 from ukg2d365.render.credentials import credential_status
 
-credentials_app = typer.Typer(help="Store, show (masked) and delete the UKG and D365 secrets.",
+credentials_app = typer.Typer(help="Store, show (masked) and delete the UKG and D365 secrets.\n\nExamples:\n\n\b\n"
+                                   "  ukg2d365 credentials set d365\n  ukg2d365 credentials status",
                               no_args_is_help=True)
 
 
@@ -20,6 +21,12 @@ def credentials_set(ctx: typer.Context, system: str = SYSTEM) -> None:
     """Prompt (hidden input) for the secrets of one system and store them encrypted.
 
     When standard input is not a terminal, the values are read one per line from it, in prompt order.
+
+    Examples:
+
+    \b
+      ukg2d365 credentials set d365
+      printf '%s\\n' "$USER" "$PASS" "$KEY" "" | ukg2d365 credentials set ukg
     """
     with command(ctx) as run:
         fields = prompt_fields(system)
@@ -28,7 +35,7 @@ def credentials_set(ctx: typer.Context, system: str = SYSTEM) -> None:
         for f in fields:
             if interactive:
                 value = typer.prompt(f.label + (" (Enter to skip)" if f.optional else ""), hide_input=f.secret,
-                                     default="" if f.optional else None, show_default=False)
+                                     default="" if f.optional else None, show_default=False, err=True)
             else:
                 value = sys.stdin.readline().rstrip("\r\n")
             if not value and not f.optional:
@@ -41,7 +48,13 @@ def credentials_set(ctx: typer.Context, system: str = SYSTEM) -> None:
 
 @credentials_app.command("status")
 def credentials_status(ctx: typer.Context) -> None:
-    """Which secrets are present, where they come from (env or store), masked."""
+    """Which secrets are present, where they come from (env or store), masked.
+
+    Examples:
+
+    \b
+      ukg2d365 credentials status
+    """
     with command(ctx) as run:
         optional = {(system, f.field) for system in SYSTEMS for f in prompt_fields(system) if f.optional}
         store = CredentialStore()
@@ -51,7 +64,13 @@ def credentials_status(ctx: typer.Context) -> None:
 
 @credentials_app.command("delete")
 def credentials_delete(ctx: typer.Context, system: str = SYSTEM) -> None:
-    """Delete the stored secrets of one system (environment variables are not touched)."""
+    """Delete the stored secrets of one system (environment variables are not touched).
+
+    Examples:
+
+    \b
+      ukg2d365 credentials delete ukg
+    """
     with command(ctx) as run:
         removed = CredentialStore().delete(system)
         run.finish(f"deleted {len(removed)} stored {system} secret(s)")

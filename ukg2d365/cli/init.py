@@ -17,7 +17,14 @@ def init(
                                      show_default=False),
     force: bool = typer.Option(False, "--force", help="Replace an existing file"),
 ) -> None:
-    """Write a commented config to edit (mode 0600); refuses to replace an existing file without --force."""
+    """Write a commented config to edit (mode 0600); refuses to replace an existing file without --force.
+
+    Examples:
+
+    \b
+      ukg2d365 init
+      ukg2d365 init --path /etc/ukg2d365/ukg2d365.yaml
+    """
     with command(ctx) as run:
         written = write_example_config(path or Path(USER_CONFIG), force=force)
         run.finish(f"wrote {written}: fill in the ukg, d365 and mapping sections, then run "

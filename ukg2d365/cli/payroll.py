@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import typer
 
-from ukg2d365.cli.app import FROM_FILE, PAY_GROUP, PERIOD_END, RUN_ID, app, command, dry_run_option, parse_date
+from ukg2d365.cli.app import (
+    FORMAT,
+    FROM_FILE,
+    PAY_GROUP,
+    PERIOD_END,
+    RUN_ID,
+    YES,
+    app,
+    command,
+    confirmed,
+    dry_run_option,
+    interactive,
+    parse_date,
+)
 from ukg2d365.flows import post_payroll as payroll_flow
 from ukg2d365.flows import replay as replay_flow
 from ukg2d365.render import payroll as render
+
+SHOW_ALL = typer.Option(False, "--all", help="Show every account of each journal (through a pager on a terminal)")
 
 
 @app.command("post-payroll")
@@ -22,21 +36,37 @@ def post_payroll(
     period_end: str | None = PERIOD_END,
     due: bool = typer.Option(False, "--due", help="Every closed period of ukg.pay_groups not yet posted (cron)"),
     dry_run: bool = dry_run_option("Show the plan; write nothing to D365 or the ledger"),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+    yes: bool = YES,
+    show_all: bool = SHOW_ALL,
+    fmt: str = FORMAT,
     from_file: Path | None = FROM_FILE,
 ) -> None:
-    """Read UKG GL runs, map and validate them, and create one general journal per pay run in D365."""
+    """Read UKG GL runs, map and validate them, and create one general journal per pay run in D365.
+
+    The journals are left unposted: post them in D365, or let a recurring Post journals batch job do it.
+    The preview shows each journal's legal entity, journal name, TransDate, currency, line text and route.
+
+    Examples:
+
+    \b
+      ukg2d365 post-payroll --due --dry-run
+      ukg2d365 post-payroll --run-id GL20261113BW01 --dry-run --all
+      ukg2d365 post-payroll --run-id GL20261113BW01 --dry-run --format csv > plan.csv
+      ukg2d365 post-payroll --from-file gl-export.csv --dry-run
+      ukg2d365 --json post-payroll --due --yes          # cron
+    """
     args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "due": due,
             "from_file": str(from_file) if from_file else None}
-    with command(ctx, "post-payroll", args, writes=not dry_run, dry_run=dry_run) as run:
+    with command(ctx, "post-payroll", args, writes=not dry_run, dry_run=dry_run, fmt=fmt) as run:
         selection = payroll_flow.Selection(run_id, pay_group, parse_date(period_end, "--period-end"), due, from_file)
         selection.validate()
         context, summary = run.context, run.summary
         started = time.monotonic()
         plan = payroll_flow.read_and_plan(context, selection)
         read_seconds = round(time.monotonic() - started, 3)
-        will_ask = not yes and sys.stdin.isatty() and not run.out.json_mode
-        render.payroll_plan(run.out, plan, dry_run=dry_run, detailed=dry_run or will_ask)
+        will_ask = not yes and interactive(run.state) and bool(plan.to_write) and not dry_run
+        with run.out.paged(show_all):
+            render.payroll_plan(run.out, plan, dry_run=dry_run, detailed=dry_run or will_ask, show_all=show_all)
         summary.update(render.payroll_counts(plan))
         problems = bool(plan.refused or plan.unattributed_errors)
         if dry_run or not plan.to_post:
@@ -44,16 +74,16 @@ def post_payroll(
                 # apply records refusals in the ledger audit even when nothing is to post, so
                 # `audit <key>` shows a CLI refusal just as it shows a webhook one
                 payroll_flow.apply(context, plan)
+            render.payroll_export(run.out, plan, dry_run=dry_run)
             return run.finish(render.payroll_plan_summary(plan, dry_run=dry_run), ok=not problems, **summary)
-        lines = sum(len(j.lines) for j in plan.to_write)
-        if will_ask and plan.to_write and not typer.confirm(
-                f"Post {len(plan.to_write)} journal(s), {lines} lines, to D365 {run.config.d365.base_url} "
-                f"({run.config.d365.legal_entity})?", default=False):
+        if plan.to_write and not confirmed(run, render.confirmation(plan, run.config.d365.base_url), yes=yes):
             return run.finish("nothing posted (not confirmed)")
+        lines = sum(len(j.lines) for j in plan.to_write)
         started = time.monotonic()
         with run.out.progress("Posting journal lines", lines) as advance:
             result = payroll_flow.apply(context, plan, advance)
         render.posting_outcomes(run.out, result.outcomes)
+        render.payroll_export(run.out, plan, dry_run=False, result=result)
         ukg = run.config.ukg
         summary.update(read_seconds=read_seconds, post_seconds=round(time.monotonic() - started, 3),
                        posted=render.posted_count(result), failed=len(result.failed),
@@ -70,16 +100,31 @@ def replay(
     keys: list[str] = typer.Argument(None, help="Posting keys (or markers) from `ukg2d365 status`"),
     failed: bool = typer.Option(False, "--failed", help="Every failed, interrupted or unsent posting"),
     dry_run: bool = dry_run_option("List what would be replayed; send nothing"),
+    yes: bool = YES,
+    fmt: str = FORMAT,
 ) -> None:
-    """Re-run failed or named postings from their stored plans, safely (never a second copy)."""
-    with command(ctx, "replay", {"keys": keys or [], "failed": failed}, writes=not dry_run, dry_run=dry_run) as run:
+    """Re-run failed or named postings from their stored plans, safely (never a second copy).
+
+    Examples:
+
+    \b
+      ukg2d365 replay --failed --dry-run
+      ukg2d365 replay C0MP1/BW/2026-11-13/GL20261113BW01 --yes
+      ukg2d365 replay --failed --yes --format csv > replayed.csv
+    """
+    with command(ctx, "replay", {"keys": keys or [], "failed": failed}, writes=not dry_run, dry_run=dry_run,
+                 fmt=fmt) as run:
         plan = replay_flow.read_and_plan(run.context, replay_flow.ReplaySelection(tuple(keys or ()), failed))
         render.replay_plan(run.out, plan, dry_run=dry_run)
         if dry_run:
+            render.replay_export(run.out, plan, dry_run=True)
             return run.finish(render.replay_plan_summary(plan, dry_run=True), ok=not plan.unknown)
         total = sum(p.line_count for p in plan.to_replay)
+        if plan.to_replay and not confirmed(run, render.replay_confirmation(plan), yes=yes):
+            return run.finish("nothing replayed (not confirmed)")
         with run.out.progress("Replaying journal lines", total) as advance:
             result = replay_flow.apply(run.context, plan, advance)
+        render.replay_export(run.out, plan, dry_run=False, result=result)
         if not plan.to_replay:
             return run.finish(render.replay_plan_summary(plan, dry_run=False), ok=result.ok)
         render.posting_outcomes(run.out, result.outcomes, replay=True)

@@ -22,7 +22,16 @@ def ping(
     ctx: typer.Context,
     notify: bool = typer.Option(False, "--notify", help="Also send a test alert to every notification URL"),
 ) -> None:
-    """Authenticate to UKG, Entra ID and D365, make one cheap read on each, and diagnose what is wrong."""
+    """Authenticate to UKG, Entra ID and D365, make one cheap read on each, and diagnose what is wrong.
+
+    Examples:
+
+    \b
+      ukg2d365 ping
+      ukg2d365 -c /etc/ukg2d365/ukg2d365.yaml ping      # after any change in D365's set-up
+      ukg2d365 --json ping                             # a health check for monitoring
+      ukg2d365 ping --notify                           # and a test alert
+    """
     with command(ctx) as run:
         config = run.state.config()
         context = Context(config, ledger_path=run.state.ledger_path, record_http=False)

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import typer
 
-from ukg2d365.cli.app import FROM_FILE, PAY_GROUP, PERIOD_END, RUN_ID, app, command, parse_date
-from ukg2d365.errors import UsageError
+from ukg2d365.cli.app import FORMAT, FROM_FILE, PAY_GROUP, PERIOD_END, RUN_ID, app, command, parse_date
 from ukg2d365.flows import reconcile as flow
-from ukg2d365.render import Output
 from ukg2d365.render import reconcile as render
 
-FORMATS = ("table", "csv", "json")
+DATE_FROM = typer.Option(None, "--from", help="Period end on or after DATE (YYYY-MM-DD)")
+DATE_TO = typer.Option(None, "--to", help="Period end on or before DATE (YYYY-MM-DD)")
 
 
 @app.command("reconcile", short_help="Read-only proof, per pay run, that D365 holds exactly what UKG paid.")
@@ -24,9 +23,9 @@ def reconcile(
     run_id: str | None = RUN_ID,
     pay_group: str | None = PAY_GROUP,
     period_end: str | None = PERIOD_END,
-    date_from: str | None = typer.Option(None, "--from", help="Period end on or after DATE (YYYY-MM-DD)"),
-    date_to: str | None = typer.Option(None, "--to", help="Period end on or before DATE (YYYY-MM-DD)"),
-    fmt: str = typer.Option("table", "--format", help="table | csv | json (the global --json means json)"),
+    date_from: str | None = DATE_FROM,
+    date_to: str | None = DATE_TO,
+    fmt: str = FORMAT,
     from_file: Path | None = FROM_FILE,
 ) -> None:
     """Prove, per pay run, that D365 holds exactly what UKG paid. Read-only: never writes to D365 or UKG.
@@ -34,15 +33,23 @@ def reconcile(
     For each selected pay run, compares UKG's GL lines (mapped and summarized as post-payroll does), what the
     ledger sent, and the D365 journal(s) carrying the run's marker (posted or not), by main account and
     dimensions. Verdicts: match, missing in D365, extra in D365, amount differs, duplicate journal.
-    Without a selection: every posting in the ledger with a period end in the last 60 days; with --from-file:
-    every run the file holds. Exit 0 only when every selected run matches, 1 otherwise.
+    Without a selection: every posting in the ledger with a period end in the last 60 days, and every closed
+    UKG period of ukg.pay_groups in those days whose GL run was never posted (missing in D365); with
+    --from-file: every run the file holds. Exit 0 only when every selected run matches, 1 otherwise.
+
+    Examples:
+
+    \b
+      ukg2d365 reconcile
+      ukg2d365 reconcile --from 2026-11-01 --to 2026-11-30
+      ukg2d365 reconcile --from 2026-11-01 --to 2026-11-30 --format csv > close-binder.csv
+      ukg2d365 reconcile --run-id GL20261113BW01 --format json
+      ukg2d365 reconcile --from-file gl-export.csv
     """
     args = {"run_id": run_id, "pay_group": pay_group, "period_end": period_end, "from": date_from,
             "to": date_to, "format": fmt, "from_file": str(from_file) if from_file else None}
     # No HTTP audit events and no lock: a read-only check neither grows the posting trails nor blocks a post.
-    with command(ctx, "reconcile", args, writes=False, record_http=False) as run:
-        if fmt not in FORMATS:
-            raise UsageError(f"--format {fmt!r}: use table, csv or json")
+    with command(ctx, "reconcile", args, writes=False, record_http=False, fmt=fmt) as run:
         selection = flow.ReconcileSelection(run_id, pay_group, parse_date(period_end, "--period-end"),
                                             parse_date(date_from, "--from"), parse_date(date_to, "--to"), from_file)
         selection.validate()
@@ -50,15 +57,11 @@ def reconcile(
         run.finish(ok=report.ok)
         run.summary.update(runs=len(report.runs), verdicts=report.counts(), ukg_lines_read=report.ukg_lines_read,
                            exit_code=run.code)
-        text = render.summary_text(report)
-        if run.out.json_mode or fmt == "json":
-            out = run.out if run.out.json_mode else Output(json_mode=True)
-            render.show_json(out, report)
-            out.summary(text, **run.summary)
-        elif fmt == "csv":
+        if run.out.json_mode:
+            render.show_events(run.out, report)
+        elif run.out.exporting:
             render.show_warnings(run.out, report)
-            render.write_csv(report)
-            run.out.err.print(text, markup=False)
+            render.export(run.out, report)
         else:
             render.show_table(run.out, report)
-            run.out.summary(text)
+        run.out.summary(render.summary_text(report), **run.summary)

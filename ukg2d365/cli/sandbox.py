@@ -21,7 +21,15 @@ def sandbox(
     to: Path = typer.Option(Path("gl-export.csv"), "--to", help="Where --export-gl writes"),
     gl_format: str = typer.Option("csv", "--gl-format", help="csv (the layout the sandbox config reads) | fixed_width"),
 ) -> None:
-    """Start local UKG Pro, Entra ID and D365 F&O simulators over HTTPS and write a ready config for them."""
+    """Start local UKG Pro, Entra ID and D365 F&O simulators over HTTPS and write a ready config for them.
+
+    Examples:
+
+    \b
+      ukg2d365 sandbox --dir sandbox-run
+      ukg2d365 sandbox --port 0 --employees 60 --latency-ms 50
+      ukg2d365 sandbox --export-gl GL20261113BW01 --to gl-export.csv
+    """
     with command(ctx) as run:
         if export_gl is not None:
             from ukg2d365.sandbox.gl_export import export_for_cli

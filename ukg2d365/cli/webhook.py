@@ -13,7 +13,8 @@ from ukg2d365.cli.app import app, command
 from ukg2d365.config import is_loopback
 from ukg2d365.webhook import HEALTH_PATH, build_server
 
-HELP = "Receive UKG webhooks and run the matching read (employee sync, post-payroll --due) for each event."
+HELP = ("Receive UKG webhooks and run the matching read (employee sync, post-payroll --due) for each event.\n\n"
+        "Examples:\n\n\b\n  ukg2d365 webhook serve --port 8765")
 
 webhook_app = typer.Typer(help=HELP, no_args_is_help=True)
 
@@ -31,6 +32,12 @@ def serve(
 
     POST to / or /ukg/webhooks; GET /healthz for monitoring. Plain HTTP: put it behind a TLS reverse proxy.
     The scheduled `post-payroll --due` and `sync-employees` runs stay the safety net for lost events.
+
+    Examples:
+
+    \b
+      ukg2d365 webhook serve
+      ukg2d365 --json webhook serve --host 127.0.0.1 --port 8765
     """
     with command(ctx) as run:
         config = run.state.config()

@@ -67,6 +67,24 @@ def is_posted(header: dict[str, Any]) -> bool:
     return str(header.get("IsPosted", "No")) == "Yes"
 
 
+def posted_states(odata: ODataClient, numbers: Iterable[str], data_area_id: str) -> dict[str, bool]:
+    """IsPosted of each journal number D365 holds: one read per 25 numbers, cross-company, three fields.
+
+    A number D365 does not hold (deleted there) is absent from the answer. Numbers come from a number
+    sequence per company; where two companies hold the same one, ``data_area_id``'s journal wins.
+    """
+    wanted = list(dict.fromkeys(numbers))
+    states: dict[str, bool] = {}
+    for chunk in chunked(wanted, MARKERS_PER_QUERY):
+        flt = " or ".join(filter_eq("JournalBatchNumber", number) for number in chunk)
+        for header in odata.get_all(HEADERS, filter=flt, cross_company=True,
+                                    select=["dataAreaId", "JournalBatchNumber", "IsPosted"]):
+            number = str(header.get("JournalBatchNumber"))
+            if number not in states or str(header.get("dataAreaId", "")).lower() == data_area_id:
+                states[number] = is_posted(header)
+    return states
+
+
 @dataclass(frozen=True)
 class JournalNameSetup:
     """The journal name's voucher rules, as JournalNames holds them."""

@@ -1,4 +1,5 @@
-"""status and audit: what the ledger knows, for people (tables) and monitoring (JSON/CSV)."""
+"""status and audit: what the ledger knows, for people (tables) and monitoring (JSON/CSV), and whether D365
+shows the recent journals posted yet (finance posts them: no OData action does)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ukg2d365.config import Config
+from ukg2d365.d365.journals import posted_states
 from ukg2d365.errors import Ukg2d365Error, UsageError
 from ukg2d365.flows.post_payroll import stale_periods
+from ukg2d365.flows.runtime import Context
 from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting
+
+STATUS_TIMEOUT_SECONDS = 15.0  # status is a glance: one attempt, no retry budget, a short timeout
 
 
 @dataclass
@@ -21,10 +27,36 @@ class StatusReport:
     recent: list[Posting]
     # Closed, never posted, older than payroll.lookback_days (as the last --due found them): --due leaves them.
     stale: list[tuple[str, date]] = field(default_factory=list)
+    # D365's IsPosted per journal number of the postings shown; a number D365 no longer holds is absent.
+    is_posted: dict[str, bool] = field(default_factory=dict)
+    is_posted_unknown: str | None = None  # why D365 was not asked or did not answer
+
+    @property
+    def shown(self) -> list[Posting]:
+        """The postings the report lists: failed, then pending, then recent, each once."""
+        return list({p.key: p for p in self.failed + self.pending + self.recent}.values())
+
+    def in_d365(self, posting: Posting) -> str:
+        """D365's IsPosted of the posting's journal: Yes, No, not in D365, unknown, or '-' (no journal yet)."""
+        number = posting.journal_batch_number
+        if not number:
+            return "-"
+        if self.is_posted_unknown is not None:
+            return "unknown"
+        if number not in self.is_posted:
+            return "not in D365"
+        return "Yes" if self.is_posted[number] else "No"
+
+    @property
+    def unposted_in_d365(self) -> int:
+        """Journals of the listed postings that D365 holds and finance has not posted yet."""
+        return sum(1 for posted in self.is_posted.values() if not posted)
 
 
-def status(ledger: Ledger, limit: int = 10) -> StatusReport:
-    return StatusReport(
+def status(ledger: Ledger, limit: int = 10, config: Config | None = None, *,
+           offline_reason: str | None = None) -> StatusReport:
+    """The ledger's counts, recent runs and postings, and (with a ``config``) D365's IsPosted of their journals."""
+    report = StatusReport(
         counts={s: ledger.counts_by_status().get(s, 0) for s in (POSTED, SENDING, PLANNED, FAILED)},
         runs=ledger.recent_runs(limit),
         pending=ledger.find_postings(status=SENDING) + ledger.find_postings(status=PLANNED),
@@ -32,6 +64,28 @@ def status(ledger: Ledger, limit: int = 10) -> StatusReport:
         recent=ledger.find_postings(limit=limit),
         stale=stale_periods(ledger),
     )
+    numbers = [p.journal_batch_number for p in report.shown if p.journal_batch_number]
+    if not numbers:
+        return report
+    if config is None:
+        report.is_posted_unknown = offline_reason or "D365 not asked"
+        return report
+    report.is_posted, report.is_posted_unknown = read_is_posted(config, numbers)
+    return report
+
+
+def read_is_posted(config: Config, numbers: list[str]) -> tuple[dict[str, bool], str | None]:
+    """D365's IsPosted of ``numbers`` (one cheap read), or why it is unknown: no credentials, D365 unreachable."""
+    glance = config.model_copy(update={
+        "http": config.http.model_copy(update={"max_attempts": 1, "retry_budget_seconds": 0}),
+        "d365": config.d365.model_copy(update={"timeout_seconds": min(config.d365.timeout_seconds,
+                                                                      STATUS_TIMEOUT_SECONDS)}),
+    })
+    try:
+        context = Context(glance, record_http=False)
+        return posted_states(context.d365, numbers, config.d365.data_area_id), None
+    except Ukg2d365Error as exc:
+        return {}, str(exc)
 
 
 @dataclass

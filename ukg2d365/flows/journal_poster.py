@@ -74,6 +74,16 @@ REPAIR_ROUNDS = 3
 GENERIC_ERROR = "An error has occurred."
 
 Progress = Callable[[int], None]  # called with the number of lines just confirmed
+ODATA_ROUTE = "OData $batch"
+
+
+def journal_route(config: D365Config, line_count: int) -> str:
+    """How a journal of ``line_count`` lines travels to D365, in the words the preview shows.
+
+    Today every journal goes as OData: a header POST, then its lines in atomic $batch changesets of
+    ``d365.batch_size``. The one place a route is chosen, so another route is added here and shown everywhere.
+    """
+    return ODATA_ROUTE
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
 from ukg2d365.errors import DataError, UsageError
 from ukg2d365.flows.gl_read import GlFilter, gl_file, ledger_mapper, read_gl
-from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome, journal_route
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalPlan, PostingKey
@@ -319,6 +319,10 @@ def _whole_file_or_nothing(plan: PayrollPlan, file: GlFile) -> None:
 def classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
     """Sort the planned journals into already posted, refused and to post; what is to post is checked against
     D365's main accounts and dimension values, then looked up in D365 by marker."""
+    for journal in journals:  # the header facts the preview shows, for pay runs and accruals alike
+        journal.journal_name = journal.journal_name or ctx.config.d365.journal_name
+        journal.currency = journal.currency or ctx.config.d365.currency
+        journal.route = journal_route(ctx.config.d365, len(journal.lines))
     candidates = _not_yet_posted(ctx, plan, journals)
     if not candidates:
         return

@@ -31,6 +31,7 @@ from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import AccrualKey, PostingKey
 from ukg2d365.ledger import POSTED, Posting
 from ukg2d365.money import AmountError, parse_amount, quantum
+from ukg2d365.ukg.records import parse_date
 
 MATCH = "match"
 MISSING = "missing in D365"
@@ -234,6 +235,7 @@ class RunReconciliation:
     differences: list[LineDifference]
     notes: list[str]
     legal_entity: str = ""  # the D365 company of this journal, as configured
+    ukg_accounts: dict[str, Amounts] = field(default_factory=dict)  # UKG's totals per AccountDisplayValue
 
     @property
     def matches(self) -> bool:
@@ -243,11 +245,14 @@ class RunReconciliation:
 @dataclass
 class ReconcileReport:
     selection: ReconcileSelection
-    window_start: date | None  # the default selection: ledger postings with a period end since then
+    window_start: date | None  # the default selection: postings and closed UKG periods ending since then
     runs: list[RunReconciliation] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # UKG lines that could not be tied to a run
     ukg_lines_read: int = 0
     precision: int = 2  # decimal places of d365.currency, for showing amounts
+    # D365's ledger dimension format and segment delimiter the display values were built in (to read them back)
+    ledger_format: tuple[str, ...] = ()
+    delimiter: str = "-"
 
     @property
     def ok(self) -> bool:
@@ -286,9 +291,15 @@ def read_and_plan(ctx: Context, selection: ReconcileSelection, *, today: date | 
     else:
         postings = _ledger_postings(ctx, selection, window_start, companies)
         accruals = _accrual_postings(ctx, selection, window_start)
-        if not selection.explicit and not postings and not accruals:
-            return report  # nothing posted lately: no need to ask UKG or D365 anything
-        ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report)
+        # A closed pay period with a GL run nobody posted is what a month-end check must not miss: the default
+        # selection asks UKG for the closed periods of the window too, so such a run says "missing in D365".
+        closed = _closed_periods(ctx, window_start, today or date.today()) if window_start is not None else set()
+        if not selection.explicit and not postings and not accruals and not closed:
+            return report  # nothing posted or closed lately: no need to ask UKG or D365 anything
+        ukg_runs, errors_by_run = _read_ukg(ctx, selection, postings, companies, report, closed)
+        found_periods = {(key.pay_group, key.period_end) for key in set(ukg_runs) | set(postings)}
+        for pay_group, end in sorted(closed - found_periods):
+            report.warnings.append(f"pay group {pay_group} period {end} is closed but UKG has no GL run for it yet")
         ukg_runs.update(_read_accruals(ctx, accruals))
         postings.update(accruals)
     d365 = ctx.d365
@@ -385,6 +396,22 @@ def _read_accruals(ctx: Context, accruals: Mapping[PostingKey, Posting]) -> dict
     return runs
 
 
+def _closed_periods(ctx: Context, window_start: date, today: date) -> set[tuple[str, date]]:
+    """(pay group, period end) of every closed UKG pay period of ``ukg.pay_groups`` ending in the window."""
+    closed: set[tuple[str, date]] = set()
+    for pay_group in ctx.config.ukg.pay_groups:
+        for period in ctx.ukg.pay_periods(pay_group):
+            if str(period.get("payGroup", pay_group)) != pay_group or period.get("isPeriodClosed") is not True:
+                continue
+            try:
+                end = parse_date(period.get("periodEndDate"))
+            except ValueError as exc:
+                raise DataError(f"UKG pay period of {pay_group}: {exc}") from None
+            if window_start <= end <= today:
+                closed.add((pay_group, end))
+    return closed
+
+
 def _posting_key(posting: Posting) -> PostingKey:
     # A bearing entity's journal carries "/@ENTITY" after the pay run's key (see journal.PostingKey).
     entity = posting.key.rpartition("/@")[2] if "/@" in posting.key else ""
@@ -426,6 +453,7 @@ def _read_file(
     postings of those runs, or of what the selection names besides."""
     file = gl_file(ctx, path)  # a bad row stops here, before D365 is asked anything
     mapper = ledger_mapper(ctx, "reconcile", fresh=False)
+    report.ledger_format, report.delimiter = mapper.formats.ledger, mapper.delimiter
     selected = selection.gl_filter(companies)
     runs, errors = _runs_read(read_gl(file.items(), ctx.config, mapper, wanted=selected.covers), report)
     postings = {key: posting for key, posting in _ledger_postings(ctx, selection, None, companies).items()
@@ -439,16 +467,25 @@ def _read_ukg(
     postings: Mapping[PostingKey, Posting],
     companies: set[str],
     report: ReconcileReport,
+    closed: set[tuple[str, date]],
 ) -> tuple[dict[PostingKey, _UkgRun], dict[str, list[str]]]:
     """Plan the selected runs' UKG lines exactly as post-payroll would, and keep only the totals per account."""
     mapper = ledger_mapper(ctx, "reconcile", fresh=False)  # the cached format: reconcile only reads
+    report.ledger_format, report.delimiter = mapper.formats.ledger, mapper.delimiter
+    items = _ukg_items(ctx, selection, postings, bool(closed))
     if selection.explicit:
         selected = selection.gl_filter(companies)
-        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=selected.covers,
-                       may_want=selected.may_cover)
+        read = read_gl(items, ctx.config, mapper, wanted=selected.covers, may_want=selected.may_cover)
     else:
+        in_closed = GlFilter(companies=frozenset(companies), periods=frozenset(closed))
         runs_posted = {replace(key, entity="") for key in postings}  # a pay run is read whole, every entity
-        read = read_gl(_ukg_items(ctx, selection, postings), ctx.config, mapper, wanted=runs_posted.__contains__)
+        posted_runs = {key.run_id for key in postings}
+
+        def may_want(raw: Any) -> bool:  # a bad line of a posted run or of a closed period of the window
+            return (isinstance(raw, dict) and str(raw.get("runId")) in posted_runs) or in_closed.may_cover(raw)
+
+        read = read_gl(items, ctx.config, mapper, wanted=lambda key: key in runs_posted or in_closed.covers(key),
+                       may_want=may_want)
     return _runs_read(read, report)
 
 
@@ -464,10 +501,13 @@ def _runs_read(read: GlRead, report: ReconcileReport) -> tuple[dict[PostingKey, 
     return runs, errors_by_run
 
 
-def _ukg_items(ctx: Context, selection: ReconcileSelection, postings: Mapping[PostingKey, Posting]) -> Iterator[Any]:
+def _ukg_items(
+    ctx: Context, selection: ReconcileSelection, postings: Mapping[PostingKey, Posting], closed_periods: bool
+) -> Iterator[Any]:
     if selection.run_id is not None:
         yield from ctx.ukg.gl_lines(run_id=selection.run_id)
-    elif selection.explicit:
+    elif selection.explicit or closed_periods:
+        # UKG's GL read takes no period filter: the runs of closed periods are found among all of its lines.
         yield from ctx.ukg.gl_lines()
     else:
         # The default selection comes from the ledger: ask UKG only for those runs, not for its whole history.
@@ -527,6 +567,8 @@ def _reconcile_run(
         journals=refs,
         differences=comparison.differences,
         notes=notes,
+        legal_entity=ctx.config.d365.legal_entity,
+        ukg_accounts=dict(ukg_run.ukg) if ukg_run is not None else {},
     )
 
 

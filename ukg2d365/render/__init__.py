@@ -1,28 +1,47 @@
-"""Terminal and machine output: rich tables for people, one JSON object per line for cron and CI.
+"""Terminal and machine output: tables for people, CSV or one JSON document for export, JSON lines for cron.
 
-Results go to stdout; progress bars go to stderr and only when stderr is a terminal, so cron logs
-stay clean. This package holds ``Output`` and the table primitives; one module per command family
-(``payroll``, ``sync``, ``reconcile``, ``ledger``, ``ping``, ``credentials``) turns a flow's plan or
-result into lines, tables and JSON events. Rendering reads results; it never calls a flow.
+Three ways out, chosen per run:
+
+* **table** (default): lines and rich tables on stdout for people; warnings and errors on stderr.
+* **csv / json** (``--format``): the command hands its records to :meth:`Output.export` as :class:`Rows`
+  (one mechanism for every command); stdout then carries only the export (CSV with a header row, or one JSON
+  document on one line), written when the command ends without an error, so a failed run never leaves half a
+  file. What people would read goes to stderr instead. ``--json --format json`` is the document.
+* **--json** (global): one JSON object per line on stdout, each with its time (``at``); warnings and errors
+  as JSON log lines on stderr, each once.
+
+Progress bars go to stderr and only when stderr is a terminal. ``--quiet`` silences everything but warnings,
+errors and the export a command was asked for. Rendering reads results; it never calls a flow.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from ukg2d365.errors import UsageError
+
 PREVIEW_ROWS = 40
+FORMATS = ("table", "csv", "json")
+# When stdout or stderr is not a terminal (a pipe, a file, cron) lines are not wrapped at 80 columns: a line
+# cut in two breaks grep and log shippers. COLUMNS still wins when it is set.
+UNWRAPPED_WIDTH = 10_000
 
 
 class Table(RichTable):
@@ -40,76 +59,271 @@ def styled(text: str, style: str) -> Text:
     return Text(text, style=style)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Decimals as exact strings, dates as ISO text, containers recursively: what every JSON output writes."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
 
 
+def money(amount: Decimal | None) -> str:
+    """An amount for people: thousands separators, every digit kept (never rounded for display)."""
+    return "" if amount is None else f"{amount:,}"
+
+
+# ---------------------------------------------------------------------- rows: what every command exports
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of exported records: its CSV header and JSON key, its title for people, and its kind."""
+
+    key: str
+    title: str
+    kind: Literal["text", "money", "count"] = "text"
+
+    @property
+    def justify(self) -> Literal["left", "right"]:
+        return "left" if self.kind == "text" else "right"
+
+
+class Rows:
+    """Records of one kind, the same in every format: a table for people, CSV with a header row, or JSON.
+
+    Amounts are Decimals: people see them with thousands separators, CSV and JSON as plain decimals
+    ("1234.50"). ``None`` is an empty cell (CSV) or null (JSON).
+    """
+
+    def __init__(self, name: str, title: str, columns: Sequence[Column]) -> None:
+        self.name = name
+        self.title = title
+        self.columns = tuple(columns)
+        self._keys = {c.key for c in self.columns}
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, **values: Any) -> None:
+        unknown = set(values) - self._keys
+        if unknown:
+            raise ValueError(f"{self.name}: no column {', '.join(sorted(unknown))}")
+        self.records.append(values)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def table(self, *, limit: int | None = None, more: str = "") -> Table:
+        """A rich table for people: at most ``limit`` rows, then one row saying how many more (and ``more``)."""
+        shown = self.records if limit is None else self.records[:limit]
+        table = Table(title=self.title, title_justify="left")
+        for column in self.columns:
+            table.add_column(column.title, justify=column.justify, overflow="fold")
+        for record in shown:
+            table.add_row(*(self._cell(column, record.get(column.key)) for column in self.columns))
+        if len(shown) < len(self.records):
+            table.add_row(f"... {len(self.records) - len(shown)} more" + (f" ({more})" if more else ""),
+                          *([""] * (len(self.columns) - 1)))
+        return table
+
+    @staticmethod
+    def _cell(column: Column, value: Any) -> Any:
+        if value is None:
+            return ""
+        if column.kind == "money":
+            return money(value)
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(v) for v in value)
+        if isinstance(value, dict):
+            return _csv_cell(value)
+        return value if isinstance(value, Text) else str(value)
+
+    def csv_text(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([c.key for c in self.columns])
+        for record in self.records:
+            writer.writerow([_csv_cell(record.get(c.key)) for c in self.columns])
+        return buffer.getvalue()
+
+    def json_records(self) -> list[dict[str, Any]]:
+        return [{c.key: jsonable(_plain(record.get(c.key))) for c in self.columns} for record in self.records]
+
+
+def _plain(value: Any) -> Any:
+    return value.plain if isinstance(value, Text) else value
+
+
+def _flat(value: Any) -> str:
+    """A value inside one cell: text as is, anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(jsonable(value), separators=(",", ":"))
+
+
+def _csv_cell(value: Any) -> str:
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_flat(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() or os.environ.get("COLUMNS") else UNWRAPPED_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=wide is not None, width=wide)
+
+
 class Output:
     def __init__(self, *, json_mode: bool = False, quiet: bool = False, verbose: bool = False) -> None:
         self.json_mode = json_mode
+        self.json_logs = json_mode  # warnings and errors as JSON log lines on stderr
         self.quiet = quiet
         self.verbose = verbose
-        self.out = Console(highlight=False, soft_wrap=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.fmt = "table"
+        self.destination: Path | None = None  # the export goes to this file instead of stdout
+        self.out = _console()
+        self.err = _console(stderr=True)
+        self._export: Rows | None = None
+        self._text: str | None = None
+        self._document: dict[str, Any] = {}
         # What this run told its operator, kept for the alert (ukg2d365.notify) that repeats it.
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self.summary_text: str | None = None
 
+    # ------------------------------------------------------------------ format
+
+    def use_format(self, fmt: str, formats: Sequence[str] = FORMATS, destination: Path | None = None) -> None:
+        """``--format``: table (people), or an export (csv, json, a command's own such as html) on stdout or into
+        ``destination``. The global --json stays JSON lines on stdout, so its export needs a destination."""
+        if fmt not in formats:
+            raise UsageError(f"--format {fmt!r}: use {', '.join(formats[:-1])} or {formats[-1]}")
+        self.destination = destination
+        if self.json_mode and fmt == "json" and destination is None:
+            self.json_mode = False  # the document (on one line) replaces the event stream; logs stay JSON
+        elif self.json_mode and fmt != "table" and destination is None:
+            raise UsageError(f"--json and --format {fmt} both ask for stdout",
+                             hint=f"--json is one JSON event per line: write the {fmt} to a file (--output), or "
+                                  "drop --json")
+        self.fmt = fmt
+
+    @property
+    def exporting(self) -> bool:
+        """stdout carries a CSV, JSON or HTML export: everything for people goes to stderr."""
+        return self.fmt != "table" and not self.json_mode and self.destination is None
+
+    @property
+    def people(self) -> Console | None:
+        """Where lines for people go (None: nowhere, --json or --quiet)."""
+        if self.json_mode or self.quiet:
+            return None
+        return self.err if self.exporting else self.out
+
+    def export(self, rows: Rows, **facts: Any) -> None:
+        """The command's records (and, for JSON, facts about the whole run): written by :meth:`close`."""
+        if self._export is not None and self._export is not rows:
+            raise RuntimeError(f"one export per command: {self._export.name} and {rows.name}")
+        self._export = rows
+        self._document.update(facts)
+
+    def export_text(self, text: str) -> None:
+        """A command's whole export as text (a report's HTML page), written by :meth:`close`."""
+        self._text = text
+
+    def fact(self, **facts: Any) -> None:
+        """Facts for the JSON document of an export (the CSV carries only rows)."""
+        self._document.update(facts)
+
+    def close(self) -> None:
+        """Write the export of a command that ended without an error (CSV with a header row, one JSON document,
+        or the command's text) to stdout, or into the destination file, replaced whole."""
+        if self.fmt == "table" or (self.json_mode and self.destination is None):
+            return
+        text = self._export_text()
+        self._export, self._text, self._document = None, None, {}
+        if text is None:
+            return
+        if self.destination is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        part = self.destination.with_name(f".{self.destination.name}.part")
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, self.destination)  # readers never see half a file
+
+    def _export_text(self) -> str | None:
+        rows = self._export
+        if self._text is not None:
+            return self._text
+        if self.fmt == "csv":
+            return rows.csv_text() if rows is not None else None
+        document = dict(self._document)
+        if rows is not None and rows.name not in document:  # a fact of that name (nested records) wins
+            document[rows.name] = rows.json_records()
+        return json.dumps(jsonable(document)) + "\n"  # one document, on one line
+
     # ------------------------------------------------------------------ primitives
 
     def event(self, name: str, **fields: Any) -> None:
-        """One JSON object per line on stdout (only in --json mode)."""
+        """One JSON object per line on stdout, with its time (only in --json mode)."""
         if self.json_mode:
-            sys.stdout.write(json.dumps({"event": name, **_jsonable(fields)}, sort_keys=False) + "\n")
+            stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            sys.stdout.write(json.dumps({"event": name, "at": stamp, **jsonable(fields)}) + "\n")
             sys.stdout.flush()
 
     def say(self, text: str, *, style: str | None = None, lead: tuple[str, str] | None = None) -> None:
         """A line for people; ``lead`` is a styled first word ("posted", "green"). Never read as markup."""
-        if not self.json_mode and not self.quiet:
+        console = self.people
+        if console is not None:
             line = Text.assemble(lead, " ", text) if lead else Text(text)
-            self.out.print(line, style=style or "")
+            console.print(line, style=style or "")
 
     def summary(self, text: str, **fields: Any) -> None:
-        """The one line a cron log always gets, even with --quiet."""
+        """The last line of a run: an event with --json, else a line (on stderr while exporting). With --quiet,
+        ``Run.finish`` leaves it out on a clean success, so cron mails only trouble."""
         self.summary_text = text
         if self.json_mode:
             self.event("summary", message=text, **fields)
-        else:
-            self.out.print(Text(text))
+            return
+        self._document["summary"] = {"message": text, **fields}
+        (self.err if self.exporting else self.out).print(Text(text))
 
-    def table(self, table: Table) -> None:
-        if not self.json_mode and not self.quiet:
-            self.out.print(table)
+    def table(self, table: RenderableType) -> None:
+        """A table for people; while exporting, only when stderr is a terminal (someone is watching)."""
+        console = self.people
+        if console is not None and (not self.exporting or console.is_terminal):
+            console.print(table)
 
-    def log(self, level: str, message: str) -> None:
+    def log(self, level: str, message: str, **fields: Any) -> None:
         """--json mode: log lines on stderr are JSON too, so a log shipper can parse cron output."""
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        sys.stderr.write(json.dumps({"at": stamp, "level": level, "message": message}) + "\n")
+        sys.stderr.write(json.dumps({"at": stamp, "level": level, "message": message, **fields}) + "\n")
         sys.stderr.flush()
 
     def error(self, message: str, *, code: int) -> None:
+        """The error that ends a run: once, on stderr (a JSON log line with --json)."""
         self.errors.append(message)
-        if self.json_mode:
-            self.event("error", message=message, exit_code=code)
-            self.log("error", message)
+        if self.json_logs:
+            self.log("error", message, exit_code=code)
         else:
-            self.err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+            self.err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        if self.json_mode:
+        if self.json_logs:
             self.log("warning", message)
         else:
-            self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
+            self.err.print(Text.assemble(("warning:", "yellow"), " ", message))
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[Any]:
@@ -122,6 +336,17 @@ class Output:
         with bar:
             task = bar.add_task(description, total=total)
             yield lambda n: bar.advance(task, n)
+
+    @contextmanager
+    def paged(self, enabled: bool) -> Iterator[None]:
+        """Everything printed inside goes through the pager ($PAGER, else less) when asked and on a terminal."""
+        console = self.people
+        if not enabled or console is None or self.exporting or not console.is_terminal:
+            yield
+            return
+        os.environ.setdefault("LESS", "-FRX")  # quit when it fits, keep colours, leave the screen as it was
+        with console.pager(styles=True):
+            yield
 
 
 def table(title: str, columns: tuple[str, ...]) -> Table:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
 from typing import TYPE_CHECKING, Any
 
-from ukg2d365.render import Output, Table, styled
+from ukg2d365.render import Column, Output, Rows, Table, money, styled
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.history import StatusReport, TenantStatus
@@ -19,15 +16,27 @@ def status(out: Output, report: StatusReport) -> None:
     from ukg2d365.flows.history import posting_dict
 
     if out.json_mode:
+        def with_d365(p: Posting) -> dict[str, Any]:
+            return {**posting_dict(p), "in_d365": report.in_d365(p)}
+
         out.event("status", counts=report.counts, runs=report.runs,
-                  pending=[posting_dict(p) for p in report.pending],
-                  failed=[posting_dict(p) for p in report.failed],
-                  recent=[posting_dict(p) for p in report.recent],
-                  stale_periods=[{"pay_group": g, "period_end": d} for g, d in report.stale])
+                  pending=[with_d365(p) for p in report.pending],
+                  failed=[with_d365(p) for p in report.failed],
+                  recent=[with_d365(p) for p in report.recent],
+                  stale_periods=[{"pay_group": g, "period_end": d} for g, d in report.stale],
+                  is_posted_unknown=report.is_posted_unknown)
         _stale_warnings(out, report)
         return
     out.table(_runs_table(report.runs))
     out.table(_postings_table(report))
+    for p in report.shown:
+        if p.last_error:
+            out.say(f"{p.key}: {p.last_error}", lead=("last error", "red"))
+    if report.is_posted_unknown is not None:
+        out.say(f"IsPosted in D365 unknown: {report.is_posted_unknown}", style="yellow")
+    elif report.unposted_in_d365:
+        out.say(f"{report.unposted_in_d365} journal(s) above are in D365 but not posted yet (IsPosted No): post "
+                "them in D365, or let the recurring Post journals batch job do it")
     _stale_warnings(out, report)
     c = report.counts
     out.summary(f"ledger: {c['posted']} posted, {c['sending']} in flight (recovered next run), "
@@ -39,6 +48,8 @@ def _stale_warnings(out: Output, report: StatusReport) -> None:
     for pay_group, end in report.stale:
         out.warn(f"pay group {pay_group} period {end} is closed, older than payroll.lookback_days and not posted: "
                  f"`ukg2d365 post-payroll --pay-group {pay_group} --period-end {end}` posts it")
+
+
 def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
     """``status --tenants DIR``: per tenant, each command's last run and the postings."""
     from ukg2d365.flows.history import posting_dict
@@ -89,74 +100,88 @@ def _runs_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _postings_table(report: StatusReport) -> Table:
+    """One row per posting; its last error (long text) follows the table, so amounts are never squeezed."""
     postings = Table(title="Postings", title_justify="left")
-    for column in ("Key", "Entity", "Status", "Journal", "Lines", "Debit", "Credit", "Updated (UTC)", "Last error"):
-        postings.add_column(column, overflow="fold")
-    shown = {p.key: p for p in report.failed + report.pending + report.recent}
-    for p in shown.values():
+    # amounts, numbers and states are never cut; the key, the journal and the time fold
+    for column, whole, right in (("Key", False, False), ("Entity", True, False), ("Ledger", True, False),
+                                 ("Journal", False, False), ("IsPosted", True, False), ("Lines", True, True),
+                                 ("Debit", True, True), ("Credit", True, True), ("Updated (UTC)", False, False)):
+        postings.add_column(column, overflow="fold", no_wrap=whole, justify="right" if right else "left")
+    for p in report.shown:
         colour = {"posted": "green", "failed": "red", "sending": "yellow"}.get(p.status, "white")
-        postings.add_row(p.key, (p.legal_entity or "").upper(), styled(p.status, colour),
-                         p.journal_batch_number or "-", str(p.line_count),
-                         f"{p.debit_total:,.2f}", f"{p.credit_total:,.2f}", p.updated_at[:19].replace("T", " "),
-                         p.last_error or "")
+        in_d365 = report.in_d365(p)
+        shade = {"Yes": "green", "No": "yellow", "not in D365": "red"}.get(in_d365, "white")
+        postings.add_row(p.key, (p.legal_entity or "").upper(), styled(p.status, colour), p.journal_batch_number or "-",
+                         styled(in_d365, shade),
+                         str(p.line_count), money(p.debit_total), money(p.credit_total),
+                         p.updated_at[:16].replace("T", " "))
     return postings
 
 
-def recent_postings(out: Output, postings: list[Posting], fmt: str) -> None:
+POSTING_COLUMNS = (
+    Column("key", "Key"), Column("marker", "Marker"), Column("status", "Status"),
+    Column("journal_batch_number", "Journal"), Column("line_count", "Lines", "count"),
+    Column("debit_total", "Debit", "money"), Column("credit_total", "Credit", "money"),
+    Column("updated_at", "Updated (UTC)"), Column("last_error", "Last error"),
+)
+# The fields of an audit event's detail that get a column of their own; the rest stays in `detail`.
+DETAIL_COLUMNS = (
+    Column("system", "System"), Column("method", "Method"), Column("path", "Path"),
+    Column("http_status", "HTTP", "count"), Column("elapsed_ms", "ms", "count"), Column("op", "Operation"),
+    Column("journal_batch_number", "Journal"), Column("first_line", "First line", "count"),
+    Column("last_line", "Last line", "count"), Column("lines", "Lines", "count"), Column("ok", "OK"),
+    Column("error", "Error"),
+)
+AUDIT_COLUMNS = (
+    Column("id", "#", "count"), Column("at", "At (UTC)"), Column("run", "Run", "count"), Column("user", "User"),
+    Column("host", "Host"), Column("command", "Command"), Column("kind", "Event"), *DETAIL_COLUMNS,
+    Column("detail", "Detail"),
+)
+
+
+def recent_postings(out: Output, postings: list[Posting]) -> None:
     """``audit`` without a key: the latest postings, to pick a key from."""
+    rows = Rows("postings", "Recent postings (give a key for its trail)", POSTING_COLUMNS)
+    for p in postings:
+        rows.add(key=p.key, marker=p.marker, status=p.status, journal_batch_number=p.journal_batch_number,
+                 line_count=p.line_count, debit_total=p.debit_total, credit_total=p.credit_total,
+                 updated_at=p.updated_at[:19], last_error=p.last_error)
+    out.export(rows, command="audit")
+    for record in rows.json_records():
+        out.event("posting", **record)
+    out.table(rows.table())
+
+
+def audit_trail(out: Output, key: str, posting: Posting | None, events: list[dict[str, Any]]) -> None:
+    """One record's trail: its posting line and a table for people; real columns in CSV; one JSON document."""
     from ukg2d365.flows.history import posting_dict
 
-    rows = [posting_dict(p) for p in postings]
-    if fmt == "json" or out.json_mode:
-        for row in rows:
-            sys.stdout.write(json.dumps(row) + "\n")
-    elif fmt == "csv":
-        write_csv(rows)
-    else:
-        table = Table(title="Recent postings (give a key for its trail)", title_justify="left")
-        for column in ("Key", "Marker", "Status", "Journal", "Updated (UTC)"):
-            table.add_column(column, overflow="fold")
-        for p in postings:
-            table.add_row(p.key, p.marker, p.status, p.journal_batch_number or "-", p.updated_at[:19])
-        out.table(table)
-
-
-def audit_trail(out: Output, key: str, posting: Posting | None, events: list[dict[str, Any]], fmt: str) -> None:
-    """One record's trail: a JSON document, CSV rows, or its header line and a table of events."""
-    from ukg2d365.flows.history import posting_dict
-
-    if fmt == "json" or out.json_mode:
-        document = {"posting": posting_dict(posting) if posting else None, "key": key, "events": events}
-        sys.stdout.write(json.dumps(document) + "\n")
+    rows = Rows("events", "Audit trail", AUDIT_COLUMNS)
+    for e in events:
+        detail = dict(e["detail"]) if isinstance(e["detail"], dict) else {"value": e["detail"]}
+        if "status" in detail and e["kind"] == "http":
+            detail["http_status"] = detail.pop("status")
+        broken_out = {c.key: detail.pop(c.key) for c in DETAIL_COLUMNS if c.key in detail}
+        rows.add(id=e["id"], at=e["at"], run=e["run"], user=e["user"], host=e["host"], command=e["command"],
+                 kind=e["kind"], **broken_out, detail=detail or None)
+    posting_data = posting_dict(posting) if posting else None
+    # JSON keeps each event's whole detail object (machines read it as one); CSV gets the real columns.
+    out.export(rows, key=key, posting=posting_data, events=events)
+    out.event("audit", key=key, posting=posting_data, events=events)
+    if out.exporting:
         return
-    flat = [{"id": e["id"], "at": e["at"], "kind": e["kind"], "run": e["run"], "user": e["user"],
-             "host": e["host"], "command": e["command"], "detail": json.dumps(e["detail"], sort_keys=True)}
-            for e in events]
-    if fmt == "csv":
-        write_csv(flat)
-        return
-    p = posting
-    if p is None:
+    if posting is None:
         out.say(key, style="bold")
     else:
+        p = posting
         out.say(f"{p.key}  marker {p.marker}  status {p.status}  journal "
                 f"{p.journal_batch_number or '-'}  lines {p.line_count} (from {p.source_lines} UKG lines, "
-                f"source hash {p.source_hash[:12]})  debit {p.debit_total:,.2f}  credit "
-                f"{p.credit_total:,.2f}")
+                f"source hash {p.source_hash[:12]})  debit {money(p.debit_total)}  credit "
+                f"{money(p.credit_total)}")
     table = Table(title="Audit trail", title_justify="left")
     for column in ("At (UTC)", "Run", "Who", "Event", "Detail"):
         table.add_column(column, overflow="fold")
-    for e in flat:
+    for e in events:
         table.add_row(e["at"][:23].replace("T", " "), str(e["run"] or ""), f"{e['user']}@{e['host']}",
-                      e["kind"], e["detail"])
+                      e["kind"], json.dumps(e["detail"], sort_keys=True))
     out.table(table)
-
-
-def write_csv(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    sys.stdout.write(buffer.getvalue())

@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table as RichTable
+
 from ukg2d365.journal import JournalPlan
-from ukg2d365.render import PREVIEW_ROWS, Output, Table
+from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, money
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.journal_poster import PostOutcome
@@ -15,8 +17,21 @@ if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.replay import ReplayPlan, ReplayResult
 
 
-def journal_table(journal: JournalPlan, title: str) -> Table:
-    """Lines grouped by account and dimensions (what finance reviews), with totals."""
+MORE_HINT = "--all shows every one; --format csv exports every line"
+
+LINE_COLUMNS = (
+    Column("company", "Company"), Column("pay_group", "Pay group"), Column("period_end", "Period end"),
+    Column("run_id", "UKG run"), Column("marker", "Marker"), Column("status", "Status"),
+    Column("legal_entity", "Legal entity"), Column("journal_name", "Journal name"),
+    Column("journal_batch_number", "Journal"), Column("trans_date", "TransDate"), Column("currency", "Currency"),
+    Column("description", "Description"), Column("line", "Line", "count"),
+    Column("account", "Account and dimensions"), Column("debit", "Debit", "money"),
+    Column("credit", "Credit", "money"), Column("text", "Text"),
+)
+
+
+def journal_table(journal: JournalPlan, title: str, *, limit: int | None = PREVIEW_ROWS) -> Table:
+    """Lines grouped by account and dimensions (what finance reviews), with totals; ``limit`` None shows all."""
     grouped: dict[str, list[Decimal]] = {}
     for line in journal.lines:
         sums = grouped.setdefault(line.account, [Decimal(0), Decimal(0), Decimal(0)])
@@ -24,33 +39,71 @@ def journal_table(journal: JournalPlan, title: str) -> Table:
         sums[1] += line.credit
         sums[2] += 1
     table = Table(title=title, title_justify="left", show_footer=True)
-    table.add_column("Account and dimensions", footer="Total")
+    table.add_column("Account and dimensions", footer="Total", overflow="fold")
     table.add_column("Lines", justify="right", footer=str(len(journal.lines)))
-    table.add_column("Debit", justify="right", footer=f"{journal.debit_total:,.2f}")
-    table.add_column("Credit", justify="right", footer=f"{journal.credit_total:,.2f}")
+    table.add_column("Debit", justify="right", footer=money(journal.debit_total))
+    table.add_column("Credit", justify="right", footer=money(journal.credit_total))
     for i, (account, (dr, cr, n)) in enumerate(sorted(grouped.items())):
-        if i == PREVIEW_ROWS:
-            table.add_row(f"... {len(grouped) - PREVIEW_ROWS} more accounts", "", "", "")
+        if limit is not None and i == limit:
+            table.add_row(f"... {len(grouped) - limit} more accounts", "", "", "")
+            table.caption = MORE_HINT
             break
-        table.add_row(account, str(n), f"{dr:,.2f}" if dr else "", f"{cr:,.2f}" if cr else "")
+        table.add_row(account, str(n), money(dr) if dr else "", money(cr) if cr else "")
     return table
+
+
+def header_facts(journal: JournalPlan) -> dict[str, Any]:
+    """What the journal header in D365 will say, and how its lines travel there (per journal: each has its own)."""
+    texts = journal.line_texts
+    return {
+        "legal_entity": journal.legal_entity.upper(), "journal_name": journal.journal_name,
+        "trans_date": journal.trans_date,
+        "currency": journal.currency, "description": journal.description,
+        "line_text": texts[0] if len(texts) == 1 else texts, "route": journal.route,
+    }
+
+
+def header_grid(journal: JournalPlan) -> RichTable:
+    """The header facts as label/value pairs, two per row: narrow enough for an 80-column terminal."""
+    facts = header_facts(journal)
+    texts = journal.line_texts
+    line_text = texts[0] if len(texts) == 1 else f"{len(texts)} texts, e.g. {texts[0]!r}" if texts else "-"
+    pairs = [("Legal entity", facts["legal_entity"]), ("Journal name", facts["journal_name"]),
+             ("TransDate", str(facts["trans_date"])), ("Currency", facts["currency"]),
+             ("Route", facts["route"]), ("Lines", f"{len(journal.lines)} from {journal.source_lines} UKG lines")]
+    grid = Table.grid(padding=(0, 2))
+    for _ in range(2):
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(overflow="fold")
+    for i in range(0, len(pairs), 2):
+        (a, x), (b, y) = pairs[i], pairs[i + 1]
+        grid.add_row(a, x, b, y)
+    wide = Table.grid(padding=(0, 2))
+    wide.add_column(style="dim", no_wrap=True)
+    wide.add_column(overflow="fold")
+    wide.add_row("Description", facts["description"])
+    wide.add_row("Line text", line_text)
+    outer = Table.grid()
+    outer.add_row(grid)
+    outer.add_row(wide)
+    return outer
 
 
 def journal_fields(journal: JournalPlan) -> dict[str, Any]:
     k = journal.key
     return {
         "key": k.text, "company": k.company, "pay_group": k.pay_group, "period_end": k.period_end,
-        "run_id": k.run_id, "legal_entity": journal.legal_entity.upper(), "marker": k.marker,
-        "lines": len(journal.lines), "source_lines": journal.source_lines,
-        "debit": journal.debit_total, "credit": journal.credit_total,
+        "run_id": k.run_id, "marker": k.marker, "lines": len(journal.lines), "source_lines": journal.source_lines,
+        "debit": journal.debit_total, "credit": journal.credit_total, **header_facts(journal),
     }
 
 
 # ---------------------------------------------------------------------- post-payroll
 
 
-def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: bool) -> None:
-    """The plan; ``detailed`` adds the per-account tables (preview and confirmation), else one line each."""
+def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: bool, show_all: bool = False) -> None:
+    """The plan. ``detailed`` (preview and confirmation): each journal's header facts and its accounts, at most
+    PREVIEW_ROWS of them unless ``show_all``; otherwise one line per journal."""
     _due_periods(out, plan)
     verb = "would post" if dry_run else "to post"
     for journal in plan.to_post:
@@ -67,10 +120,12 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
                  f"{journal.key.period_end}, UKG run {journal.key.run_id}, legal entity "
                  f"{journal.legal_entity.upper()}  [{journal.key.marker}]")
         if detailed:
-            out.table(journal_table(journal, title))
+            out.say(title, style="bold")
+            out.table(header_grid(journal))
+            out.table(journal_table(journal, "", limit=None if show_all else PREVIEW_ROWS))
         else:
-            out.say(f"{title}: {len(journal.lines)} lines, debit {journal.debit_total:,.2f}, "
-                    f"credit {journal.credit_total:,.2f}")
+            out.say(f"{title}: {len(journal.lines)} lines, debit {money(journal.debit_total)}, "
+                    f"credit {money(journal.credit_total)}, {journal.legal_entity} {journal.journal_name}")
     _already_posted(out, plan.already_posted)
     for journal in plan.changed_since_posting:
         out.warn(f"UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}) changed after "
@@ -83,6 +138,52 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
     for message in plan.unattributed_errors:
         out.event("bad record", message=message)
         out.warn(message)
+
+
+def confirmation(plan: PayrollPlan, base_url: str) -> str:
+    """The question asked on a terminal before anything is written: what, where, into which journals."""
+    journals = plan.to_write
+    lines = sum(len(j.lines) for j in journals)
+    where = sorted({f"{j.legal_entity} {j.journal_name}" for j in journals})
+    return (f"Create {len(journals)} journal(s), {lines} lines, in D365 {base_url} "
+            f"(legal entity and journal name: {', '.join(where)}), left unposted for finance?")
+
+
+def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: PayrollResult | None = None) -> None:
+    """--format csv|json: every planned line with its journal's header facts (CSV), and the journals (JSON)."""
+    outcomes = {o.key: o for o in result.outcomes} if result is not None else {}
+    rows = Rows("lines", "Journal lines", LINE_COLUMNS)
+    journals = []
+    for journal in plan.to_post:
+        k = journal.key
+        outcome = outcomes.get(k.text)
+        number = plan.in_d365.get(k.text) or (outcome.journal_batch_number if outcome else None)
+        status = _journal_status(plan, journal, dry_run=dry_run, outcome=outcome)
+        journals.append({**journal_fields(journal), "status": status, "journal_batch_number": number,
+                         "error": outcome.error if outcome else None})
+        facts = header_facts(journal)
+        for line in journal.lines:
+            rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=k.run_id,
+                     marker=k.marker, status=status, legal_entity=journal.legal_entity,
+                     journal_name=journal.journal_name, journal_batch_number=number, trans_date=journal.trans_date,
+                     currency=journal.currency, description=facts["description"], line=line.line_number,
+                     account=line.account, debit=line.debit, credit=line.credit, text=line.text)
+    out.export(rows, command="post-payroll", dry_run=dry_run, journals=journals,
+               already_posted=[journal_fields(j) for j in plan.already_posted],
+               refused=[{**journal_fields(j), "problems": j.problems} for j in plan.refused],
+               problems=plan.unattributed_errors)
+
+
+def _journal_status(plan: PayrollPlan, journal: JournalPlan, *, dry_run: bool, outcome: PostOutcome | None) -> str:
+    key = journal.key.text
+    if outcome is not None:
+        return "found in D365" if outcome.adopted else "created, unposted" if outcome.status == "posted" \
+            else outcome.status
+    if key in plan.in_d365:
+        return "already in D365"
+    if key in plan.resumed:
+        return "would resume" if dry_run else "resume"
+    return "would post" if dry_run else "to post"
 
 
 def _due_periods(out: Output, plan: PayrollPlan) -> None:
@@ -114,8 +215,8 @@ def _already_posted(out: Output, journals: list[JournalPlan]) -> None:
     for column in ("Pay group", "Period end", "UKG run", "Debit", "Credit"):
         table.add_column(column)
     for j in journals:
-        table.add_row(j.key.pay_group, str(j.key.period_end), j.key.run_id, f"{j.debit_total:,.2f}",
-                      f"{j.credit_total:,.2f}")
+        table.add_row(j.key.pay_group, str(j.key.period_end), j.key.run_id, money(j.debit_total),
+                      money(j.credit_total))
     out.table(table)
 
 
@@ -141,13 +242,13 @@ def posting_outcomes(out: Output, outcomes: Iterable[PostOutcome], *, replay: bo
         out.event("posting", key=o.key, status=o.status, journal_batch_number=o.journal_batch_number,
                   lines_sent=o.lines_sent, recovered=o.recovered, error=o.error)
         if o.adopted and not replay:
-            out.say(f"{o.key} -> journal {o.journal_batch_number} (already in D365, matching UKG; recorded as "
-                    "posted, nothing sent)", lead=("found", "green"))
+            out.say(f"journal {o.journal_batch_number} already in D365 for {o.key}, matching UKG; recorded, "
+                    "nothing sent", lead=("found", "green"))
         elif o.status == "posted":
             # "posted" in the ledger means "in D365, verified"; the journal itself is left unposted for finance
             # (no OData action posts a general journal), so the words say what D365 shows.
             recovered = ", recovered" if o.recovered and not replay else ""
-            out.say(f"{o.key} -> journal {o.journal_batch_number} in D365, unposted ({o.lines_sent} lines "
+            out.say(f"journal {o.journal_batch_number} in D365, unposted, for {o.key} ({o.lines_sent} lines "
                     f"sent{recovered})", lead=("created", "green"))
         else:
             out.warn(f"{o.key}: {o.error}")
@@ -163,11 +264,20 @@ def posted_count(result: PayrollResult) -> int:
     return sum(1 for o in result.outcomes if o.status == "posted") - found_in_d365(result)
 
 
+POST_IT = "post {it} in D365, or let the recurring Post journals batch job do it"
+
+
 def payroll_summary(plan: PayrollPlan, result: PayrollResult) -> str:
+    """What D365 shows: the journals are created and left unposted (no OData action posts a general journal)."""
     found, created = found_in_d365(result), posted_count(result)
-    unposted = (" in D365, unposted (post them in D365, or let the recurring Post journals batch job do it)"
-                if created else "")
-    return (f"created {created} journal(s){unposted}; " + (f"{found} found in D365 and recorded; " if found else "")
+    numbers = [o.journal_batch_number for o in result.outcomes if o.status == "posted" and not o.adopted]
+    if created == 1:
+        head = f"created journal {numbers[0]} in D365, unposted ({POST_IT.format(it='it')})"
+    elif created:
+        head = f"created {created} journals in D365, unposted ({POST_IT.format(it='them')})"
+    else:
+        head = "created no journal"
+    return (f"{head}; " + (f"{found} found in D365 and recorded; " if found else "")
             + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
 
 
@@ -185,6 +295,39 @@ def replay_plan(out: Output, plan: ReplayPlan, *, dry_run: bool) -> None:
                   previous_status=p.status, last_error=p.last_error)
         out.say(f"{'would replay' if dry_run else 'replaying'} {p.key} ({p.status}; "
                 f"{p.line_count} lines){': ' + p.last_error if p.last_error else ''}")
+
+
+REPLAY_COLUMNS = (
+    Column("key", "Posting key"), Column("marker", "Marker"), Column("previous_status", "Ledger status"),
+    Column("lines", "Lines", "count"), Column("debit", "Debit", "money"), Column("credit", "Credit", "money"),
+    Column("last_error", "Last error"), Column("outcome", "Outcome"), Column("journal_batch_number", "Journal"),
+    Column("error", "Error"),
+)
+
+
+def replay_confirmation(plan: ReplayPlan) -> str:
+    lines = sum(p.line_count for p in plan.to_replay)
+    return (f"Replay {len(plan.to_replay)} posting(s), {lines} lines, into D365 (recovery first: nothing is sent "
+            "twice)?")
+
+
+def replay_export(out: Output, plan: ReplayPlan, *, dry_run: bool, result: ReplayResult | None = None) -> None:
+    """--format csv|json: one row per posting named or failed, with what happened to it."""
+    outcomes = {o.key: o for o in result.outcomes} if result is not None else {}
+    rows = Rows("postings", "Replay", REPLAY_COLUMNS)
+    for p in plan.to_replay + plan.already_posted:
+        o = outcomes.get(p.key)
+        if p in plan.already_posted:
+            outcome = "already posted"
+        elif o is None:
+            outcome = "would replay" if dry_run else "not sent"
+        else:
+            outcome = "created, unposted" if o.status == "posted" else o.status
+        rows.add(key=p.key, marker=p.marker, previous_status=p.status, lines=p.line_count, debit=p.debit_total,
+                 credit=p.credit_total, last_error=p.last_error, outcome=outcome,
+                 journal_batch_number=o.journal_batch_number if o else p.journal_batch_number,
+                 error=o.error if o else None)
+    out.export(rows, command="replay", dry_run=dry_run, unknown=plan.unknown)
 
 
 def replay_plan_summary(plan: ReplayPlan, *, dry_run: bool) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ukg2d365.render import Output, table
+from ukg2d365.render import Column, Output, Rows, table
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.sync_dimensions import DimensionPlan, DimensionResult
@@ -89,6 +89,34 @@ def dimension_outcomes(out: Output, result: DimensionResult) -> None:
             out.warn(f"{v.dimension} {v.value}: {outcome.error}")
 
 
+DIMENSION_COLUMNS = (
+    Column("status", "Status"), Column("dimension", "Dimension"), Column("value", "Value"),
+    Column("description", "Description"), Column("ukg_codes", "UKG code(s)"), Column("entity_set", "Entity set"),
+    Column("reason", "Why"), Column("error", "Error"),
+)
+
+
+def dimension_confirmation(plan: DimensionPlan) -> str:
+    names = sorted({v.dimension for v in plan.to_create})
+    return f"Create {len(plan.to_create)} dimension value(s) ({', '.join(names)}) in D365?"
+
+
+def dimension_export(out: Output, plan: DimensionPlan, *, dry_run: bool, result: DimensionResult | None = None) -> None:
+    """--format csv|json: one row per dimension value, whatever happens to it."""
+    outcomes = {(o.value.dimension, o.value.value): o for o in result.outcomes} if result is not None else {}
+    rows = Rows("values", "Dimension values", DIMENSION_COLUMNS)
+    for value in plan.to_create:
+        o = outcomes.get((value.dimension, value.value))
+        status = ("would create" if dry_run else "not sent") if o is None else "created" if o.created else "failed"
+        rows.add(status=status, dimension=value.dimension, value=value.value, description=value.description,
+                 ukg_codes=list(value.ukg_codes), entity_set=value.create_in, error=o.error if o else None)
+    for value in plan.present:
+        rows.add(status="present", dimension=value.dimension, value=value.value, ukg_codes=list(value.ukg_codes))
+    for skipped in plan.skipped:
+        rows.add(status="skipped", dimension=skipped.dimension, ukg_codes=[skipped.code], reason=skipped.reason)
+    out.export(rows, command="sync-dimensions", dry_run=dry_run, missing_main_accounts=plan.missing_main_accounts)
+
+
 # ---------------------------------------------------------------------- sync-employees
 
 
@@ -153,3 +181,37 @@ def employee_outcomes(out: Output, result: EmployeeResult) -> None:
             out.say(f"{action.personnel_number}: {action.reason}", lead=(done[action.kind], "green"))
         else:
             out.warn(f"employee {action.personnel_number} ({action.kind}): {outcome.error}")
+
+
+EMPLOYEE_COLUMNS = (
+    Column("personnel_number", "Personnel number"), Column("change", "Change"), Column("status", "Status"),
+    Column("detail", "Detail"), Column("employment_id", "Employment"), Column("error", "Error"),
+)
+
+
+def employee_confirmation(plan: EmployeePlan) -> str:
+    counts = plan.counts()
+    return (f"Send {len(plan.writes)} change(s) to D365 ({counts['create']} hire(s), {counts['update']} dimension "
+            f"change(s), {counts['terminate']} termination(s))?")
+
+
+def employee_export(out: Output, plan: EmployeePlan, *, dry_run: bool, result: EmployeeResult | None = None) -> None:
+    """--format csv|json: one row per employee the plan sends or skips (unchanged ones too with --verbose)."""
+    from ukg2d365.flows.sync_employees import UNCHANGED
+
+    outcomes = {id(o.action): o for o in result.outcomes} if result is not None else {}
+    rows = Rows("employees", "Employees", EMPLOYEE_COLUMNS)
+    for action in plan.actions:
+        if action.kind == UNCHANGED and not out.verbose:
+            continue
+        o = outcomes.get(id(action)) if action.writes else None
+        if not action.writes:
+            status = action.kind
+        elif o is None:
+            status = "would send" if dry_run else "not sent"
+        else:
+            status = "sent" if o.ok else "failed"
+        rows.add(personnel_number=action.personnel_number, change=action.kind, status=status, detail=action.reason,
+                 employment_id=o.employment_id if o else None, error=o.error if o else None)
+    out.export(rows, command="sync-employees", dry_run=dry_run, records_read=plan.records_read,
+               changed_since=plan.changed_since, counts=plan.counts())

@@ -16,8 +16,8 @@ from ukg2d365.sandbox import Sandbox
 
 STEPS: list[tuple[str, list[str], set[int]]] = [
     ("Check both systems", ["ping"], {0}),
-    ("Create the missing D365 dimension values", ["sync-dimensions"], {0}),
-    ("Align D365 workers with UKG", ["sync-employees"], {0, 1}),
+    ("Create the missing D365 dimension values", ["sync-dimensions", "--yes"], {0}),
+    ("Align D365 workers with UKG", ["sync-employees", "--yes"], {0, 1}),
     ("Preview the pay runs that are due", ["post-payroll", "--due", "--dry-run"], {0}),
     ("Post them", ["post-payroll", "--due", "--yes"], {0}),
     ("Run it again: nothing new is posted", ["post-payroll", "--due", "--yes"], {0}),

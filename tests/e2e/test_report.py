@@ -1,0 +1,128 @@
+"""The month-end labor report: written by the real CLI, opened in headless Chromium, its numbers held to reconcile."""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chromium import Page, chromium_binary
+from tests.world import World
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+# Every amount cell of the pay-run table, by its data-field, with the reconcile JSON value it must equal.
+RUN_FIELDS = {"ukg-debit": ("ukg", "debit"), "ukg-credit": ("ukg", "credit"), "d365-debit": ("d365", "debit"),
+              "d365-credit": ("d365", "credit"), "difference-debit": ("difference", "debit"),
+              "difference-credit": ("difference", "credit")}
+
+READ_PAGE = """JSON.stringify({
+  runs: [...document.querySelectorAll('tr[data-run]')].map(tr => ({
+    key: tr.dataset.run,
+    verdict: tr.querySelector('[data-field=verdict]').textContent,
+    cells: Object.fromEntries([...tr.querySelectorAll('td[data-field]')].filter(td => td.dataset.amount !== undefined)
+                               .map(td => [td.dataset.field, td.textContent]))})),
+  totals: Object.fromEntries([...document.querySelectorAll('tr[data-total] td[data-field]')]
+                              .map(td => [td.closest('tr').dataset.total + ':' + td.dataset.field, td.textContent])),
+  figures: Object.fromEntries([...document.querySelectorAll('.figure .value')]
+                               .map(el => [el.dataset.field, el.textContent])),
+  costCenters: [...document.querySelectorAll('tr[data-costcenter] td[data-field=labor]')].map(td => td.textContent),
+  bars: [...document.querySelectorAll('svg rect[data-period]')].length,
+  banner: document.getElementById('banner').textContent,
+  scripts: document.scripts.length,
+  width: document.documentElement.scrollWidth
+})"""
+
+
+def shown(text: str) -> Decimal:
+    """An amount as the page shows it ('2,168,268.12', '+1.00', '4,342,632.96 USD') as a Decimal."""
+    return Decimal(text.split()[0].replace(",", "").lstrip("+"))
+
+
+def _post_two_months(world: World) -> tuple[str, str, list[Any]]:
+    """Post every closed run; the report covers the month of the latest one (the month before is its baseline)."""
+    runs = sorted(world.sandbox.dataset.gl_runs, key=lambda r: r.period_end)
+    for run in runs:
+        world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+    last = runs[-1].period_end
+    start = last.replace(day=1)
+    end = last.replace(day=calendar.monthrange(last.year, last.month)[1])  # a whole month: the baseline is the
+    return str(start), str(end), [r for r in runs if r.period_end >= start]  # calendar month before
+
+
+def test_html_report_renders_in_chromium_without_errors_and_its_totals_equal_reconcile_json(world, tmp_path):
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    start, end, in_range = _post_two_months(world)
+    page_path = tmp_path / "labor.html"
+    result = world.cli("report", "--from", start, "--to", end, "-o", str(page_path))
+    assert "written to" in result.stdout and page_path.is_file()
+    document = json.loads(world.cli("reconcile", "--from", start, "--to", end, "--format", "json").stdout)
+    expected = {run["key"]: run for run in document["runs"]}
+    assert set(expected) == {f"C0MP1/BW/{r.period_end}/{r.run_id}" for r in in_range}
+
+    with Page(binary) as page:
+        page.open(page_path)
+        seen = json.loads(page.evaluate(READ_PAGE))
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = page.screenshot(ARTIFACTS / "report.png")
+        assert page.errors == []  # no script error, no console error, no failed load
+        # self-contained: the page itself and nothing else (no font, image, style or script fetched)
+        assert set(page.requests) <= {page_path.resolve().as_uri()}
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    assert seen["scripts"] == 0 and seen["width"] <= 1200  # no script needed; nothing wider than the window
+
+    assert {run["key"] for run in seen["runs"]} == set(expected)
+    for run in seen["runs"]:
+        want = expected[run["key"]]
+        assert run["verdict"] == want["verdict"] == "match"
+        for field, (side, column) in RUN_FIELDS.items():
+            assert shown(run["cells"][field]) == Decimal(want[side][column]), (run["key"], field)
+    for field, (side, column) in RUN_FIELDS.items():
+        assert shown(seen["totals"][f"runs:{field}"]) == sum(Decimal(r[side][column]) for r in document["runs"])
+    assert shown(seen["figures"]["ukg-debit-total"]) == sum(Decimal(r["ukg"]["debit"]) for r in document["runs"])
+    assert shown(seen["figures"]["d365-debit-total"]) == sum(Decimal(r["d365"]["debit"]) for r in document["runs"])
+    labor = shown(seen["figures"]["labor-total"])
+    assert labor > 0 and sum(shown(c) for c in seen["costCenters"]) == labor
+    assert shown(seen["totals"]["costcenter:labor"]) == shown(seen["totals"]["department:labor"]) == labor
+    assert seen["bars"] > 0 and "All" in seen["banner"]
+
+
+def test_labor_cost_is_the_expense_side_by_cost_center_and_the_csv_carries_the_same_figures(world):
+    start, end, in_range = _post_two_months(world)
+    rows = list(csv.DictReader(io.StringIO(world.cli("report", "--from", start, "--to", end, "--format",
+                                                     "csv").stdout)))
+    runs = [r for r in rows if r["section"] == "run"]
+    assert {r["run_id"] for r in runs} == {r.run_id for r in in_range}
+    # labor cost = the debit of the lines that carry a cost center: UKG's expense lines, straight from its data
+    expected: dict[str, Decimal] = {}
+    for run in in_range:
+        for item in run.items(0, len(run)):
+            if item["orgLevel1"]:
+                cost = Decimal(str(item["debitAmt"])) - Decimal(str(item["creditAmt"]))
+                expected[item["orgLevel1"]] = expected.get(item["orgLevel1"], Decimal(0)) + cost
+    by_cost_center = {r["value"]: Decimal(r["labor_cost"]) for r in rows
+                      if r["section"] == "cost" and r["dimension"] == "CostCenter"}
+    assert by_cost_center == {cc: amount for cc, amount in expected.items() if amount}
+    per_period = sum(Decimal(r["labor_cost"]) for r in rows if r["section"] == "period" and r["period_end"] >= start)
+    assert per_period == sum(expected.values())
+
+
+def test_a_run_missing_in_d365_shows_in_the_report_and_exits_1(world, tmp_path):
+    runs = sorted(world.sandbox.dataset.gl_runs, key=lambda r: r.period_end)
+    last = runs[-1]
+    start = str(last.period_end.replace(day=1))
+    result = world.cli("report", "--from", start, "--to", str(last.period_end), "-o", str(tmp_path / "r.html"),
+                       expect=1)
+    assert "do not match D365" in result.stdout
+    page = (tmp_path / "r.html").read_text()
+    assert "missing in D365" in page and f'data-run="C0MP1/BW/{last.period_end}/{last.run_id}"' in page

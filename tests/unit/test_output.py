@@ -1,0 +1,112 @@
+"""Output habits: one export mechanism (Rows -> table, CSV, one JSON document), timestamps, help, completion."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from typer.testing import CliRunner
+
+from ukg2d365.cli import app
+from ukg2d365.errors import UsageError
+from ukg2d365.render import Column, Output, Rows
+
+COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
+            "reconcile", "report", "init", "credentials", "webhook", "credentials set", "credentials status",
+            "credentials delete", "webhook serve"]
+
+
+def _rows() -> Rows:
+    rows = Rows("lines", "Lines", [Column("account", "Account"), Column("debit", "Debit", "money"),
+                                   Column("count", "Lines", "count")])
+    rows.add(account="601500--110--PROD-", debit=Decimal("1234.50"), count=3)
+    rows.add(account="211000-----", debit=Decimal("0.00"), count=1)
+    return rows
+
+
+def test_csv_export_has_a_header_row_and_plain_decimals(capsys: pytest.CaptureFixture[str]) -> None:
+    out = Output()
+    out.use_format("csv")
+    out.export(_rows())
+    out.say("for people: on stderr while exporting")
+    out.close()
+    captured = capsys.readouterr()
+    records = list(csv.DictReader(io.StringIO(captured.out)))
+    assert records == [{"account": "601500--110--PROD-", "debit": "1234.50", "count": "3"},
+                       {"account": "211000-----", "debit": "0.00", "count": "1"}]
+    assert "for people" in captured.err and "for people" not in captured.out
+
+
+def test_json_export_is_one_document_with_the_facts_and_the_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    out = Output()
+    out.use_format("json")
+    out.export(_rows(), command="x", dry_run=True)
+    out.summary("done", lines=2)
+    out.close()
+    [line] = capsys.readouterr().out.splitlines()  # one document, on one line
+    document = json.loads(line)
+    assert document["command"] == "x" and document["dry_run"] is True
+    assert document["lines"][0] == {"account": "601500--110--PROD-", "debit": "1234.50", "count": 3}
+    assert document["summary"] == {"message": "done", "lines": 2}
+
+
+def test_table_shows_amounts_with_separators_and_says_how_many_more(capsys: pytest.CaptureFixture[str]) -> None:
+    out = Output()
+    out.table(_rows().table(limit=1, more="--all shows them"))
+    text = capsys.readouterr().out
+    assert "1,234.50" in text and "... 1 more (--all shows them)" in text
+
+
+def test_every_json_event_carries_its_time(capsys: pytest.CaptureFixture[str]) -> None:
+    out = Output(json_mode=True)
+    out.event("plan", key="K", amount=Decimal("1.10"))
+    out.summary("ok")
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["plan", "summary"]
+    assert all(e["at"].endswith("+00:00") and "T" in e["at"] for e in events)
+    assert events[0]["amount"] == "1.10"
+
+
+def test_json_and_csv_together_are_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="both ask for stdout"):
+        Output(json_mode=True).use_format("csv")
+    with pytest.raises(UsageError, match="use table, csv or json"):
+        Output().use_format("xml")
+
+
+def test_an_error_appears_once_and_the_export_is_not_written() -> None:
+    result = CliRunner().invoke(app, ["--json", "--ledger", "/nonexistent/ledger.db", "audit", "--format", "json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""  # no half document
+    [line] = result.stderr.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error" and "no ledger at" in record["message"] and record["exit_code"] == 2
+
+
+def test_dash_h_is_help_for_the_app_and_every_command() -> None:
+    runner = CliRunner()
+    assert "Commands:" in runner.invoke(app, ["-h"]).output
+    for name in COMMANDS:
+        result = runner.invoke(app, [*name.split(), "-h"], terminal_width=200)
+        assert result.exit_code == 0 and "Usage:" in result.output, name
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_help_has_examples(name: str) -> None:
+    result = CliRunner().invoke(app, [*name.split(), "--help"], terminal_width=200)
+    assert "Examples:" in result.output
+    examples = result.output.split("Examples:")[1]
+    assert f"ukg2d365 {name}" in examples or f"ukg2d365 --json {name}" in examples
+
+
+def test_the_app_help_has_examples() -> None:
+    result = CliRunner().invoke(app, ["--help"], terminal_width=200)
+    assert "Examples:" in result.output and "ukg2d365 post-payroll --due --dry-run" in result.output
+
+
+def test_shell_completion_is_on() -> None:
+    result = CliRunner().invoke(app, ["--help"], terminal_width=200)
+    assert "--install-completion" in result.output and "--show-completion" in result.output
