@@ -428,8 +428,8 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
     header = headers[0]
     number = str(header["JournalBatchNumber"])
     rows = journal_lines(ctx.d365, journal.data_area_id, number)
-    match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
-                        by_number=cfg.line_numbers == "client")
+    match = match_lines(journal.lines, journal.trans_date.isoformat(), rows, by_number=cfg.line_numbers == "client",
+                        reverse_date=journal.reverse_date.isoformat() if journal.reverse_date else None)
     if not match.missing and not match.surplus:
         return number, True
     posted = is_posted(header)
