@@ -68,7 +68,7 @@ def test_a_refused_run_beside_a_posted_one_stays_due_every_night_until_it_is_ski
         again = world.cli("post-payroll", "--due", "--yes", expect=1)
         text = said(again)
         assert f"refusing UKG run {OFF_CYCLE}" in text and "already posted" in text
-        assert f"(refused since {date.today()}, {night - 1} run(s)" in text
+        assert f"(refused before: {night - 1} time(s) since {date.today()}" in text
         assert f"`ukg2d365 replay --skip {key} --reason TEXT`" in text
         assert world.d365.request_count["$batch"] == before and len(world.journals()) == 1
     alerts = [a for a in receiver.alerts if "post-payroll --due" in a["title"]]

@@ -152,8 +152,8 @@ def refused_since(refusal: Refusal | None) -> str:
     """What a refusal the ledger held already adds to the warning: since when, and the way out."""
     if refusal is None:
         return ""
-    return (f" (refused since {refusal.first_at[:10]}, {refusal.times} run(s); its period stays due until it posts: "
-            f"fix it, or if it can never be posted acknowledge it with {skip_command(refusal.key)})")
+    return (f" (refused before: {refusal.times} time(s) since {refusal.first_at[:10]}; its period stays due until it "
+            f"posts: fix it, or if it can never be posted acknowledge it with {skip_command(refusal.key)})")
 
 
 def what_refused(refusal: Refusal) -> str:
