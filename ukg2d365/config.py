@@ -80,7 +80,9 @@ class _Section(BaseModel):
 
 
 class UkgConfig(_Section):
-    base_url: str = Field(description="Tenant host from UKG Pro's Web Services page")
+    # Optional: a customer who only sends UKG's GL export file (post-payroll/reconcile --from-file) has no UKG API
+    # host to give; a command that reads the API refuses without it (Config.ukg_api_url).
+    base_url: str | None = Field(default=None, description="Tenant host from UKG Pro's Web Services page")
     company_ids: list[str] = Field(default_factory=list, description="Optional filter on coId")
     page_size: int = Field(default=1000, ge=1, le=10000, description="per_Page")
     prefetch_pages: int = Field(default=4, ge=1, le=16, description="pages requested ahead of the one being read")
@@ -91,8 +93,8 @@ class UkgConfig(_Section):
 
     @field_validator("base_url")
     @classmethod
-    def _https(cls, v: str) -> str:
-        return _check_https(v)
+    def _https(cls, v: str | None) -> str | None:
+        return None if v is None else _check_https(v)
 
     @field_validator("gl_path")
     @classmethod
@@ -708,7 +710,7 @@ class NotifyConfig(_Section):
 
 
 class Config(_Section):
-    ukg: UkgConfig
+    ukg: UkgConfig = Field(default_factory=UkgConfig)  # a GL-export-file-only customer may leave it out
     d365: D365Config
     payroll: PayrollConfig = Field(default_factory=PayrollConfig)
     mapping: MappingConfig
@@ -747,6 +749,15 @@ class Config(_Section):
                     problems.append((path, f"value {value!r} contains the segment delimiter "
                                            f"{self.mapping.delimiter!r}"))
         return problems
+
+    def ukg_api_url(self) -> str:
+        """``ukg.base_url``, for a command that reads the UKG API; refused, named, when the config has none."""
+        if self.ukg.base_url is None:
+            where = f"{self.source_path}: " if self.source_path is not None else ""
+            raise ConfigError(f"{where}ukg.base_url is not set, and this command reads the UKG API",
+                              hint="set ukg.base_url to the tenant host from UKG Pro's Web Services page; without "
+                                   "it only post-payroll and reconcile --from-file work")
+        return self.ukg.base_url
 
     def entity_of_company(self, company: str) -> str | None:
         """The legal entity (as configured) paying a UKG company; None when legal_entities does not map it."""

@@ -201,3 +201,26 @@ def test_a_run_the_api_route_posted_is_already_posted_for_its_file_and_unchanged
     assert "changed after it was posted" not in result.output  # with line_id mapped the source hashes agree
     assert world.d365.request_count["$batch"] == batches
     assert len(world.journals()) == 1
+
+
+def test_a_config_without_ukg_base_url_posts_from_a_file_and_due_exits_2_naming_the_key(world, monkeypatch):
+    data = yaml.safe_load(world.config_path.read_text())
+    del data["ukg"]["base_url"]  # a customer who only receives GL export files has no UKG API host
+    config = world.config_path.with_name("file-only.yaml")
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    for name in ("UKG2D365_UKG_USERNAME", "UKG2D365_UKG_PASSWORD", "UKG2D365_UKG_CUSTOMER_API_KEY",
+                 "UKG2D365_UKG_USER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    run = world.latest_run()
+    world.cli("-c", str(config), "post-payroll", "--from-file", str(export(world, run)), "--yes")
+    [journal] = world.journals()
+    assert d365_totals(journal) == ukg_totals(run)
+    ping = world.cli("-c", str(config), "ping")
+    assert "not used: ukg.base_url is not set" in " ".join(ping.output.split())
+
+    result = world.cli("-c", str(config), "post-payroll", "--due", "--yes", expect=2)
+    text = " ".join(result.output.split())
+    assert f"error: {config}: ukg.base_url is not set, and this command reads the UKG API" in text
+    assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+    assert world.sandbox.stats()["ukg"] == 0  # UKG was never asked anything
+    assert len(world.journals()) == 1

@@ -6,6 +6,7 @@ with zero writes, one that differs is refused, named, with the reconcile command
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -74,6 +75,26 @@ def test_lost_ledger_and_a_differing_journal_in_d365_is_refused_by_name(world: W
     text = " ".join(result.output.split())
     assert f"already in D365 as {number}" in text and "differs from UKG" in text
     assert f"ukg2d365 reconcile --run-id {run.run_id}" in text
+    assert sum(rule.fired for rule in writes) == 0
+    assert [j["JournalBatchNumber"] for j in world.journals()] == [number]
+
+
+@pytest.mark.sandbox(today=date(2026, 7, 13))  # the June accrual's straddling period has its GL run
+def test_lost_ledger_and_an_accrual_journal_in_d365_without_its_reversal_is_refused_not_adopted(world: World) -> None:
+    world.cli("accrue-payroll", "--month-end", "2026-06-30", "--yes")
+    [journal] = world.journals()
+    number = journal["JournalBatchNumber"]
+    # Someone turned the reversal off in D365: the journal would never reverse on July 1st.
+    d365 = Context(load_config(world.config_path)).d365
+    for line in journal["lines"]:
+        d365.update("LedgerJournalLines", {k: line[k] for k in ("dataAreaId", "JournalBatchNumber", "LineNumber")},
+                    {"ReverseEntry": "No", "ReverseDate": "1900-01-01T12:00:00Z"})
+    lose_the_ledger(world)
+    writes = count_writes(world)
+
+    result = world.cli("accrue-payroll", "--month-end", "2026-06-30", "--yes", expect=1)
+    text = " ".join(result.output.split())
+    assert f"already in D365 as {number}" in text and "differs from UKG" in text
     assert sum(rule.fired for rule in writes) == 0
     assert [j["JournalBatchNumber"] for j in world.journals()] == [number]
 

@@ -40,6 +40,19 @@ def test_missing_required_key(tmp_path):
         load_config(write(tmp_path, "\n".join(ln for ln in BASE.splitlines() if "tenant_id" not in ln)))
 
 
+def test_a_config_for_gl_export_files_only_needs_no_ukg_section_and_names_ukg_base_url_when_the_api_is_asked(
+        tmp_path):
+    import yaml
+
+    data = yaml.safe_load(BASE)
+    del data["ukg"]
+    cfg = load_config(write(tmp_path, yaml.safe_dump(data)))
+    assert cfg.ukg.base_url is None and cfg.ukg.company_ids == []
+    with pytest.raises(ConfigError, match=r"c.yaml: ukg.base_url is not set, and this command reads the UKG API"):
+        cfg.ukg_api_url()
+    assert load_config(ROOT / "config.example.yaml").ukg_api_url() == "https://service4.ultipro.com"
+
+
 def test_missing_file_says_how_to_fix(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

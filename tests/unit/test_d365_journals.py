@@ -82,3 +82,24 @@ def test_chunked_slices_ids_for_queries_and_refuses_an_empty_size() -> None:
     assert list(chunked([], 25)) == []
     with pytest.raises(ValueError):
         list(chunked([1], 0))
+
+
+def test_an_accrual_line_matches_only_a_d365_line_reversing_on_its_day_while_pay_runs_match_as_before() -> None:
+    from ukg2d365.d365.journals import match_lines
+
+    line = PlannedLine(1, "601500-110", Decimal("5.00"), Decimal(0), "Accrual")
+    # How D365 answers a line that does not reverse: ReverseEntry No and the empty date 1900-01-01
+    # (tests/sandbox/test_live_contract.py::test_line_answers_like_list_ledger_journal_lines_recording).
+    plain = {"LineNumber": Decimal(1), "AccountDisplayValue": "601500-110", "DebitAmount": Decimal("5"),
+             "CreditAmount": Decimal(0), "TransDate": "2026-06-30T12:00:00Z", "Text": "Accrual",
+             "ReverseEntry": "No", "ReverseDate": "1900-01-01T12:00:00Z"}
+    reversing = dict(plain, ReverseEntry="Yes", ReverseDate="2026-07-01T12:00:00Z")
+    assert match_lines([line], "2026-06-30", [reversing], by_number=False, reverse_date="2026-07-01").matched == 1
+    for wrong in (plain, dict(reversing, ReverseDate="2026-07-02T12:00:00Z"), dict(plain, ReverseDate="2026-07-01")):
+        missed = match_lines([line], "2026-06-30", [wrong], by_number=False, reverse_date="2026-07-01")
+        assert (missed.matched, missed.surplus) == (0, [wrong])
+    numbered = match_lines([line], "2026-06-30", [plain], by_number=True, reverse_date="2026-07-01")
+    assert numbered.matched == 0 and numbered.occupied == set()  # its own number does not make it the same line
+    for row in (plain, reversing):  # a pay run's lines carry no reversal: matched as before, whatever D365 says
+        assert match_lines([line], "2026-06-30", [row], by_number=False).matched == 1
+    assert {"ReverseEntry", "ReverseDate"} <= set(LINE_FIELDS)  # read wherever lines are read

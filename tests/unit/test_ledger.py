@@ -315,10 +315,10 @@ def test_every_statement_on_a_tenants_rows_names_the_tenant():
     import re
 
     scoped = r"\b(FROM|INTO|UPDATE)\s+(runs|postings|posting_lines|audit_events|reference_values|settings|" \
-             r"employee_sync|webhook_events|run_locks)\b"
+             r"employee_sync|webhook_events|run_locks|refusals)\b"
     package = Path(ukg2d365.__file__).parent / "ledger"
     offenders = []
-    for name in ("__init__.py", "postings.py", "tables.py"):
+    for name in ("__init__.py", "postings.py", "refusals.py", "tables.py"):
         for node in ast.walk(ast.parse((package / name).read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
                     and node.func.attr in ("execute", "executemany", "insert")):
@@ -348,3 +348,38 @@ def test_postings_of_an_older_ledger_get_the_configured_legal_entity(tmp_path, m
     assert adopted is not None and adopted.legal_entity == "USMF" and adopted.data_area_id == "usmf"
     assert ledger.period_statuses("BW", "2026-11-13") == ["posted"]
     assert ledger.period_statuses("BW", "2026-11-13", kind="accrual") == []
+
+
+def test_a_refused_run_keeps_its_period_open_until_it_posts_or_is_skipped_per_tenant(ledger_site: LedgerSite,
+                                                                                     tmp_path):
+    from ukg2d365.ledger import REFUSED, SKIPPED, Refusal
+
+    acme, globex = ledger_site.open("acme"), ledger_site.open("globex")
+    posted, refused = journal(tmp_path, "R1"), journal(tmp_path, "R2")  # two runs of one pay group and period
+    acme.save_plan(posting_record(posted), posted.lines)
+    acme.set_status(posted.key.text, POSTED)
+    period = posted.key.period_end.isoformat()
+    refusal = Refusal(refused.key.text, "pay_run", "C0MP1", "BW", period, "R2", "USMF", ["unbalanced in UKG"])
+    acme.record_refusal(refusal, {"problems": refusal.problems})
+    acme.record_refusal(refusal, {"problems": refusal.problems})  # the next night refuses it again
+    assert acme.period_states("BW", period) == {posted.key.text: POSTED, refused.key.text: REFUSED}
+    [open_one] = acme.open_refusals(kind="pay_run", pay_group="BW", period_end=period)
+    assert (open_one.key, open_one.times, open_one.problems, open_one.skipped) == \
+        (refused.key.text, 2, ["unbalanced in UKG"], False)
+    assert acme.refused_period_ends() == [("BW", period)] and acme.open_refusals(kind="accrual") == []
+    assert globex.period_states("BW", period) == {} and globex.open_refusals() == []  # another tenant's rows
+
+    acme.skip_refusal(refused.key.text, "voided in UKG")
+    assert acme.period_states("BW", period)[refused.key.text] == SKIPPED and acme.open_refusals() == []
+    skipped = acme.refusal(refused.key.text)
+    assert skipped is not None and skipped.skipped and skipped.skip_reason == "voided in UKG"
+    acme.record_refusal(refusal, {"problems": refusal.problems})  # refused again later: the skip stays
+    assert acme.refusals_of([refused.key.text])[refused.key.text].skipped
+    assert [e["kind"] for e in acme.audit_trail(refused.key.text)] == ["refused", "refused", "skipped", "refused"]
+
+    globex.record_refusal(refusal, {"problems": refusal.problems})
+    globex.save_plan(posting_record(refused), refused.lines)  # the refused run, fixed, posts: it is done
+    globex.set_status(refused.key.text, POSTED)
+    assert globex.period_states("BW", period) == {refused.key.text: POSTED} and globex.open_refusals() == []
+    acme.close()
+    globex.close()

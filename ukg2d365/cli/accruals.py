@@ -44,7 +44,7 @@ def accrue_payroll(
         will_ask = not yes and sys.stdin.isatty() and not run.out.json_mode
         render.accrual_plan(run.out, plan, dry_run=dry_run, detailed=dry_run or will_ask)
         summary.update(render_payroll.payroll_counts(plan))
-        problems = bool(plan.refused or plan.unattributed_errors)
+        problems = plan.problems
         if dry_run or not plan.to_post:
             if not dry_run:
                 flow.apply(context, plan)  # records the refusals in the ledger audit

@@ -68,7 +68,7 @@ def post_payroll(
         with run.out.paged(show_all):
             render.payroll_plan(run.out, plan, dry_run=dry_run, detailed=dry_run or will_ask, show_all=show_all)
         summary.update(render.payroll_counts(plan))
-        problems = bool(plan.refused or plan.unattributed_errors)
+        problems = plan.problems
         if dry_run or not plan.to_post:
             if not dry_run:
                 # apply records refusals in the ledger audit even when nothing is to post, so
@@ -99,11 +99,17 @@ def replay(
     ctx: typer.Context,
     keys: list[str] = typer.Argument(None, help="Posting keys (or markers) from `ukg2d365 status`"),
     failed: bool = typer.Option(False, "--failed", help="Every failed, interrupted or unsent posting"),
-    dry_run: bool = dry_run_option("List what would be replayed; send nothing"),
+    skip: list[str] = typer.Option(None, "--skip", metavar="KEY", help="Acknowledge a refused run that will never "
+                                   "be posted (e.g. voided in UKG): --due and status leave it alone (repeatable)"),
+    reason: str | None = typer.Option(None, "--reason", help="Why, with --skip: recorded in the audit"),
+    dry_run: bool = dry_run_option("List what would be replayed or skipped; send and record nothing"),
     yes: bool = YES,
     fmt: str = FORMAT,
 ) -> None:
     """Re-run failed or named postings from their stored plans, safely (never a second copy).
+
+    --skip KEY --reason TEXT acknowledges a refused run that can never be posted (a run UKG voided): its period
+    is then done for post-payroll --due, status stops listing it, and the audit says who skipped it and why.
 
     Examples:
 
@@ -111,11 +117,21 @@ def replay(
       ukg2d365 replay --failed --dry-run
       ukg2d365 replay C0MP1/BW/2026-11-13/GL20261113BW01 --yes
       ukg2d365 replay --failed --yes --format csv > replayed.csv
+      ukg2d365 replay --skip C0MP1/BW/2026-11-13/GL20261113BW02 --reason "voided in UKG" --yes
     """
-    with command(ctx, "replay", {"keys": keys or [], "failed": failed}, writes=not dry_run, dry_run=dry_run,
-                 fmt=fmt) as run:
-        plan = replay_flow.read_and_plan(run.context, replay_flow.ReplaySelection(tuple(keys or ()), failed))
+    args = {"keys": keys or [], "failed": failed, "skip": skip or [], "reason": reason}
+    with command(ctx, "replay", args, writes=not dry_run, dry_run=dry_run, fmt=fmt) as run:
+        selection = replay_flow.ReplaySelection(tuple(keys or ()), failed, tuple(skip or ()), reason)
+        selection.validate()
+        plan = replay_flow.read_and_plan(run.context, selection)
         render.replay_plan(run.out, plan, dry_run=dry_run)
+        if selection.skip:
+            if not dry_run:
+                if plan.to_skip and not confirmed(run, render.skip_confirmation(plan), yes=yes):
+                    return run.finish("nothing skipped (not confirmed)")
+                replay_flow.apply(run.context, plan)
+            render.replay_export(run.out, plan, dry_run=dry_run)
+            return run.finish(render.skip_summary(plan, dry_run=dry_run), ok=not plan.not_skippable)
         if dry_run:
             render.replay_export(run.out, plan, dry_run=True)
             return run.finish(render.replay_plan_summary(plan, dry_run=True), ok=not plan.unknown)

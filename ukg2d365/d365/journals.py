@@ -22,11 +22,12 @@ HEADERS = "LedgerJournalHeaders"
 LINES = "LedgerJournalLines"
 JOURNAL_NAMES = "JournalNames"
 HEADER_FIELDS = ["dataAreaId", "JournalBatchNumber", "Description", "IsPosted"]
-LINE_FIELDS = ["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text", "Voucher"]
+LINE_FIELDS = ["LineNumber", "AccountDisplayValue", "DebitAmount", "CreditAmount", "TransDate", "Text", "Voucher",
+               "ReverseEntry", "ReverseDate"]
 NEW_VOUCHER_SETTINGS = ("OneVoucher", "BalanceSheet", "Manually")
 MARKERS_PER_QUERY = 25  # keeps the URL well under the 2,048 characters proxies commonly allow
 
-LineKey = tuple[str, Decimal, Decimal, str, str]
+LineKey = tuple[str, Decimal, Decimal, str, str, str]
 
 
 # ---------------------------------------------------------------------- reads
@@ -167,13 +168,14 @@ def line_number_key(row: dict[str, Any]) -> Any:
     return number if number is not None else _dec(row.get("LineNumber"))
 
 
-def line_key(account: Any, debit: Any, credit: Any, trans_date: Any, text: Any) -> LineKey:
+def line_key(account: Any, debit: Any, credit: Any, trans_date: Any, text: Any, reverse_date: Any = None) -> LineKey:
     """What makes two journal lines the same line, whoever numbered them.
 
     D365 answers the date as a date-time (``2026-06-26T12:00:00Z`` in NangoHQ/integration-templates
     integrations/microsoft-dynamics-365-finance-and-operations-cc/tests/list-ledger-journal-lines.test.json)
     and the amounts as numbers of any scale, so those are normalized; dimension values are compared without
-    case, as D365 matches them.
+    case, as D365 matches them. ``reverse_date`` is the ReverseDate of a reversing line (an accrual), "" or None
+    for a line that does not reverse.
     """
     return (
         str(account or "").casefold(),
@@ -181,7 +183,22 @@ def line_key(account: Any, debit: Any, credit: Any, trans_date: Any, text: Any) 
         _dec(credit) or Decimal(0),
         str(trans_date or "")[:10],
         str(text or "").rstrip(),
+        str(reverse_date or "")[:10],
     )
+
+
+def row_reversal(row: Mapping[str, Any]) -> str:
+    """A D365 line's ReverseDate when it reverses, else "": a line that does not reverse answers ReverseEntry
+    ``No`` and ReverseDate ``1900-01-01T12:00:00Z``, D365's empty date (the recorded answer held by
+    tests/sandbox/test_live_contract.py, NangoHQ/integration-templates list-ledger-journal-lines.test.json)."""
+    return str(row.get("ReverseDate") or "")[:10] if str(row.get("ReverseEntry") or "") == "Yes" else ""
+
+
+def row_key(row: Mapping[str, Any], reverse_date: str | None = None) -> LineKey:
+    """``line_key`` of a D365 row. Its reversal counts only against a plan whose lines reverse (``reverse_date``
+    given): a pay run's lines are matched as they always were."""
+    return line_key(row.get("AccountDisplayValue"), row.get("DebitAmount"), row.get("CreditAmount"),
+                    row.get("TransDate"), row.get("Text"), row_reversal(row) if reverse_date else None)
 
 
 @dataclass
@@ -195,28 +212,29 @@ class LineMatch:
 
 
 def match_lines(
-    lines: list[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool
+    lines: list[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool,
+    reverse_date: str | None = None,
 ) -> LineMatch:
     """Pair D365 rows with planned lines by content; the rest is missing (plan) or surplus (D365).
 
     Rows are taken in D365's line order, so when a line landed twice the later copy (a late write) is the
     surplus one. With client line numbers a row is first paired with the planned line of its own number.
+    ``reverse_date``: the plan's lines reverse on that day (an accrual), so a row must reverse on it too.
     """
     ordered = sorted(rows, key=lambda r: _dec(r.get("LineNumber")) or Decimal(0))
     free: dict[LineKey, list[PlannedLine]] = defaultdict(list)
     for ln in lines:
-        free[line_key(ln.account, ln.debit, ln.credit, trans_date, ln.text)].append(ln)
+        free[line_key(ln.account, ln.debit, ln.credit, trans_date, ln.text, reverse_date)].append(ln)
     taken: set[int] = set()  # ids of planned lines already paired
     unpaired: list[tuple[dict[str, Any], LineKey]] = []
     occupied: set[int] = set()
     by_num = {ln.line_number: ln for ln in lines} if by_number else {}
     for row in ordered:
-        key = line_key(row.get("AccountDisplayValue"), row.get("DebitAmount"), row.get("CreditAmount"),
-                       row.get("TransDate"), row.get("Text"))
+        key = row_key(row, reverse_date)
         number = _int(row.get("LineNumber"))
         same = by_num.get(number) if number is not None else None
         if same is not None and id(same) not in taken and \
-                line_key(same.account, same.debit, same.credit, trans_date, same.text) == key:
+                line_key(same.account, same.debit, same.credit, trans_date, same.text, reverse_date) == key:
             taken.add(id(same))
             occupied.add(number)  # type: ignore[arg-type]
             continue

@@ -43,7 +43,7 @@ from ukg2d365.flows import post_payroll
 from ukg2d365.flows.gl_read import GlFilter, GlRead, ledger_mapper, read_gl
 from ukg2d365.flows.runtime import Context
 from ukg2d365.journal import JournalBuilder, JournalPlan, PostingKey
-from ukg2d365.ledger import POSTED
+from ukg2d365.ledger import Refusal
 from ukg2d365.mapping import Mapper
 from ukg2d365.ukg.records import parse_date
 
@@ -100,6 +100,9 @@ class AccrualPlan(post_payroll.PayrollPlan):
 
     sources: list[AccrualSource] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)  # --due: pay groups with every month-end in the window accrued
+    # --due: refused accruals neither posted nor skipped whose month-end is older than payroll.lookback_days:
+    # --due no longer takes them, but says so every time.
+    stale: list[Refusal] = field(default_factory=list)
     run_errors: dict[str, list[str]] = field(default_factory=dict)  # run id -> its GL lines that failed to read
 
 
@@ -118,15 +121,22 @@ def accruals_config(ctx: Context) -> AccrualsConfig:
 def due_month_end(ctx: Context, pay_group: str, today: date, periods: list[PayPeriod]) -> date | None:
     """--due's month-end: the latest M with M <= today and today - M <= payroll.lookback_days that one of the
     pay group's periods straddles (a month-end a period ends on needs no accrual) and whose accrual the ledger
-    does not hold as posted (no accrual posting of the pay group for M, or one not posted yet); None: none."""
+    does not hold as posted: no accrual journal of the pay group for M, or one of its legal entities' journals
+    not posted (planned, failed, or refused and not skipped); None: none."""
     window = today - timedelta(days=ctx.config.payroll.lookback_days)
     for month_end in reversed(month_ends_between(window, today)):
         if not any(straddles(p.start, p.end, month_end) for p in periods):
             continue
-        statuses = ctx.ledger.period_statuses(pay_group, month_end.isoformat(), kind="accrual")
-        if not statuses or any(s != POSTED for s in statuses):
+        if not post_payroll.period_done(ctx.ledger, pay_group, month_end, kind="accrual"):
             return month_end
     return None
+
+
+def stale_refusals(ctx: Context, pay_group: str, today: date) -> list[Refusal]:
+    """Refused accruals of the pay group, neither posted nor skipped, whose month-end --due no longer takes."""
+    window = today - timedelta(days=ctx.config.payroll.lookback_days)
+    return [r for r in ctx.ledger.open_refusals(kind="accrual", pay_group=pay_group)
+            if date.fromisoformat(r.period_end) < window]
 
 
 def pay_periods(ctx: Context, pay_group: str) -> list[PayPeriod]:
@@ -154,11 +164,16 @@ def read_and_plan(ctx: Context, selection: AccrualSelection, *, today: date | No
     periods: dict[str, list[PayPeriod]] = {}
     for pay_group in _pay_groups(ctx, selection):
         periods[pay_group] = pay_periods(ctx, pay_group)
+        if selection.due:
+            plan.stale += stale_refusals(ctx, pay_group, today)
         month_end = selection.month_end or due_month_end(ctx, pay_group, today, periods[pay_group])
         if month_end is None:
             plan.not_due.append(pay_group)
             continue
         plan.sources.append(_straddling(pay_group, month_end, periods[pay_group], cfg))
+        # Every legal entity's refused accrual of the month-end: planned again below, or reported as gone.
+        plan.refused_before.update((r.key, r) for r in ctx.ledger.open_refusals(
+            kind="accrual", pay_group=pay_group, period_end=month_end.isoformat()))
     wanted = [s for s in plan.sources if s.period is not None]
     if not wanted:
         return plan

@@ -13,7 +13,7 @@ from ukg2d365.d365.journals import posted_states
 from ukg2d365.errors import Ukg2d365Error, UsageError
 from ukg2d365.flows.post_payroll import stale_periods
 from ukg2d365.flows.runtime import Context
-from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting
+from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting, Refusal
 
 STATUS_TIMEOUT_SECONDS = 15.0  # status is a glance: one attempt, no retry budget, a short timeout
 
@@ -27,6 +27,8 @@ class StatusReport:
     recent: list[Posting]
     # Closed, never posted, older than payroll.lookback_days (as the last --due found them): --due leaves them.
     stale: list[tuple[str, date]] = field(default_factory=list)
+    # Refused runs and accruals neither posted nor skipped, of any age: each needs a fix or `replay --skip`.
+    refused: list[Refusal] = field(default_factory=list)
     # D365's IsPosted per journal number of the postings shown; a number D365 no longer holds is absent.
     is_posted: dict[str, bool] = field(default_factory=dict)
     is_posted_unknown: str | None = None  # why D365 was not asked or did not answer
@@ -63,6 +65,7 @@ def status(ledger: Ledger, limit: int = 10, config: Config | None = None, *,
         failed=ledger.find_postings(status=FAILED),
         recent=ledger.find_postings(limit=limit),
         stale=stale_periods(ledger),
+        refused=ledger.open_refusals(),
     )
     numbers = [p.journal_batch_number for p in report.shown if p.journal_batch_number]
     if not numbers:

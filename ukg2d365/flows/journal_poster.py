@@ -418,7 +418,8 @@ class JournalPoster:
         if number != jbn:
             self._ledger.set_status(key, SENDING, journal_batch_number=number)
         rows = journal_lines(self._odata, self._area, number)
-        match = match_lines(lines, posting.trans_date, rows, by_number=self._cfg.line_numbers == "client")
+        match = match_lines(lines, posting.trans_date, rows, by_number=self._cfg.line_numbers == "client",
+                            reverse_date=posting.reverse_date)
         posted = is_posted(chosen)
         self._ledger.audit("recover lines", {"journal_batch_number": number, "present": match.matched,
                                              "planned": len(lines), "missing": len(match.missing),

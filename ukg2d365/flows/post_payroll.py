@@ -16,7 +16,7 @@ from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome, journal_ro
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalPlan, PostingKey
-from ukg2d365.ledger import FAILED, POSTED, SENDING, Ledger, Posting, now_iso
+from ukg2d365.ledger import FAILED, POSTED, SENDING, SKIPPED, Ledger, Posting, Refusal, now_iso
 from ukg2d365.ukg.gl_file import GlFile
 from ukg2d365.ukg.records import parse_date
 
@@ -54,9 +54,11 @@ class DuePeriods:
     targets: set[tuple[str, date]] = field(default_factory=set)
     already_posted: list[tuple[str, date]] = field(default_factory=list)
     open: list[tuple[str, date]] = field(default_factory=list)
-    # Closed, paid before payroll.lookback_days and not posted by this ledger, though newer than its first
-    # posting of the pay group: --due leaves them alone, but never in silence.
+    # Closed, paid before payroll.lookback_days and not posted by this ledger, though not older than the first
+    # period it knows of the pay group (a posting or a refusal): --due leaves them alone, but never in silence.
     stale: list[tuple[str, date]] = field(default_factory=list)
+    # Refusals neither posted nor skipped, of the targets (each run reads them again) and of the stale periods.
+    refused: list[Refusal] = field(default_factory=list)
 
 
 @dataclass
@@ -73,6 +75,21 @@ class PayrollPlan:
     # Found in D365 by marker although the ledger has no record of posting it (a lost or new ledger):
     in_d365: dict[str, str] = field(default_factory=dict)  # key -> journal number holding the whole plan
     partly_in_d365: dict[str, str] = field(default_factory=dict)  # key -> unposted journal holding part of it
+    skipped: dict[str, Refusal] = field(default_factory=dict)  # key -> the refusal an operator skipped: left alone
+    # Refused before this run, and still not posted nor skipped: UKG no longer returns them (voided?); or, for
+    # the ones refused again now (in ``refused``), since when.
+    refused_before: dict[str, Refusal] = field(default_factory=dict)
+
+    @property
+    def vanished(self) -> list[Refusal]:
+        """Refused runs of a due period that UKG no longer returns: they need a person (fix or skip)."""
+        planned = {j.key.text for j in self.to_post + self.already_posted + self.refused}
+        return [r for key, r in sorted(self.refused_before.items()) if key not in planned and key not in self.skipped]
+
+    @property
+    def problems(self) -> bool:
+        """Something was refused or needs a person: the run exits 1."""
+        return bool(self.refused or self.unattributed_errors or self.vanished)
 
     @property
     def to_write(self) -> list[JournalPlan]:
@@ -91,7 +108,7 @@ class PayrollResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.plan.refused and not self.plan.unattributed_errors
+        return not self.failed and not self.plan.problems
 
 
 # ---------------------------------------------------------------------- read
@@ -101,12 +118,7 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
     """Closed pay periods paid within the lookback window and not yet fully posted in the ledger."""
     lookback = today - timedelta(days=ctx.config.payroll.lookback_days)
     result = DuePeriods()
-    first_posted: dict[str, date] = {}  # a fresh ledger knows no history to miss: nothing is stale then
-    for posting in ctx.ledger.find_postings():
-        if posting.kind != "pay_run":
-            continue
-        end = date.fromisoformat(posting.period_end)
-        first_posted[posting.pay_group] = min(end, first_posted.get(posting.pay_group, end))
+    first_known = _first_known_periods(ctx.ledger)  # a fresh ledger knows no history to miss: nothing is stale
     for pay_group in pay_groups:
         for period in ctx.ukg.pay_periods(pay_group):
             if str(period.get("payGroup", pay_group)) != pay_group:
@@ -120,17 +132,38 @@ def due_periods(ctx: Context, pay_groups: list[str], today: date) -> DuePeriods:
                 if end <= today + timedelta(days=31):
                     result.open.append((pay_group, end))
                 continue
-            if paid < lookback and pay_group in first_posted and end > first_posted[pay_group] and \
-                    not _period_fully_posted(ctx, pay_group, end):
+            if paid < lookback and pay_group in first_known and end >= first_known[pay_group] and \
+                    not period_done(ctx.ledger, pay_group, end):
                 result.stale.append((pay_group, end))
             if paid < lookback or paid > today:
                 continue
-            if _period_fully_posted(ctx, pay_group, end):
+            if period_done(ctx.ledger, pay_group, end):
                 result.already_posted.append((pay_group, end))
             else:
                 result.targets.add((pay_group, end))
+    for pay_group, end in sorted(result.targets) + result.stale:
+        result.refused += ctx.ledger.open_refusals(kind="pay_run", pay_group=pay_group, period_end=end.isoformat())
     remember_stale_periods(ctx.ledger, pay_groups, result.stale)
     return result
+
+
+def _first_known_periods(ledger: Ledger) -> dict[str, date]:
+    """Per pay group, the first period the ledger holds a posting or a refusal of: its history starts there."""
+    ends = [(p.pay_group, p.period_end) for p in ledger.find_postings() if p.kind == "pay_run"]
+    first: dict[str, date] = {}
+    for pay_group, text in ends + ledger.refused_period_ends("pay_run"):
+        end = date.fromisoformat(text)
+        first[pay_group] = min(end, first.get(pay_group, end))
+    return first
+
+
+def period_done(ledger: Ledger, pay_group: str, period_end: date, kind: str = "pay_run") -> bool:
+    """Every journal the ledger knows of the period (or month-end) is posted or skipped, and it knows one.
+
+    A refused run counts (it is in ``refusals``), so a period where one run posted and another was refused
+    stays due until the refused one posts or an operator skips it."""
+    states = ledger.period_states(pay_group, period_end.isoformat(), kind)
+    return bool(states) and all(s in (POSTED, SKIPPED) for s in states.values())
 
 
 STALE_PERIODS_SETTING = "due.stale_periods"
@@ -150,13 +183,7 @@ def stale_periods(ledger: Ledger) -> list[tuple[str, date]]:
         periods = [(str(g), date.fromisoformat(d)) for g, d in rows]
     except (ValueError, TypeError):
         return []
-    return [(g, d) for g, d in periods
-            if not (statuses := ledger.period_statuses(g, d.isoformat())) or any(s != POSTED for s in statuses)]
-
-
-def _period_fully_posted(ctx: Context, pay_group: str, period_end: date) -> bool:
-    statuses = ctx.ledger.period_statuses(pay_group, period_end.isoformat())
-    return bool(statuses) and all(s == POSTED for s in statuses)
+    return [(g, d) for g, d in periods if not period_done(ledger, g, d)]
 
 
 def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = None) -> PayrollPlan:
@@ -185,10 +212,24 @@ def read_and_plan(ctx: Context, selection: Selection, *, today: date | None = No
         plan.unattributed_errors.append(_nothing_matched(ctx, selection, read.keys_seen, file))
     if file is not None and file.run_id is not None:
         _refuse_other_runs_of_the_period(ctx, journals, file)
-    classify(ctx, plan, journals)
+    classify(ctx, plan, journals, named_run=selection.run_id)
     if file is not None:
         _whole_file_or_nothing(plan, file)
+    _refused_before(ctx, plan)
+    if plan.due is not None:
+        vanished = {(r.pay_group, r.period_end) for r in plan.vanished}
+        plan.runs_without_gl = [(g, d) for g, d in plan.runs_without_gl if (g, d.isoformat()) not in vanished]
     return plan
+
+
+def _refused_before(ctx: Context, plan: PayrollPlan) -> None:
+    """The refusals the ledger already holds of this plan's refused journals (since when) and, with --due, of
+    the due periods: a refused run of a due period that UKG no longer returns is reported, never forgotten."""
+    found = ctx.ledger.refusals_of(j.key.text for j in plan.refused)
+    plan.refused_before.update((key, r) for key, r in found.items() if not r.skipped)
+    if plan.due is not None:
+        plan.refused_before.update((r.key, r) for r in plan.due.refused
+                                   if (r.pay_group, date.fromisoformat(r.period_end)) in plan.due.targets)
 
 
 def pay_dates(ctx: Context, pay_groups: Iterable[str]) -> dict[tuple[str, date], date]:
@@ -316,14 +357,25 @@ def _whole_file_or_nothing(plan: PayrollPlan, file: GlFile) -> None:
         plan.refused.append(journal)
 
 
-def classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan]) -> None:
-    """Sort the planned journals into already posted, refused and to post; what is to post is checked against
-    D365's main accounts and dimension values, then looked up in D365 by marker."""
+def classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan], *, named_run: str | None = None) -> None:
+    """Sort the planned journals into already posted, skipped, refused and to post; what is to post is checked
+    against D365's main accounts and dimension values, then looked up in D365 by marker.
+
+    A journal an operator skipped (``replay --skip``) is left alone unless its run is named (``--run-id``)."""
     for journal in journals:  # the header facts the preview shows, for pay runs and accruals alike
         journal.journal_name = journal.journal_name or ctx.config.d365.journal_name
         journal.currency = journal.currency or ctx.config.d365.currency
         journal.route = journal_route(ctx.config.d365, len(journal.lines))
-    candidates = _not_yet_posted(ctx, plan, journals)
+    skipped = {key: r for key, r in ctx.ledger.refusals_of(j.key.text for j in journals).items() if r.skipped}
+    posted = ctx.ledger.posted_keys(skipped)
+    left = []
+    for journal in journals:
+        key = journal.key.text
+        if key in skipped and key not in posted and journal.key.run_id != named_run:
+            plan.skipped[key] = skipped[key]
+        else:
+            left.append(journal)
+    candidates = _not_yet_posted(ctx, plan, left)
     if not candidates:
         return
     _refuse_unknown_references(ctx, candidates)
@@ -428,8 +480,8 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
     header = headers[0]
     number = str(header["JournalBatchNumber"])
     rows = journal_lines(ctx.d365, journal.data_area_id, number)
-    match = match_lines(journal.lines, journal.trans_date.isoformat(), rows,
-                        by_number=cfg.line_numbers == "client")
+    match = match_lines(journal.lines, journal.trans_date.isoformat(), rows, by_number=cfg.line_numbers == "client",
+                        reverse_date=journal.reverse_date.isoformat() if journal.reverse_date else None)
     if not match.missing and not match.surplus:
         return number, True
     posted = is_posted(header)
@@ -481,11 +533,17 @@ def posting_record(journal: JournalPlan) -> Posting:
 
 
 def record_refusals(ctx: Context, plan: PayrollPlan) -> None:
-    """Refused runs go into the audit trail so status/audit can tell finance why nothing was posted."""
+    """Refused runs go into the ledger by posting key (their period stays due until they post or are skipped)
+    and into the audit trail, so status/audit can tell finance why nothing was posted."""
     for journal in plan.refused:
-        ctx.ledger.audit("refused", {"problems": journal.problems, "source_lines": journal.source_lines,
-                                     "debit": str(journal.debit_total), "credit": str(journal.credit_total)},
-                         journal.key.text)
+        key = journal.key
+        refusal = Refusal(key.text, key.kind, key.company, key.pay_group, key.period_end.isoformat(),
+                          journal.run_ids, journal.legal_entity or None, list(journal.problems))
+        ctx.ledger.record_refusal(refusal, {"problems": journal.problems, "source_lines": journal.source_lines,
+                                            "debit": str(journal.debit_total), "credit": str(journal.credit_total)})
+    for refusal in plan.vanished:
+        ctx.ledger.audit("refused run not in UKG", {"run_id": refusal.run_id, "first_refused": refusal.first_at,
+                                                    "problems": refusal.problems}, refusal.key)
 
 
 def apply(
@@ -498,15 +556,19 @@ def apply(
     record_refusals(ctx, plan)
     if not plan.to_post:
         return result  # the refusals are recorded; nothing to write needs no D365 client (nor its credentials)
+    # Write-ahead for the whole plan first: a run killed after the first of a period's journals posted leaves
+    # the others planned, so the period (or an accrual's month-end, one journal per legal entity) stays due.
+    for journal in plan.to_post:
+        ctx.ledger.save_plan(posting_record(journal), journal.lines)
+        ctx.ledger.audit("plan", {"lines": len(journal.lines), "source_lines": journal.source_lines,
+                                  "source_hash": journal.source_hash, "plan_hash": journal.plan_hash,
+                                  "debit": str(journal.debit_total), "credit": str(journal.credit_total)},
+                         journal.key.text)
     poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress, ctx.d365_limit)
     for journal in plan.to_post:
         key = journal.key.text
         token = current_posting.set(key)
         try:
-            ctx.ledger.save_plan(posting_record(journal), journal.lines)
-            ctx.ledger.audit("plan", {"lines": len(journal.lines), "source_lines": journal.source_lines,
-                                      "source_hash": journal.source_hash, "plan_hash": journal.plan_hash,
-                                      "debit": str(journal.debit_total), "credit": str(journal.credit_total)}, key)
             posting = ctx.ledger.get_posting(key)
             assert posting is not None
             if key in plan.in_d365:

@@ -85,8 +85,9 @@ class Context:
     @cached_property
     def ukg(self) -> UkgClient:
         cfg = self.config.ukg
+        base_url = self.config.ukg_api_url()  # before the credentials: a GL-file-only config has neither
         creds = resolve_ukg()
-        http = self._http("UKG", cfg.base_url, cfg.timeout_seconds, self._ca_bundle(cfg.ca_bundle, "ukg.ca_bundle"))
+        http = self._http("UKG", base_url, cfg.timeout_seconds, self._ca_bundle(cfg.ca_bundle, "ukg.ca_bundle"))
         client = UkgClient(http, creds, cfg.page_size, cfg.gl_path)
         client.prefetch = cfg.prefetch_pages
         return client

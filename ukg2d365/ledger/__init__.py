@@ -18,11 +18,15 @@ A posting (one pay run -> one D365 general journal) moves through these states::
   Replay and the next run go through recovery too, so a partial journal is completed or rebuilt,
   never duplicated.
 
+A run refused before planning (unbalanced, unmapped, ...) has no posting: it is kept in ``refusals`` by its
+posting key, open until the key is posted or an operator skips it, and its period is not done until then.
+
 The ledger knows nothing about HTTP: flows call it before and after each remote write. Every SQL statement
 of the project lives in this package: ``backends.py`` (what SQLite and PostgreSQL say differently: connection,
 placeholders, DDL words, the run lock), ``schema.py`` (migrations, transactions, the tenant), ``postings.py``
-(the state machine above), ``tables.py`` (employee sync, webhook events, reference cache, settings); this module
-opens the ledger and holds the run lock, the runs and the audit trail.
+(the state machine above), ``refusals.py`` (refused runs, open until posted or skipped), ``tables.py`` (employee
+sync, webhook events, reference cache, settings); this module opens the ledger and holds the run lock, the runs
+and the audit trail.
 
 One ledger, two homes: a SQLite file (``ledger.path``, the embedded default for one cron host) or a
 PostgreSQL database (``ledger.url``) shared by several hosts and tenants. Every row carries its tenant
@@ -46,16 +50,18 @@ from ukg2d365.errors import ConfigError, LockBusy
 from ukg2d365.journal import PlannedLine
 from ukg2d365.ledger.backends import PASSWORD_ENV, LedgerError, backend_for, is_url
 from ukg2d365.ledger.postings import FAILED, PLANNED, POSTED, SENDING, STATES, Posting, PostingStore
+from ukg2d365.ledger.refusals import REFUSED, SKIPPED, Refusal, RefusalStore
 from ukg2d365.ledger.schema import DEFAULT_TENANT, MIGRATIONS, now_iso
 from ukg2d365.ledger.tables import SyncedEmployee, TableStore
 
 __all__ = [
-    "DEFAULT_TENANT", "FAILED", "MIGRATIONS", "PASSWORD_ENV", "PLANNED", "LedgerError", "POSTED", "SENDING",
-    "STATES", "Ledger", "PlannedLine", "Posting", "SyncedEmployee", "content_hash", "is_url", "now_iso",
+    "DEFAULT_TENANT", "FAILED", "MIGRATIONS", "PASSWORD_ENV", "PLANNED", "LedgerError", "POSTED", "REFUSED",
+    "SENDING", "SKIPPED", "STATES", "Ledger", "PlannedLine", "Posting", "Refusal", "SyncedEmployee", "content_hash",
+    "is_url", "now_iso",
 ]
 
 
-class Ledger(PostingStore, TableStore):
+class Ledger(PostingStore, RefusalStore, TableStore):
     """One tenant's view of a ledger; safe to share between the threads of one run (writes are serialized).
 
     ``location`` is a SQLite file's path or a ``postgresql://user@host:port/dbname`` URL (the password comes

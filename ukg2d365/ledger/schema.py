@@ -282,6 +282,34 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE postings ADD COLUMN reverse_date TEXT;
         """,
     ),
+    (
+        6,
+        "refusals: refused runs by posting key, open until posted or skipped",
+        # A refused run has no posting (nothing was planned for D365); remembered here, its period stays due
+        # until it posts or an operator skips it (ledger/refusals.py).
+        """
+        CREATE TABLE refusals (
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            company TEXT NOT NULL,
+            pay_group TEXT NOT NULL,
+            period_end TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            legal_entity TEXT,
+            problems TEXT NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            times INTEGER NOT NULL DEFAULT 1,
+            last_run INTEGER,
+            skipped_at TEXT,
+            skip_reason TEXT,
+            skip_run INTEGER,
+            PRIMARY KEY (tenant, key)
+        );
+        CREATE INDEX refusals_by_period ON refusals(tenant, pay_group, period_end);
+        """,
+    ),
 ]
 
 

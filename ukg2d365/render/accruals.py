@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING
 
 from ukg2d365.journal import JournalPlan
 from ukg2d365.render import Output
-from ukg2d365.render.payroll import found_in_d365, journal_fields, journal_table, posted_count
+from ukg2d365.render.payroll import (
+    found_in_d365,
+    journal_fields,
+    journal_table,
+    posted_count,
+    refusal_outcomes,
+    refused_since,
+    skip_command,
+)
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.accrue_payroll import AccrualPlan, AccrualSource
@@ -76,7 +84,16 @@ def accrual_plan(out: Output, plan: AccrualPlan, *, dry_run: bool, detailed: boo
                  f"and reverses on {journal.reverse_date}; nothing is posted again")
     for journal in plan.refused:
         out.event("plan", status="refused", problems=journal.problems, **_fields(journal))
-        out.warn(f"refusing accrual {journal.key.text}, nothing is sent for it: " + "; ".join(journal.problems))
+        out.warn(f"refusing accrual {journal.key.text}, nothing is sent for it: " + "; ".join(journal.problems)
+                 + refused_since(plan.refused_before.get(journal.key.text)))
+    refusal_outcomes(out, plan)
+    for refusal in plan.stale:
+        out.event("accrual", pay_group=refusal.pay_group, month_end=refusal.period_end, key=refusal.key,
+                  status="refused, older than the window, unposted")
+        out.warn(f"accrual {refusal.key} was refused on {refusal.first_at[:10]} ({'; '.join(refusal.problems)}), "
+                 "is not posted and its month-end is older than payroll.lookback_days, so --due leaves it: fix it "
+                 f"and run `ukg2d365 accrue-payroll --month-end {refusal.period_end} --pay-group {refusal.pay_group}`, "
+                 f"or if it can never be posted {skip_command(refusal.key)}")
     for message in plan.unattributed_errors:
         out.event("bad record", message=message)
         out.warn(message)

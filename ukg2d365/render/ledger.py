@@ -6,10 +6,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ukg2d365.render import Column, Output, Rows, Table, money, styled
+from ukg2d365.render.payroll import skip_command, stale_refusals_text, what_refused
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.history import StatusReport, TenantStatus
-    from ukg2d365.ledger import Posting
+    from ukg2d365.ledger import Posting, Refusal
 
 
 def status(out: Output, report: StatusReport) -> None:
@@ -24,6 +25,7 @@ def status(out: Output, report: StatusReport) -> None:
                   failed=[with_d365(p) for p in report.failed],
                   recent=[with_d365(p) for p in report.recent],
                   stale_periods=[{"pay_group": g, "period_end": d} for g, d in report.stale],
+                  refused=[_refusal_dict(r) for r in report.refused],
                   is_posted_unknown=report.is_posted_unknown)
         _stale_warnings(out, report)
         return
@@ -32,6 +34,7 @@ def status(out: Output, report: StatusReport) -> None:
     for p in report.shown:
         if p.last_error:
             out.say(f"{p.key}: {p.last_error}", lead=("last error", "red"))
+    _refused(out, report.refused)
     if report.is_posted_unknown is not None:
         out.say(f"IsPosted in D365 unknown: {report.is_posted_unknown}", style="yellow")
     elif report.unposted_in_d365:
@@ -41,13 +44,40 @@ def status(out: Output, report: StatusReport) -> None:
     c = report.counts
     out.summary(f"ledger: {c['posted']} posted, {c['sending']} in flight (recovered next run), "
                 f"{c['planned']} planned, {c['failed']} failed" +
+                (f", {len(report.refused)} refused and not posted" if report.refused else "") +
                 (" - run `ukg2d365 replay --failed`" if c["failed"] or c["sending"] else ""))
 
 
 def _stale_warnings(out: Output, report: StatusReport) -> None:
     for pay_group, end in report.stale:
+        refused = [r for r in report.refused if r.kind == "pay_run" and (r.pay_group, r.period_end) ==
+                   (pay_group, end.isoformat())]
         out.warn(f"pay group {pay_group} period {end} is closed, older than payroll.lookback_days and not posted: "
-                 f"`ukg2d365 post-payroll --pay-group {pay_group} --period-end {end}` posts it")
+                 f"`ukg2d365 post-payroll --pay-group {pay_group} --period-end {end}` posts it"
+                 + stale_refusals_text(refused))
+
+
+def _refusal_dict(r: Refusal) -> dict[str, Any]:
+    return {"key": r.key, "kind": r.kind, "pay_group": r.pay_group, "period_end": r.period_end, "run_id": r.run_id,
+            "legal_entity": r.legal_entity, "problems": r.problems, "first_refused": r.first_at,
+            "last_refused": r.last_at, "times": r.times}
+
+
+def _refused(out: Output, refused: list[Refusal]) -> None:
+    """Refused runs not posted nor skipped: a table, then each one's reasons and its way out on a line of its own."""
+    if not refused:
+        return
+    table = Table(title="Refused, not posted", title_justify="left")
+    for column, whole in (("Key", False), ("Kind", True), ("Entity", True), ("First refused (UTC)", False),
+                          ("Times", True)):
+        table.add_column(column, overflow="fold", no_wrap=whole, justify="right" if column == "Times" else "left")
+    for r in refused:
+        table.add_row(r.key, r.kind.replace("_", " "), (r.legal_entity or "").upper(),
+                      r.first_at[:16].replace("T", " "), str(r.times))
+    out.table(table)
+    for r in refused:
+        out.say(f"{what_refused(r)}: {'; '.join(r.problems)}; fix it and post again, or if it can never be posted "
+                f"{skip_command(r.key)}", lead=("refused", "red"))
 
 
 def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:

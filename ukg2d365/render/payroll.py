@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.journal_poster import PostOutcome
     from ukg2d365.flows.post_payroll import PayrollPlan, PayrollResult
     from ukg2d365.flows.replay import ReplayPlan, ReplayResult
+    from ukg2d365.ledger import Refusal
 
 
 MORE_HINT = "--all shows every one; --format csv exports every line"
@@ -134,10 +136,57 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
     for journal in plan.refused:
         out.event("plan", status="refused", problems=journal.problems, **journal_fields(journal))
         out.warn(f"refusing UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}), "
-                 f"nothing is sent for it: " + "; ".join(journal.problems))
+                 f"nothing is sent for it: " + "; ".join(journal.problems)
+                 + refused_since(plan.refused_before.get(journal.key.text)))
+    refusal_outcomes(out, plan)
     for message in plan.unattributed_errors:
         out.event("bad record", message=message)
         out.warn(message)
+
+
+def skip_command(key: str) -> str:
+    return f"`ukg2d365 replay --skip {shlex.quote(key)} --reason TEXT`"
+
+
+def refused_since(refusal: Refusal | None) -> str:
+    """What a refusal the ledger held already adds to the warning: since when, and the way out."""
+    if refusal is None:
+        return ""
+    return (f" (refused before: {refusal.times} time(s) since {refusal.first_at[:10]}; its period stays due until it "
+            f"posts: fix it, or if it can never be posted acknowledge it with {skip_command(refusal.key)})")
+
+
+def what_refused(refusal: Refusal) -> str:
+    if refusal.kind == "accrual":
+        return f"accrual {refusal.key}"
+    return f"UKG run {refusal.run_id} ({refusal.pay_group} {refusal.period_end})"
+
+
+def refusal_outcomes(out: Output, plan: PayrollPlan) -> None:
+    """Skipped runs, left alone as an operator decided; refused runs no longer planned, which need a person."""
+    for key, refusal in sorted(plan.skipped.items()):
+        out.event("plan", status="skipped", key=key, kind=refusal.kind, pay_group=refusal.pay_group,
+                  period_end=refusal.period_end, run_id=refusal.run_id, skipped_at=refusal.skipped_at,
+                  reason=refusal.skip_reason)
+        out.say(f"left alone: {what_refused(refusal)}, refused and skipped on {(refusal.skipped_at or '')[:10]} "
+                f"({refusal.skip_reason}); `ukg2d365 audit {shlex.quote(key)}` says who skipped it")
+    for refusal in plan.vanished:
+        source = "is no longer planned" if refusal.kind == "accrual" else "UKG no longer returns it"
+        out.event("plan", status="refused, not found again", key=refusal.key, kind=refusal.kind,
+                  pay_group=refusal.pay_group, period_end=refusal.period_end, run_id=refusal.run_id,
+                  first_refused=refusal.first_at, problems=refusal.problems)
+        out.warn(f"{what_refused(refusal)} was refused on {refusal.first_at[:10]} ({'; '.join(refusal.problems)}) "
+                 f"and {source}; it stays due until it posts: if it can never be posted (a run UKG voided), "
+                 f"acknowledge it with {skip_command(refusal.key)}")
+
+
+def stale_refusals_text(refused: list[Refusal]) -> str:
+    """A stale period's refused runs, each with its way out."""
+    if not refused:
+        return ""
+    return "; refused there: " + "; ".join(
+        f"{what_refused(r)}: {'; '.join(r.problems)} (if it can never be posted: {skip_command(r.key)})"
+        for r in refused)
 
 
 def confirmation(plan: PayrollPlan, base_url: str) -> str:
@@ -171,6 +220,7 @@ def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: Pay
     out.export(rows, command="post-payroll", dry_run=dry_run, journals=journals,
                already_posted=[journal_fields(j) for j in plan.already_posted],
                refused=[{**journal_fields(j), "problems": j.problems} for j in plan.refused],
+               skipped=sorted(plan.skipped), refused_not_found=[r.key for r in plan.vanished],
                problems=plan.unattributed_errors)
 
 
@@ -197,10 +247,12 @@ def _due_periods(out: Output, plan: PayrollPlan) -> None:
     for pay_group, end in sorted(due.already_posted):
         out.event("period", pay_group=pay_group, period_end=end, status="already posted")
     for pay_group, end in sorted(due.stale):
-        out.event("period", pay_group=pay_group, period_end=end, status="closed, older than the window, unposted")
+        refused = [r for r in due.refused if (r.pay_group, r.period_end) == (pay_group, end.isoformat())]
+        out.event("period", pay_group=pay_group, period_end=end, status="closed, older than the window, unposted",
+                  refused=[r.key for r in refused])
         out.warn(f"pay group {pay_group} period {end} is closed but was never posted, and is older than "
                  f"payroll.lookback_days, so --due leaves it: post it with `ukg2d365 post-payroll "
-                 f"--pay-group {pay_group} --period-end {end}`")
+                 f"--pay-group {pay_group} --period-end {end}`" + stale_refusals_text(refused))
     for pay_group, end in plan.runs_without_gl:
         out.event("period", pay_group=pay_group, period_end=end, status="closed, no GL run yet")
         out.warn(f"pay group {pay_group} period {end} is closed but UKG has no GL run for it yet")
@@ -287,6 +339,18 @@ def payroll_summary(plan: PayrollPlan, result: PayrollResult) -> str:
 def replay_plan(out: Output, plan: ReplayPlan, *, dry_run: bool) -> None:
     for key in plan.unknown:
         out.warn(f"no posting {key!r} in the ledger")
+    for why in plan.not_skippable:
+        out.event("skip", status="refused", message=why)
+        out.warn(why)
+    for r in plan.already_skipped:
+        out.event("skip", key=r.key, status="already skipped", skipped_at=r.skipped_at, reason=r.skip_reason)
+        out.say(f"{r.key}: already skipped on {(r.skipped_at or '')[:10]} ({r.skip_reason})")
+    for r in plan.to_skip:
+        out.event("skip", key=r.key, status="would skip" if dry_run else "skip", kind=r.kind,
+                  pay_group=r.pay_group, period_end=r.period_end, run_id=r.run_id, problems=r.problems,
+                  reason=plan.reason)
+        out.say(f"{'would skip' if dry_run else 'skipping'} {what_refused(r)}, refused {r.times} time(s) since "
+                f"{r.first_at[:10]}: {'; '.join(r.problems)}")
     for p in plan.already_posted:
         out.event("replay", key=p.key, status="already posted")
         out.say(f"skipped {p.key}: already posted as journal {p.journal_batch_number}")
@@ -303,6 +367,17 @@ REPLAY_COLUMNS = (
     Column("last_error", "Last error"), Column("outcome", "Outcome"), Column("journal_batch_number", "Journal"),
     Column("error", "Error"),
 )
+
+
+def skip_confirmation(plan: ReplayPlan) -> str:
+    return (f"Skip {len(plan.to_skip)} refused run(s) for good (never posted; --due and status leave them alone), "
+            f"reason {plan.reason!r}?")
+
+
+def skip_summary(plan: ReplayPlan, *, dry_run: bool) -> str:
+    what = "dry run: would skip" if dry_run else "skipped"
+    return (f"{what} {len(plan.to_skip)} refused run(s); {len(plan.already_skipped)} already skipped; "
+            f"{len(plan.not_skippable)} cannot be skipped")
 
 
 def replay_confirmation(plan: ReplayPlan) -> str:
@@ -327,7 +402,10 @@ def replay_export(out: Output, plan: ReplayPlan, *, dry_run: bool, result: Repla
                  credit=p.credit_total, last_error=p.last_error, outcome=outcome,
                  journal_batch_number=o.journal_batch_number if o else p.journal_batch_number,
                  error=o.error if o else None)
-    out.export(rows, command="replay", dry_run=dry_run, unknown=plan.unknown)
+    for r in plan.to_skip + plan.already_skipped:
+        rows.add(key=r.key, previous_status="refused", last_error="; ".join(r.problems),
+                 outcome="already skipped" if r in plan.already_skipped else "would skip" if dry_run else "skipped")
+    out.export(rows, command="replay", dry_run=dry_run, unknown=plan.unknown, not_skippable=plan.not_skippable)
 
 
 def replay_plan_summary(plan: ReplayPlan, *, dry_run: bool) -> str:
