@@ -70,8 +70,8 @@ class RunReport:
         return self.failed or (bool(self.warnings) and cfg.on_warning)
 
 
-def next_step(report: RunReport) -> str:
-    """The command a person runs next, by exit code."""
+def next_step(report: RunReport, scope: CredentialScope = GLOBAL) -> str:
+    """The command a person runs next, by exit code (a new secret goes to the run's credential profile)."""
     code = report.code
     audit = re.search(r"ukg2d365 audit (run:\d+)", report.error or "")
     steps = {
@@ -81,7 +81,7 @@ def next_step(report: RunReport) -> str:
                                         f"`ukg2d365 {report.command}` again",
         int(ExitStatus.USAGE): "fix the configuration or credential named above; `ukg2d365 ping` checks the set-up",
         int(ExitStatus.AUTH): "`ukg2d365 ping` names what is refused; store a new secret with "
-                              "`ukg2d365 credentials set ukg` (or d365)",
+                              f"`{scope.set_command('ukg')}` (or d365)",
         int(ExitStatus.UNAVAILABLE): "nothing if it passes: the next scheduled run retries and recovers postings in "
                                      "flight; `ukg2d365 ping` shows whether the systems answer",
         int(ExitStatus.INTERNAL): "report the bug with the output of "
@@ -90,7 +90,7 @@ def next_step(report: RunReport) -> str:
     return steps.get(code, f"`ukg2d365 status`, then run `ukg2d365 {report.command}` again")
 
 
-def compose(report: RunReport) -> tuple[str, str]:
+def compose(report: RunReport, scope: CredentialScope = GLOBAL) -> tuple[str, str]:
     """The title and body of the alert for one run."""
     verdict = "failed" if report.failed else "warned"
     title = f"ukg2d365 {report.command} {verdict} on {report.host} (exit {report.code})"
@@ -104,7 +104,7 @@ def compose(report: RunReport) -> tuple[str, str]:
         lines.append(f"... and {len(report.warnings) - len(shown)} more warning(s): `ukg2d365 status` has them")
     if report.summary:
         lines.append(f"summary: {report.summary}")
-    lines.append(f"next: {next_step(report)}")
+    lines.append(f"next: {next_step(report, scope)}")
     return title, "\n".join(lines)
 
 
@@ -190,7 +190,7 @@ class Notifier:
         """After a run: the alert when it wants one, the heartbeat when it succeeded; problems as lines."""
         problems: list[str] = []
         if report.wants_alert(self.cfg) and self.urls:
-            title, body = compose(report)
+            title, body = compose(report, self.scope)
             problems += self.send(title, body, failure=report.failed)
         if report.code == int(ExitStatus.OK) and self.heartbeat:
             problem = self.ping_heartbeat()

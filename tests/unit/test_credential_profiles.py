@@ -287,3 +287,24 @@ def test_a_credentials_command_with_a_broken_config_stores_nothing(tmp_path: Pat
     bad = CliRunner().invoke(app, ["credentials", "set", "d365", "--profile", "Acme"], input=ACME_SECRET + "\n")
     assert bad.exit_code == 2 and "--profile 'Acme' is not a credential profile name" in bad.output
     assert not clean_env.exists()
+
+
+def test_the_worker_says_which_credentials_each_tenant_uses_when_it_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ukg2d365.flows.scheduled import Tenant
+    from ukg2d365.render import Output
+    from ukg2d365.render.worker import worker_started
+
+    tenants = [Tenant(path, load_config(path)) for path in (tenant_config(tmp_path, "acme", "acme"),
+                                                              tenant_config(tmp_path, "plain", None))]
+    worker_started(Output(json_mode=True), tenants, "w1", 0, "postgresql://db/ukg2d365")
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e.get("credential_profile") for e in events if e["event"] == "tenant"] == ["acme", None]
+
+
+def test_an_alert_of_a_profiled_run_names_the_profiles_command_for_a_new_secret() -> None:
+    report = notify.RunReport("post-payroll --due", 3, error="Entra ID rejected the client secret")
+    scope = CredentialScope("acme", Path("/etc/ukg2d365/tenants/acme.yaml"))
+    _, body = notify.compose(report, scope)
+    assert "store a new secret with `ukg2d365 -c /etc/ukg2d365/tenants/acme.yaml credentials set ukg` (or d365)" \
+        in body
