@@ -709,9 +709,12 @@ class NotifyConfig(_Section):
         raise ValueError("use env:NAME (an environment variable) or credentials (`ukg2d365 credentials set notify`)")
 
 
-# A credential profile: lower-case letters, digits and "_" (the name is part of environment variable names, where
-# "acme-us" and "acme_us" would meet). Kept in step with ukg2d365.credentials.PROFILE_PATTERN.
+# A credential profile: lower-case letters, digits and "_". The name becomes part of environment variable names
+# (UKG2D365_ACME_D365_CLIENT_SECRET), where "acme-us" and "acme_us", or "Acme" and "acme", would name one variable
+# and two profiles could read one secret. ukg2d365.credentials checks --profile against the same rule.
 PROFILE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
+PROFILE_RULE = ("use 1 to 40 lower-case letters, digits and _ (the name becomes part of variable names such as "
+                "UKG2D365_<PROFILE>_D365_CLIENT_SECRET)")
 
 
 class CredentialsConfig(_Section):
@@ -725,8 +728,7 @@ class CredentialsConfig(_Section):
     @classmethod
     def _profile(cls, v: str | None) -> str | None:
         if v is not None and not PROFILE_PATTERN.match(v):
-            raise ValueError("use 1 to 40 lower-case letters, digits and _ (the name becomes part of variable "
-                             "names such as UKG2D365_<PROFILE>_D365_CLIENT_SECRET)")
+            raise ValueError(PROFILE_RULE)
         return v
 
 

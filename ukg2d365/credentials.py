@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 
-from ukg2d365.config import PROFILE_PATTERN, Config
+from ukg2d365.config import PROFILE_PATTERN, PROFILE_RULE, Config
 from ukg2d365.errors import CredentialError, UsageError
 
 SERVICE = "ukg2d365"
@@ -117,14 +117,7 @@ def entry_name(system: str, field: str) -> str:
     return f"{system}.{field}"
 
 
-# ---------------------------------------------------------------- credential profiles
-
-# Lower-case letters, digits and "_": the name becomes part of environment variable names, where "acme-us"
-# and "acme_us" (or "Acme" and "acme") would name the same variable, so two profiles could read one secret.
-# The config checks the same pattern.
-PROFILE_RULE = "use 1 to 40 lower-case letters, digits and _ (it becomes part of variable names such as " \
-               "UKG2D365_<PROFILE>_D365_CLIENT_SECRET)"
-
+# ---------------------------------------------------------------- credential profiles (the rule: config.py)
 
 def check_profile(name: str, source: str = "--profile") -> str:
     """The profile name, or UsageError naming ``source`` and the rule."""

@@ -79,8 +79,7 @@ def test_one_worker_posts_two_tenants_each_with_its_own_d365_client_secret(
     globex_world.create_missing_dimensions()
     folder = tmp_path / "tenants"
     acme_path = profiled_tenant(Host(tmp_path, "acme", world.sandbox, pg_database.url), folder, "acme", "acme")
-    globex_path = profiled_tenant(Host(tmp_path, "globex", globex_world.sandbox, pg_database.url), folder,
-                                  "globex", "globex")
+    profiled_tenant(Host(tmp_path, "globex", globex_world.sandbox, pg_database.url), folder, "globex", "globex")
     # acme's secrets in the worker's store, under its profile, as an operator stores them
     store_credentials(acme_path, "ukg", catalog.UKG_USERNAME, catalog.UKG_PASSWORD, catalog.UKG_CUSTOMER_API_KEY,
                       catalog.UKG_USER_API_KEY)
