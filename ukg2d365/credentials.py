@@ -7,9 +7,8 @@ process has one environment and one store for every tenant it serves: a fallback
 secret to another customer's D365 or UKG.
 
 The store is ``keyring`` (service ``ukg2d365``, or ``ukg2d365:<profile>``; one entry per field such as
-``ukg.password``). When the
-active keyring backend is a real OS keyring (Secret Service, KWallet, macOS Keychain, Windows Credential
-Locker) it is used as is. A headless Linux server has none, so there the store is
+``ukg.password``). When the active keyring backend is a real OS keyring (Secret Service, KWallet, macOS
+Keychain, Windows Credential Locker) it is used as is. A headless Linux server has none, so there the store is
 :class:`EncryptedFileKeyring`: a JSON file whose values are AES-256-GCM encrypted under a key derived
 with scrypt from a *master key* that cron or systemd can supply without a prompt:
 
