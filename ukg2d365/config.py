@@ -709,6 +709,29 @@ class NotifyConfig(_Section):
         raise ValueError("use env:NAME (an environment variable) or credentials (`ukg2d365 credentials set notify`)")
 
 
+# A credential profile: lower-case letters, digits and "_". The name becomes part of environment variable names
+# (UKG2D365_ACME_D365_CLIENT_SECRET), where "acme-us" and "acme_us", or "Acme" and "acme", would name one variable
+# and two profiles could read one secret. ukg2d365.credentials checks --profile against the same rule.
+PROFILE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
+PROFILE_RULE = ("use 1 to 40 lower-case letters, digits and _ (the name becomes part of variable names such as "
+                "UKG2D365_<PROFILE>_D365_CLIENT_SECRET)")
+
+
+class CredentialsConfig(_Section):
+    """Whose secrets this config uses; the secrets themselves never live in the file."""
+
+    # None: the global ones (UKG2D365_D365_CLIENT_SECRET, ..., `ukg2d365 credentials set d365`). A name: only that
+    # profile's (UKG2D365_<PROFILE>_D365_CLIENT_SECRET, ..., `ukg2d365 -c this.yaml credentials set d365`).
+    profile: str | None = Field(default=None, description="credential profile [default: the global credentials]")
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, v: str | None) -> str | None:
+        if v is not None and not PROFILE_PATTERN.match(v):
+            raise ValueError(PROFILE_RULE)
+        return v
+
+
 class Config(_Section):
     ukg: UkgConfig = Field(default_factory=UkgConfig)  # a GL-export-file-only customer may leave it out
     d365: D365Config
@@ -720,6 +743,7 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     file_source: FileSourceConfig | None = None
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     legal_entities: LegalEntitiesConfig | None = None
     accruals: AccrualsConfig | None = None
@@ -903,6 +927,21 @@ def key_line(path: Path, *keys: str) -> int | None:
     return _key_lines(node).get(tuple(keys)) if node is not None else None
 
 
+
+
+def declared_profile(path: Path | None) -> str | None:
+    """``credentials.profile`` as a file that does not load as a config writes it; None when it names none.
+
+    Whose alert channel a broken config's failure goes to: the value is returned as written (a wrong one is
+    refused by its user), and a file that is not YAML at all names no profile.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+    section = data.get("credentials") if isinstance(data, dict) else None
+    profile = section.get("profile") if isinstance(section, dict) else None
+    return None if profile is None else str(profile)
 
 
 def load_config(path: Path | str | None = None) -> Config:

@@ -1,8 +1,14 @@
-"""Secrets: environment variables first, then the credential store.
+"""Secrets: environment variables first, then the credential store; globally or per credential profile.
 
-The store is ``keyring`` (service ``ukg2d365``, one entry per field such as ``ukg.password``). When the
-active keyring backend is a real OS keyring (Secret Service, KWallet, macOS Keychain, Windows Credential
-Locker) it is used as is. A headless Linux server has none, so there the store is
+A config without ``credentials.profile`` uses the global secrets: ``UKG2D365_<SYSTEM>_<FIELD>``, then the store.
+A config with ``credentials.profile: acme`` uses only that profile's: ``UKG2D365_ACME_<SYSTEM>_<FIELD>``, then
+the store's entries of service ``ukg2d365:acme``; never the global ones nor another profile's. One worker
+process has one environment and one store for every tenant it serves: a fallback would send one customer's
+secret to another customer's D365 or UKG.
+
+The store is ``keyring`` (service ``ukg2d365``, or ``ukg2d365:<profile>``; one entry per field such as
+``ukg.password``). When the active keyring backend is a real OS keyring (Secret Service, KWallet, macOS
+Keychain, Windows Credential Locker) it is used as is. A headless Linux server has none, so there the store is
 :class:`EncryptedFileKeyring`: a JSON file whose values are AES-256-GCM encrypted under a key derived
 with scrypt from a *master key* that cron or systemd can supply without a prompt:
 
@@ -19,11 +25,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import getpass
 import json
 import os
 import re
 import secrets
+import shlex
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +47,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 
+from ukg2d365.config import PROFILE_PATTERN, PROFILE_RULE, Config
 from ukg2d365.errors import CredentialError, UsageError
 
 SERVICE = "ukg2d365"
@@ -97,14 +106,69 @@ def prompt_fields(system: str) -> list[PromptField]:
     return list(_fields(system))
 
 
-def env_var(system: str, field: str) -> str:
-    """``UKG2D365_UKG_PASSWORD`` for ("ukg", "password")."""
-    return f"{ENV_PREFIX}_{system}_{field}".upper()
+def env_var(system: str, field: str, profile: str | None = None) -> str:
+    """``UKG2D365_UKG_PASSWORD`` for ("ukg", "password"); ``UKG2D365_ACME_UKG_PASSWORD`` for profile acme."""
+    return "_".join([ENV_PREFIX, *([profile] if profile else []), system, field]).upper()
 
 
 def entry_name(system: str, field: str) -> str:
-    """The keyring username under service ``ukg2d365``: ``ukg.password``."""
+    """The keyring username under the service (``ukg2d365`` or ``ukg2d365:<profile>``): ``ukg.password``."""
     return f"{system}.{field}"
+
+
+# ---------------------------------------------------------------- credential profiles (the rule: config.py)
+
+def check_profile(name: str, source: str = "--profile") -> str:
+    """The profile name, or UsageError naming ``source`` and the rule."""
+    if not PROFILE_PATTERN.match(name):
+        raise UsageError(f"{source} {name!r} is not a credential profile name", hint=PROFILE_RULE)
+    return name
+
+
+def service_name(profile: str | None) -> str:
+    """The keyring service of a profile's entries: ``ukg2d365:acme``; ``ukg2d365`` for the global ones."""
+    return SERVICE if profile is None else f"{SERVICE}:{profile}"
+
+
+@dataclass(frozen=True)
+class CredentialScope:
+    """Whose secrets a run uses: the global ones (``profile`` None) or one credential profile's.
+
+    ``config_path`` only shapes the command a message names (``ukg2d365 -c acme.yaml credentials set d365``).
+    """
+
+    profile: str | None = None
+    config_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile is not None:
+            check_profile(self.profile, "credentials.profile")
+
+    @classmethod
+    def of(cls, config: Config) -> CredentialScope:
+        """The scope ``credentials.profile`` of a loaded config names."""
+        return cls(config.credentials.profile, config.source_path)
+
+    @property
+    def service(self) -> str:
+        return service_name(self.profile)
+
+    def env_var(self, system: str, field: str) -> str:
+        return env_var(system, field, self.profile)
+
+    def describe(self) -> str:
+        return "the global credentials" if self.profile is None else f"credential profile {self.profile}"
+
+    def set_command(self, system: str) -> str:
+        """The command that stores this scope's secrets of ``system``."""
+        if self.profile is None:
+            return f"ukg2d365 credentials set {system}"
+        if self.config_path is not None:
+            return f"ukg2d365 -c {shlex.quote(str(self.config_path))} credentials set {system}"
+        return f"ukg2d365 credentials set {system} --profile {self.profile}"
+
+
+GLOBAL = CredentialScope()
 
 
 def mask(value: str | None) -> str:
@@ -132,6 +196,8 @@ class UkgCredentials:
     password: str
     customer_api_key: str
     user_api_key: str | None = None
+    # Where they came from: a 401's diagnosis names this scope's variables, never a value.
+    scope: CredentialScope = dataclasses.field(default=GLOBAL, compare=False)
 
     def __repr__(self) -> str:
         return (
@@ -153,63 +219,90 @@ class D365Credentials:
     __str__ = __repr__
 
 
-def resolve_ukg(store: CredentialStore | None = None) -> UkgCredentials:
-    """UKG credentials from env vars, else the store; CredentialError naming what is missing."""
-    values = _resolve("ukg", store)
+def resolve_ukg(store: CredentialStore | None = None, *, scope: CredentialScope | None = None) -> UkgCredentials:
+    """UKG credentials from the scope's env vars, else its store entries; CredentialError naming what is missing."""
+    scope = _scope_of(store, scope)
+    values = _resolve("ukg", store, scope)
     return UkgCredentials(
         username=values["username"],
         password=values["password"],
         customer_api_key=values["customer_api_key"],
         user_api_key=values.get("user_api_key"),
+        scope=scope,
     )
 
 
-def resolve_d365(store: CredentialStore | None = None) -> D365Credentials:
-    """The D365 client secret from env, else the store; CredentialError naming what is missing."""
-    return D365Credentials(client_secret=_resolve("d365", store)["client_secret"])
+def resolve_d365(store: CredentialStore | None = None, *, scope: CredentialScope | None = None) -> D365Credentials:
+    """The D365 client secret from the scope's env var, else its store entry; CredentialError when missing."""
+    scope = _scope_of(store, scope)
+    return D365Credentials(client_secret=_resolve("d365", store, scope)["client_secret"])
 
 
-def _resolve(system: str, store: CredentialStore | None) -> dict[str, str]:
+def _scope_of(store: CredentialStore | None, scope: CredentialScope | None) -> CredentialScope:
+    if store is not None and scope is not None and store.scope.profile != scope.profile:
+        raise ValueError(f"a store of {store.scope.describe()} cannot resolve {scope.describe()}")
+    return scope or (store.scope if store is not None else GLOBAL)
+
+
+def _resolve(system: str, store: CredentialStore | None, scope: CredentialScope) -> dict[str, str]:
     values: dict[str, str] = {}
     for spec in _fields(system):
-        value = _from_env(system, spec.field)
+        value = _from_env(scope.env_var(system, spec.field))
         if value is None:
             # The store is opened only when env does not cover everything: a cron job configured
             # through env vars never needs a keyring or a master key.
             if store is None:
-                store = CredentialStore()
+                store = CredentialStore(scope=scope)
             value = store.get(system, spec.field)
         if value:
             values[spec.field] = value
-    missing = [env_var(system, s.field) for s in _fields(system) if not s.optional and s.field not in values]
+    missing = [s.field for s in _fields(system) if not s.optional and s.field not in values]
     if missing:
-        label = {"ukg": "UKG", "d365": "D365"}.get(system, system)
-        raise CredentialError(
-            f"{label} credentials missing: {', '.join(missing)}",
-            hint=f"set the environment variable(s) or run `ukg2d365 credentials set {system}`",
-        )
+        raise _missing(system, missing, scope)
     return values
 
 
-def resolve_optional(system: str, field: str, *, environ: Mapping[str, str] | None = None) -> str | None:
-    """An optional secret from env, else the store; None when neither has it.
+_LABELS = {"ukg": "UKG", "d365": "D365", "notify": "notification"}
+
+
+def _missing(system: str, fields: list[str], scope: CredentialScope) -> CredentialError:
+    label = _LABELS.get(system, system)
+    names = [scope.env_var(system, f) for f in fields]
+    if scope.profile is None:
+        return CredentialError(
+            f"{label} credentials missing: {', '.join(names)}",
+            hint=f"set the environment variable(s) or run `{scope.set_command(system)}`",
+        )
+    words = ", ".join(f.replace("_", " ").replace("api", "API") for f in fields)
+    return CredentialError(
+        f"no {label} {words} for {scope.describe()}: run `{scope.set_command(system)}`",
+        hint=f"or set {', '.join(names)}; a config with credentials.profile never uses the global "
+        f"{env_var(system, fields[0])} nor the global stored secrets",
+    )
+
+
+def resolve_optional(
+    system: str, field: str, *, environ: Mapping[str, str] | None = None, scope: CredentialScope = GLOBAL
+) -> str | None:
+    """An optional secret from the scope's env var, else its store entry; None when neither has it.
 
     The encrypted file is decrypted only when it holds the entry, so a run configured through env vars alone
     never needs a master key for a secret it does not use.
     """
-    value = _from_env(system, field, environ)
+    value = _from_env(scope.env_var(system, field), environ)
     if value is not None:
         return value
-    store = CredentialStore(environ=environ)
+    store = CredentialStore(environ=environ, scope=scope)
     backend = store.backend
-    if isinstance(backend, EncryptedFileKeyring) and entry_name(system, field) not in backend.stored_names(SERVICE):
+    if isinstance(backend, EncryptedFileKeyring) and entry_name(system, field) not in backend.stored_names(
+            scope.service):
         return None
     return store.get(system, field)
 
 
-def _from_env(system: str, field: str, environ: Mapping[str, str] | None = None) -> str | None:
+def _from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     # An empty variable counts as unset: systemd units and .env files often leave `NAME=` behind.
-    value = (os.environ if environ is None else environ).get(env_var(system, field))
+    value = (os.environ if environ is None else environ).get(name)
     return value or None
 
 
@@ -579,13 +672,22 @@ class FieldStatus(NamedTuple):
 
 
 class CredentialStore:
-    """The secrets ``credentials set|status|delete`` manage, in the keyring under service ``ukg2d365``."""
+    """The secrets ``credentials set|status|delete`` manage, in the keyring under the scope's service.
+
+    One scope per store: a profile's store reads and writes only service ``ukg2d365:<profile>``.
+    """
 
     def __init__(
-        self, backend: KeyringBackend | None = None, *, environ: Mapping[str, str] | None = None
+        self,
+        backend: KeyringBackend | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        scope: CredentialScope = GLOBAL,
     ) -> None:
         self._environ = os.environ if environ is None else environ
         self._backend = backend
+        self.scope = scope
+        self.service = scope.service
 
     @property
     def backend(self) -> KeyringBackend:
@@ -619,10 +721,10 @@ class CredentialStore:
         with _keyring_errors():
             if isinstance(backend, EncryptedFileKeyring):
                 if to_store:
-                    backend.set_passwords(SERVICE, to_store)
+                    backend.set_passwords(self.service, to_store)
             else:
                 for name, value in to_store.items():
-                    backend.set_password(SERVICE, name, value)
+                    backend.set_password(self.service, name, value)
         for field in to_delete:
             self._delete_entry(system, field)
 
@@ -631,7 +733,7 @@ class CredentialStore:
         if field not in {s.field for s in _fields(system)}:
             raise UsageError(f"unknown {system} credential field {field!r}")
         with _keyring_errors():
-            return self.backend.get_password(SERVICE, entry_name(system, field)) or None
+            return self.backend.get_password(self.service, entry_name(system, field)) or None
 
     def delete(self, system: str) -> list[str]:
         """Remove every stored field of one system; returns the fields that were there."""
@@ -642,7 +744,7 @@ class CredentialStore:
         rows = []
         for system in SYSTEMS:
             for spec in _fields(system):
-                env_value = _from_env(system, spec.field, self._environ)
+                env_value = _from_env(self.scope.env_var(system, spec.field), self._environ)
                 if env_value is not None:
                     rows.append(FieldStatus(system, spec.field, True, mask(env_value), "env"))
                     continue
@@ -653,7 +755,7 @@ class CredentialStore:
                     # entries exist: report them as present, revealing nothing.
                     backend = self.backend
                     stored = (
-                        backend.stored_names(SERVICE) if isinstance(backend, EncryptedFileKeyring) else set()
+                        backend.stored_names(self.service) if isinstance(backend, EncryptedFileKeyring) else set()
                     )
                     if entry_name(system, spec.field) in stored:
                         rows.append(FieldStatus(system, spec.field, True, MASK + " (locked)", "store"))
@@ -665,14 +767,22 @@ class CredentialStore:
                     rows.append(FieldStatus(system, spec.field, False, "", "missing"))
         return rows
 
+    def ignored_global_env(self) -> list[tuple[str, str]]:
+        """For a profile: (global variable that is set and never read here, the profile's own variable); names only."""
+        if self.scope.profile is None:
+            return []
+        return [(env_var(system, spec.field), self.scope.env_var(system, spec.field))
+                for system in SYSTEMS for spec in _fields(system)
+                if _from_env(env_var(system, spec.field), self._environ) is not None]
+
     def _delete_entry(self, system: str, field: str) -> bool:
         name = entry_name(system, field)
         backend = self.backend
-        if isinstance(backend, EncryptedFileKeyring) and name not in backend.stored_names(SERVICE):
+        if isinstance(backend, EncryptedFileKeyring) and name not in backend.stored_names(self.service):
             return False
         with _keyring_errors():
             try:
-                backend.delete_password(SERVICE, name)
+                backend.delete_password(self.service, name)
             except keyring.errors.PasswordDeleteError:
                 return False
         return True

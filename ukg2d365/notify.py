@@ -4,7 +4,9 @@ Messages go through Apprise (mailto://, msteams://, slack://, json://, ... one l
 URLs carry tokens, so they never come from the YAML file: ``UKG2D365_NOTIFY_URLS`` (separated by spaces,
 commas or new lines) or the credential store (``ukg2d365 credentials set notify``). The heartbeat URL (a
 dead man's switch such as healthchecks.io, pinged after each successful run so a run that never happens is
-noticed too) likewise: ``notify.heartbeat_url`` names where it comes from, never the URL itself.
+noticed too) likewise: ``notify.heartbeat_url`` names where it comes from, never the URL itself. A config with
+``credentials.profile: acme`` reads its own, ``UKG2D365_ACME_NOTIFY_URLS`` or the profile's store entries, and
+never the global ones: one customer's alerts never reach another's channel.
 
 A URL is never printed, logged or audited: a delivery problem names the URL's position and scheme only.
 """
@@ -21,7 +23,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from ukg2d365.config import NotifyConfig, is_loopback
-from ukg2d365.credentials import resolve_optional
+from ukg2d365.credentials import GLOBAL, CredentialScope, resolve_optional
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
 from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy
 
@@ -68,8 +70,8 @@ class RunReport:
         return self.failed or (bool(self.warnings) and cfg.on_warning)
 
 
-def next_step(report: RunReport) -> str:
-    """The command a person runs next, by exit code."""
+def next_step(report: RunReport, scope: CredentialScope = GLOBAL) -> str:
+    """The command a person runs next, by exit code (a new secret goes to the run's credential profile)."""
     code = report.code
     audit = re.search(r"ukg2d365 audit (run:\d+)", report.error or "")
     steps = {
@@ -79,7 +81,7 @@ def next_step(report: RunReport) -> str:
                                         f"`ukg2d365 {report.command}` again",
         int(ExitStatus.USAGE): "fix the configuration or credential named above; `ukg2d365 ping` checks the set-up",
         int(ExitStatus.AUTH): "`ukg2d365 ping` names what is refused; store a new secret with "
-                              "`ukg2d365 credentials set ukg` (or d365)",
+                              f"`{scope.set_command('ukg')}` (or d365)",
         int(ExitStatus.UNAVAILABLE): "nothing if it passes: the next scheduled run retries and recovers postings in "
                                      "flight; `ukg2d365 ping` shows whether the systems answer",
         int(ExitStatus.INTERNAL): "report the bug with the output of "
@@ -88,7 +90,7 @@ def next_step(report: RunReport) -> str:
     return steps.get(code, f"`ukg2d365 status`, then run `ukg2d365 {report.command}` again")
 
 
-def compose(report: RunReport) -> tuple[str, str]:
+def compose(report: RunReport, scope: CredentialScope = GLOBAL) -> tuple[str, str]:
     """The title and body of the alert for one run."""
     verdict = "failed" if report.failed else "warned"
     title = f"ukg2d365 {report.command} {verdict} on {report.host} (exit {report.code})"
@@ -102,7 +104,7 @@ def compose(report: RunReport) -> tuple[str, str]:
         lines.append(f"... and {len(report.warnings) - len(shown)} more warning(s): `ukg2d365 status` has them")
     if report.summary:
         lines.append(f"summary: {report.summary}")
-    lines.append(f"next: {next_step(report)}")
+    lines.append(f"next: {next_step(report, scope)}")
     return title, "\n".join(lines)
 
 
@@ -113,20 +115,25 @@ def split_urls(text: str | None) -> list[str]:
     return [u for u in re.split(r"[\s,]+", text or "") if u]
 
 
-def notify_urls(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The Apprise URLs: ``UKG2D365_NOTIFY_URLS``, else the credential store's ``notify.urls``; [] when neither."""
-    return split_urls(resolve_optional("notify", "urls", environ=environ))
+def notify_urls(environ: Mapping[str, str] | None = None, scope: CredentialScope = GLOBAL) -> list[str]:
+    """The Apprise URLs: ``UKG2D365_NOTIFY_URLS``, else the credential store's ``notify.urls``; [] when neither.
+
+    With a credential profile, that profile's variable (``UKG2D365_ACME_NOTIFY_URLS``) and store entry only.
+    """
+    return split_urls(resolve_optional("notify", "urls", environ=environ, scope=scope))
 
 
-def heartbeat_url(cfg: NotifyConfig, environ: Mapping[str, str] | None = None) -> str | None:
-    """The heartbeat URL that ``notify.heartbeat_url`` refers to, or None (no heartbeat)."""
+def heartbeat_url(cfg: NotifyConfig, environ: Mapping[str, str] | None = None,
+                  scope: CredentialScope = GLOBAL) -> str | None:
+    """The heartbeat URL that ``notify.heartbeat_url`` refers to (in the scope's credentials), or None."""
     reference = cfg.heartbeat_url
     if reference is None:
         return None
     if reference.startswith("env:"):
+        # The variable the config itself names: explicit, so it is the config's own whatever its profile.
         value = (os.environ if environ is None else environ).get(reference[4:]) or None
     else:
-        value = resolve_optional("notify", "heartbeat_url", environ=environ)
+        value = resolve_optional("notify", "heartbeat_url", environ=environ, scope=scope)
     if value is None:
         return None
     parts = urlsplit(value.strip())
@@ -146,10 +153,16 @@ def _scheme(url: str) -> str:
 class Notifier:
     """Sends alerts to Apprise URLs and pings the heartbeat; returns problems as lines, never raises."""
 
-    def __init__(self, cfg: NotifyConfig, urls: Sequence[str], heartbeat: str | None) -> None:
+    def __init__(self, cfg: NotifyConfig, urls: Sequence[str], heartbeat: str | None,
+                 scope: CredentialScope = GLOBAL) -> None:
         self.cfg = cfg
         self.urls = list(urls)
         self.heartbeat = heartbeat
+        self.scope = scope
+
+    def where_urls_come_from(self) -> str:
+        """Where the URLs are set, in this scope: ``UKG2D365_NOTIFY_URLS or run `ukg2d365 credentials set notify```."""
+        return f"{self.scope.env_var('notify', 'urls')} or run `{self.scope.set_command('notify')}`"
 
     def send(self, title: str, body: str, *, failure: bool = True) -> list[str]:
         """One message to every URL; the lines say which URL (by position and scheme) did not take it."""
@@ -162,8 +175,7 @@ class Notifier:
             where = f"notification URL {number} of {len(self.urls)} ({_scheme(url)})"
             client = apprise.Apprise(asset=asset)
             if not client.add(url):
-                problems.append(f"{where} is not a URL Apprise understands; check UKG2D365_NOTIFY_URLS or "
-                                "`ukg2d365 credentials set notify`")
+                problems.append(f"{where} is not a URL Apprise understands; check {self.where_urls_come_from()}")
                 continue
             try:
                 delivered = bool(client.notify(body=body, title=title, notify_type=kind))
@@ -178,7 +190,7 @@ class Notifier:
         """After a run: the alert when it wants one, the heartbeat when it succeeded; problems as lines."""
         problems: list[str] = []
         if report.wants_alert(self.cfg) and self.urls:
-            title, body = compose(report)
+            title, body = compose(report, self.scope)
             problems += self.send(title, body, failure=report.failed)
         if report.code == int(ExitStatus.OK) and self.heartbeat:
             problem = self.ping_heartbeat()
@@ -208,6 +220,7 @@ class Notifier:
         return None
 
 
-def notifier(cfg: NotifyConfig, environ: Mapping[str, str] | None = None) -> Notifier:
-    """The notifier for this run, its URLs and heartbeat resolved from the environment or the store."""
-    return Notifier(cfg, notify_urls(environ), heartbeat_url(cfg, environ))
+def notifier(cfg: NotifyConfig, environ: Mapping[str, str] | None = None, *,
+             scope: CredentialScope = GLOBAL) -> Notifier:
+    """The notifier for this run, its URLs and heartbeat resolved from the scope's environment or store."""
+    return Notifier(cfg, notify_urls(environ, scope), heartbeat_url(cfg, environ, scope), scope)

@@ -155,6 +155,31 @@ def test_msal_acquires_a_token_from_the_sandbox_entra(sandbox: Sandbox) -> None:
     assert catalog.CLIENT_SECRET not in str(bad)
 
 
+def test_each_app_registration_gets_tokens_with_its_own_secret_only(sandbox: Sandbox) -> None:
+    """Apps of one directory each have their own client id and secret; one app's secret is refused for another
+    (AADSTS7000215, as for any wrong secret), and the refusals are kept for tests to read."""
+    assert sandbox.entra is not None
+    sandbox.entra.register_app(catalog.CLIENT_ID_2, catalog.CLIENT_SECRET_2)
+    second = _token_post(sandbox, client_id=catalog.CLIENT_ID_2, client_secret=catalog.CLIENT_SECRET_2)
+    assert second.status_code == 200, second.text
+    assert sandbox.tokens.check(second.json()["access_token"], sandbox.urls.d365)
+    assert _token_post(sandbox).status_code == 200  # the first app still has its own
+    crossed = _token_post(sandbox, client_id=catalog.CLIENT_ID_2, client_secret=catalog.CLIENT_SECRET)
+    assert crossed.status_code == 401 and crossed.json()["error_codes"] == [7000215]
+    assert catalog.CLIENT_ID_2 in crossed.json()["error_description"]
+    assert sandbox.tokens.issued_to() == {catalog.CLIENT_ID, catalog.CLIENT_ID_2}
+    assert sandbox.entra.refusals == [(catalog.CLIENT_ID_2, 7000215)]
+
+
+def test_a_sandbox_of_another_customer_has_its_own_app_and_config(make_sandbox: Callable[..., Sandbox]) -> None:
+    other = make_sandbox(employees=10, client_id=catalog.CLIENT_ID_2, client_secret=catalog.CLIENT_SECRET_2)
+    assert load_config(other.config_path).d365.client_id == catalog.CLIENT_ID_2
+    assert other.env()["UKG2D365_D365_CLIENT_SECRET"] == catalog.CLIENT_SECRET_2
+    assert other.env("globex")["UKG2D365_GLOBEX_D365_CLIENT_SECRET"] == catalog.CLIENT_SECRET_2
+    refused = _token_post(other)  # the default app is not registered there
+    assert refused.status_code == 400 and refused.json()["error_codes"] == [700016]
+
+
 def test_discovery_document_points_back_at_the_sandbox(sandbox: Sandbox) -> None:
     s = _session(sandbox)
     for path in (

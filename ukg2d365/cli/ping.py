@@ -10,6 +10,7 @@ import typer
 
 from ukg2d365.cli.app import app, command
 from ukg2d365.config import Config
+from ukg2d365.credentials import CredentialScope
 from ukg2d365.errors import ExitStatus, Ukg2d365Error
 from ukg2d365.flows import ping as flow
 from ukg2d365.flows.runtime import Context
@@ -47,12 +48,12 @@ def notify_check(config: Config, checks: list[flow.Check]) -> flow.Check:
     """A line of its own: a test alert sent to every notification URL (named by position and scheme only)."""
     host = socket.gethostname()
     try:
-        sender = notifier(config.notify)
+        sender = notifier(config.notify, scope=CredentialScope.of(config))
     except Ukg2d365Error as exc:
         return flow.Check("Notify", "-", False, None, str(exc), exc.exit_status)
     if not sender.urls:
-        return flow.Check("Notify", "-", False, None, "no notification URLs: set UKG2D365_NOTIFY_URLS or run "
-                          "`ukg2d365 credentials set notify`", ExitStatus.USAGE)
+        return flow.Check("Notify", "-", False, None, f"no notification URLs: set {sender.where_urls_come_from()}",
+                          ExitStatus.USAGE)
     verdict = "; ".join(f"{c.system} {'ok' if c.ok else 'FAILED'}" for c in checks)
     title, body, failure = _message(host, verdict, os.environ)
     problems = sender.send(title, body, failure=failure)

@@ -89,6 +89,8 @@ class TokenProvider:
         client_secret: str,
         http_session: requests.Session,
         app_factory: AppFactory | None = None,
+        *,
+        set_secret: str = "ukg2d365 credentials set d365",
     ) -> None:
         if urlsplit(cfg.authority).scheme != "https":
             raise ConfigError(
@@ -97,6 +99,7 @@ class TokenProvider:
             )
         self.cfg = cfg
         self._secret = client_secret
+        self._set_secret = set_secret  # the command storing this run's secret (its credential profile's)
         # The caller sets http_session.verify to the resolved CA bundle (config paths are relative to the
         # config file, which D365Config alone cannot resolve). Verification is never turned off here.
         verify = http_session.verify if isinstance(http_session.verify, str) and http_session.verify else True
@@ -215,21 +218,25 @@ class TokenProvider:
             return RemoteUnavailable(
                 f"Entra ID authority {self.authority_host} is unavailable ({error})", hint="try again later"
             )
-        message, hint = diagnose_entra_error(error, description, self.cfg)
+        message, hint = diagnose_entra_error(error, description, self.cfg, set_secret=self._set_secret)
         return AuthError(message, hint=hint)
 
 
-def diagnose_entra_error(error: str, description: str, cfg: D365Config) -> tuple[str, str | None]:
-    """One line (and a hint) from an Entra error response, keyed on its AADSTS code; never the secret."""
+def diagnose_entra_error(error: str, description: str, cfg: D365Config, *,
+                         set_secret: str = "ukg2d365 credentials set d365") -> tuple[str, str | None]:
+    """One line (and a hint) from an Entra error response, keyed on its AADSTS code; never the secret.
+
+    ``set_secret`` is the command that stores the secret this run used (with a credential profile, that profile's).
+    """
     code = _aadsts(description)
     known: dict[str, tuple[str, str]] = {
         "7000215": (
             "Entra ID rejected the client secret (AADSTS7000215: invalid secret)",
-            "store the secret's Value, not its Secret ID: ukg2d365 credentials set d365",
+            f"store the secret's Value, not its Secret ID: {set_secret}",
         ),
         "7000222": (
             "the D365 client secret has expired (AADSTS7000222)",
-            "create a new secret on the app registration and run: ukg2d365 credentials set d365",
+            f"create a new secret on the app registration and run: {set_secret}",
         ),
         "700016": (
             f"application {cfg.client_id} was not found in tenant {cfg.tenant_id} (AADSTS700016)",

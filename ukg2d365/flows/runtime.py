@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ukg2d365.config import Config
-from ukg2d365.credentials import resolve_d365, resolve_ukg
+from ukg2d365.credentials import CredentialScope, resolve_d365, resolve_ukg
 from ukg2d365.d365.auth import TokenProvider
 from ukg2d365.d365.odata import ODataClient
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
@@ -50,6 +50,8 @@ class Context:
         self.budget = RetryBudget(self.policy.budget_seconds)
         self.requests: Counter[str] = Counter()
         self.d365_limit = ConcurrencyLimit(config.d365.max_in_flight)
+        # Whose secrets: credentials.profile's only, or the global ones (a worker's tenants each their own).
+        self.credentials = CredentialScope.of(config)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ resources
@@ -86,7 +88,7 @@ class Context:
     def ukg(self) -> UkgClient:
         cfg = self.config.ukg
         base_url = self.config.ukg_api_url()  # before the credentials: a GL-file-only config has neither
-        creds = resolve_ukg()
+        creds = resolve_ukg(scope=self.credentials)
         http = self._http("UKG", base_url, cfg.timeout_seconds, self._ca_bundle(cfg.ca_bundle, "ukg.ca_bundle"))
         client = UkgClient(http, creds, cfg.page_size, cfg.gl_path)
         client.prefetch = cfg.prefetch_pages
@@ -95,11 +97,11 @@ class Context:
     @cached_property
     def d365(self) -> ODataClient:
         cfg = self.config.d365
-        creds = resolve_d365()
+        creds = resolve_d365(scope=self.credentials)
         ca = self._ca_bundle(cfg.ca_bundle, "d365.ca_bundle")
         session = build_session()
         session.verify = ca or True
-        tokens = TokenProvider(cfg, creds.client_secret, session)
+        tokens = TokenProvider(cfg, creds.client_secret, session, set_secret=self.credentials.set_command("d365"))
         http = self._http("D365", cfg.base_url, cfg.timeout_seconds, ca, session=session)
         return ODataClient(http, tokens)
 

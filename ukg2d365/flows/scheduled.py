@@ -151,7 +151,8 @@ def run_job(tenant: Tenant, job: str, timestamp: int, worker: str) -> JobReport:
 
     The config is read again, so an edit reaches the next run without a restart (its ``schedule:`` is read
     when the worker starts). A refusal, a busy lock or an unavailable system ends the run with its exit code,
-    recorded in the tenant's ledger, and does not stop the worker.
+    recorded in the tenant's ledger, and does not stop the worker. The run's Context takes its secrets from the
+    config's ``credentials.profile`` only (or the global ones when it names none): never another tenant's.
     """
     when = scheduled_for(timestamp)
     report = JobReport(tenant.name, job, when, int(ExitStatus.RECORDS_FAILED))

@@ -11,9 +11,9 @@ if TYPE_CHECKING:
     from ukg2d365.credentials import FieldStatus
 
 
-def credential_status(out: Output, rows: Sequence[FieldStatus], backend: str,
-                      optional: Collection[tuple[str, str]]) -> int:
-    """The table and the summary line; returns how many required fields are missing."""
+def credential_status(out: Output, rows: Sequence[FieldStatus], backend: str, optional: Collection[tuple[str, str]],
+                      set_command: str = "ukg2d365 credentials set ukg|d365") -> int:
+    """The table and the summary line (``set_command`` stores what is missing); returns how many are missing."""
     table = Table(title=f"Credentials ({backend})", title_justify="left")
     for column in ("System", "Field", "Source", "Value"):
         table.add_column(column)
@@ -25,5 +25,5 @@ def credential_status(out: Output, rows: Sequence[FieldStatus], backend: str,
         missing += 0 if s.present or (s.system, s.field) in optional else 1
     out.table(table)
     out.summary("all required credentials present" if not missing
-                else f"{missing} required credential(s) missing: `ukg2d365 credentials set ukg|d365`")
+                else f"{missing} required credential(s) missing: `{set_command}`")
     return missing

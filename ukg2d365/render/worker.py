@@ -15,8 +15,11 @@ def worker_started(out: Output, tenants: list[Tenant], name: str, scheduled: int
 
     for tenant in tenants:
         jobs = ", ".join(f"{COMMANDS[job]} at '{cron}'" for job, cron in tenant.schedule.items()) or "nothing scheduled"
-        out.say(f"{tenant.name} ({tenant.config_path.name}): {jobs}")
-        out.event("tenant", tenant=tenant.name, config=str(tenant.config_path), schedule=tenant.schedule)
+        profile = tenant.config.credentials.profile
+        secrets = f"credential profile {profile}" if profile else "global credentials"
+        out.say(f"{tenant.name} ({tenant.config_path.name}, {secrets}): {jobs}")
+        out.event("tenant", tenant=tenant.name, config=str(tenant.config_path), schedule=tenant.schedule,
+                  credential_profile=profile)
     out.summary(f"worker {name}: {scheduled} scheduled job(s) of {len(tenants)} tenant(s) on {where}; "
                 "SIGTERM stops it after the jobs in progress", worker=name, scheduled=scheduled, tenants=len(tenants))
 

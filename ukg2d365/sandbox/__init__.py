@@ -83,6 +83,8 @@ class Sandbox:
         seed: int = DEFAULT_SEED,
         verbose: bool = False,
         companies: int = 1,
+        client_id: str = catalog.CLIENT_ID,
+        client_secret: str = catalog.CLIENT_SECRET,
     ) -> None:
         if port and not 1 <= port <= 65533:
             raise ValueError("port must be 0 (pick free ports) or 1..65533 (uses port, port+1, port+2)")
@@ -90,6 +92,9 @@ class Sandbox:
         self.port = port
         self.verbose = verbose
         self.companies = companies
+        # The app registration the config names and Entra accepts (another customer's sandbox: another app).
+        self.client_id = client_id
+        self.client_secret = client_secret
         self.dataset = UkgDataset(employees, seed=seed, today=today, companies=companies)
         self.tokens = TokenRegistry(lifetime_seconds=token_lifetime)
         self.faults = FaultSet(latency_ms)
@@ -130,8 +135,8 @@ class Sandbox:
             self.entra = EntraService(
                 self.tokens,
                 catalog.TENANT_ID,
-                catalog.CLIENT_ID,
-                catalog.CLIENT_SECRET,
+                self.client_id,
+                self.client_secret,
                 resource=urls.d365,
                 base_url=urls.entra,
             )
@@ -200,15 +205,15 @@ class Sandbox:
     def reset_stats(self) -> None:
         self._stats.reset()
 
-    @staticmethod
-    def env() -> dict[str, str]:
-        """The credential env vars a client needs (throwaway sandbox values)."""
+    def env(self, profile: str | None = None) -> dict[str, str]:
+        """The credential env vars a client needs (throwaway sandbox values); a profile's own with ``profile``."""
+        prefix = "UKG2D365_" + (f"{profile.upper()}_" if profile else "")
         return {
-            "UKG2D365_UKG_USERNAME": catalog.UKG_USERNAME,
-            "UKG2D365_UKG_PASSWORD": catalog.UKG_PASSWORD,
-            "UKG2D365_UKG_CUSTOMER_API_KEY": catalog.UKG_CUSTOMER_API_KEY,
-            "UKG2D365_UKG_USER_API_KEY": catalog.UKG_USER_API_KEY,
-            "UKG2D365_D365_CLIENT_SECRET": catalog.CLIENT_SECRET,
+            f"{prefix}UKG_USERNAME": catalog.UKG_USERNAME,
+            f"{prefix}UKG_PASSWORD": catalog.UKG_PASSWORD,
+            f"{prefix}UKG_CUSTOMER_API_KEY": catalog.UKG_CUSTOMER_API_KEY,
+            f"{prefix}UKG_USER_API_KEY": catalog.UKG_USER_API_KEY,
+            f"{prefix}D365_CLIENT_SECRET": self.client_secret,
         }
 
     def config_dict(self) -> dict[str, Any]:
@@ -221,7 +226,7 @@ class Sandbox:
             "d365": {
                 "base_url": self.urls.d365,
                 "tenant_id": catalog.TENANT_ID,
-                "client_id": catalog.CLIENT_ID,
+                "client_id": self.client_id,
                 "authority_host": self.urls.entra,
                 "legal_entity": catalog.LEGAL_ENTITY,
                 "journal_name": catalog.JOURNAL_NAME,

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 TENANT_ID = "5a1e0c0a-5a1d-4b0c-9d0e-000000000365"
 CLIENT_ID = "0d365c11-e7a1-4c0d-8a5b-0000000000a1"
 CLIENT_SECRET = "sandbox-client-secret-not-for-production"
+# A second app registration: another customer's, for a second sandbox (``Sandbox(client_id=..., client_secret=...)``)
+# or a second app in one Entra tenant (``EntraService.register_app``).
+CLIENT_ID_2 = "0d365c11-e7a1-4c0d-8a5b-0000000000b2"
+CLIENT_SECRET_2 = "sandbox-second-app-secret-not-for-production"
 UKG_USERNAME = "svc-ukg2d365"
 UKG_PASSWORD = "sandbox-ukg-password"
 UKG_CUSTOMER_API_KEY = "C0MP1"

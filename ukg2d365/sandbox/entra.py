@@ -5,6 +5,11 @@ and ``instance_discovery=False``): msal fetches ``/{tenant}/v2.0/.well-known/ope
 reads ``authorization_endpoint`` and ``token_endpoint`` (both required), then POSTs the client
 credentials grant to the token endpoint with the secret in an HTTP Basic header. Errors carry the
 real AADSTS codes so the CLI's diagnosis can be tested.
+
+A tenant holds several app registrations, each with its own client id and secret (``register_app``), as a
+directory holds one app per integration or per customer; a secret is accepted only for its own app.
+``refusals`` keeps (client id, AADSTS code) of every refused token request, so a test can prove that no
+other app's secret was ever tried here.
 """
 
 from __future__ import annotations
@@ -35,10 +40,17 @@ class EntraService:
     ) -> None:
         self.tokens = tokens
         self.tenant_id = tenant_id
-        self.client_id = client_id
+        self.client_id = client_id  # the first app registration: the one the sandbox's config names
         self.client_secret = client_secret
         self.resource = resource.rstrip("/")
         self.base_url = base_url.rstrip("/")
+        self._apps: dict[str, tuple[str, str]] = {}  # lower-cased client id -> (client id, secret)
+        self.refusals: list[tuple[str, int]] = []
+        self.register_app(client_id, client_secret)
+
+    def register_app(self, client_id: str, client_secret: str) -> None:
+        """Another app registration in this tenant (client ids compare case-insensitively, as GUIDs do)."""
+        self._apps[client_id.lower()] = (client_id, client_secret)
 
     # ------------------------------------------------------------------ routing
 
@@ -116,7 +128,9 @@ class EntraService:
             return self._error(
                 400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
             )
-        if client_id.lower() != self.client_id.lower():
+        app = self._apps.get(client_id.lower())
+        if app is None:
+            self.refusals.append((client_id, 700016))
             return self._error(
                 400,
                 "unauthorized_client",
@@ -126,6 +140,7 @@ class EntraService:
                 "or consented to by any user in the tenant. You may have sent your authentication request to "
                 "the wrong tenant.",
             )
+        registered_id, registered_secret = app
         if "client_assertion" in form:
             return self._error(
                 401,
@@ -140,13 +155,14 @@ class EntraService:
                 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
             )
-        if secret != self.client_secret:
+        if secret != registered_secret:
+            self.refusals.append((client_id, 7000215))
             return self._error(
                 401,
                 "invalid_client",
                 7000215,
                 f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                f"secret value, not the client secret ID, for a secret added to app '{self.client_id}'.",
+                f"secret value, not the client secret ID, for a secret added to app '{registered_id}'.",
             )
         scopes = set((form.get("scope") or "").split()) - RESERVED_SCOPES
         wanted = f"{self.resource}/.default"
@@ -162,7 +178,7 @@ class EntraService:
                 "or consented to by any user in the tenant. You might have sent your authentication request "
                 "to the wrong tenant.",
             )
-        token, lifetime = self.tokens.issue(client_id, self.resource)
+        token, lifetime = self.tokens.issue(registered_id, self.resource)
         return SimResponse.json(
             200,
             {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token},

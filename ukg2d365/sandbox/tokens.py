@@ -40,6 +40,11 @@ class TokenRegistry:
             return False
         return issued.audience.rstrip("/") == audience.rstrip("/") and issued.expires_at > self._clock()
 
+    def issued_to(self) -> set[str]:
+        """The client ids (apps) tokens were issued to and are still held here."""
+        with self._lock:
+            return {t.client_id for t in self._tokens.values()}
+
     def revoke_all(self) -> int:
         with self._lock:
             count = len(self._tokens)

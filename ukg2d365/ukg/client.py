@@ -227,16 +227,17 @@ class UkgClient:
         can give is what we sent and what looks malformed.
         """
         creds = self._creds
+        var = creds.scope.env_var  # with a credential profile, its own variables: UKG2D365_ACME_UKG_PASSWORD
         sent = ["Authorization (Basic)", "US-Customer-Api-Key"]
         problems: list[str] = []
         if creds.username != creds.username.strip():
-            problems.append("UKG2D365_UKG_USERNAME has leading/trailing spaces")
+            problems.append(f"{var('ukg', 'username')} has leading/trailing spaces")
         key = creds.customer_api_key
         if not _CUSTOMER_KEY.fullmatch(key):
             shape = f"{len(key)} characters" if key.isalnum() else "contains characters other than A-Z, 0-9"
             problems.append(
                 f"US-Customer-Api-Key is not 5 alphanumeric characters ({shape}); copy the Customer API Key "
-                "from the top of Service Account Administration into UKG2D365_UKG_CUSTOMER_API_KEY"
+                f"from the top of Service Account Administration into {var('ukg', 'customer_api_key')}"
             )
         if creds.user_api_key:
             sent.append("US-User-Api-Key")
@@ -244,11 +245,11 @@ class UkgClient:
                 problems.append("US-User-Api-Key is not 12 alphanumeric characters")
         else:
             problems.append(
-                "US-User-Api-Key was not sent (UKG2D365_UKG_USER_API_KEY is not configured); "
+                f"US-User-Api-Key was not sent ({var('ukg', 'user_api_key')} is not configured); "
                 "set it if this tenant requires the web service account's User API Key"
             )
         advice = (
-            "check UKG2D365_UKG_PASSWORD / web service account (active, password not expired), and that "
+            f"check {var('ukg', 'password')} / web service account (active, password not expired), and that "
             "US-Customer-Api-Key (5 chars) and US-User-Api-Key are set"
         )
         return f"sent {', '.join(sent)}; " + "; ".join([*problems, advice])
