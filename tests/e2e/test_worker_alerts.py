@@ -154,6 +154,27 @@ def test_an_alert_that_is_not_delivered_is_a_warning_in_the_tenants_audit_and_th
     assert "did not accept the alert" in stored and "acme-token" not in stored
 
 
+def test_a_bug_in_a_job_is_recorded_and_alerted_with_its_audit_command_and_the_worker_serves_on(
+        world: World, tmp_path: Path, pg_database: PgDatabase, channels: dict[str, Receiver],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tenant(world, tmp_path, pg_database, "acme")
+    give_secrets(world, monkeypatch, "acme")
+
+    def broken(ctx: Any) -> scheduled.JobOutcome:
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(scheduled.JOBS, "post_payroll_due", scheduled.Job("post-payroll --due", broken))
+    report = run_due(path)  # returns: Procrastinate's task, and so the worker, carries on
+
+    [(run_id, code)] = pg_database.query("SELECT id, exit_code FROM runs WHERE tenant = 'acme'")
+    assert report.code == code == 70
+    audit = f"ukg2d365 -c {path} audit run:{run_id}"
+    assert report.error == f"internal error (this is a bug): KeyError: 'a bug'; the traceback is in `{audit}`"
+    [alert] = channels["acme"].alerts
+    assert alert["title"].endswith("(exit 70)") and f"next: report the bug with the output of `{audit}`" in \
+        alert["message"]
+
+
 def test_a_worker_names_the_tenant_missing_a_secret_alerts_it_and_serves_the_others_through_procrastinate(
         world: World, tmp_path: Path, pg_database: PgDatabase, channels: dict[str, Receiver],
         monkeypatch: pytest.MonkeyPatch) -> None:
