@@ -115,6 +115,25 @@ def test_a_successful_scheduled_job_pings_its_tenants_heartbeat_and_sends_no_ale
     assert channels["acme"].alerts == [] and channels["global"].requests == []
 
 
+def test_every_kind_of_job_is_described_in_its_commands_own_summary_line(
+        world: World, tmp_path: Path, pg_database: PgDatabase, channels: dict[str, Receiver],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tenant(world, tmp_path, pg_database, "acme")
+    give_secrets(world, monkeypatch, "acme")
+    acme = scheduled.load_tenant(path)
+    summaries: dict[str, str] = {}
+    for job in scheduled.JOBS:
+        report = scheduled.run_job(acme, job, int(time.time()), "w1", describe=describe_job)
+        assert not any("could not be listed" in w for w in report.warnings), report
+        assert report.summary_text is not None, report
+        summaries[job] = report.summary_text
+    # each the summary line its command prints (cli/payroll.py, accruals.py, sync.py), not the worker's counts
+    assert summaries["post_payroll_due"].startswith("created journal USMF-"), summaries
+    assert "accrual journal(s)" in summaries["accrue_payroll_due"], summaries  # created, or nothing due today
+    assert "dimension value(s);" in summaries["sync_dimensions"], summaries
+    assert summaries["sync_employees"].startswith("sent ") and "UKG record(s) read" in summaries["sync_employees"]
+
+
 def test_a_scheduled_job_without_its_d365_secret_sends_the_failure_alert_naming_the_command_that_sets_it(
         world: World, tmp_path: Path, pg_database: PgDatabase, channels: dict[str, Receiver],
         monkeypatch: pytest.MonkeyPatch) -> None:
