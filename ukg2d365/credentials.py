@@ -262,6 +262,31 @@ def _resolve(system: str, store: CredentialStore | None, scope: CredentialScope)
     return values
 
 
+def missing_secrets(system: str, *, scope: CredentialScope = GLOBAL,
+                    environ: Mapping[str, str] | None = None) -> CredentialError | None:
+    """Presence only: the error a run of ``scope`` would stop with for want of ``system``'s secrets, or None.
+
+    Nothing is decrypted (the encrypted file lists its entries without the master key) and nothing is sent:
+    a worker asks this of every tenant when it starts. A store that cannot be opened is the error itself.
+    """
+    store = CredentialStore(environ=environ, scope=scope)
+    missing = []
+    try:
+        for spec in _fields(system):
+            if spec.optional or _from_env(scope.env_var(system, spec.field), environ) is not None:
+                continue
+            backend = store.backend
+            if isinstance(backend, EncryptedFileKeyring):
+                present = entry_name(system, spec.field) in backend.stored_names(scope.service)
+            else:
+                present = store.get(system, spec.field) is not None
+            if not present:
+                missing.append(spec.field)
+    except CredentialError as exc:
+        return exc
+    return _missing(system, missing, scope) if missing else None
+
+
 _LABELS = {"ukg": "UKG", "d365": "D365", "notify": "notification"}
 
 

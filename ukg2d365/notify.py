@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from ukg2d365.config import NotifyConfig, is_loopback
+from ukg2d365.config import Config, NotifyConfig, declared_profile, is_loopback, load_config
 from ukg2d365.credentials import GLOBAL, CredentialScope, resolve_optional
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
 from ukg2d365.http import HttpClient, RetryBudget, RetryPolicy
@@ -46,7 +48,12 @@ MEANING = {
 
 @dataclass(frozen=True)
 class RunReport:
-    """What one run said: its command, exit code, the error and warnings it printed, its summary line."""
+    """What one run said: its command, exit code, the error and warnings it printed, its summary line.
+
+    A worker's job also names its ``tenant``, the tenant's ``config_path`` (every command the alert suggests
+    then carries ``-c PATH``: the worker host serves many configs) and ``origin`` (when it was scheduled, by
+    which worker).
+    """
 
     command: str
     code: int
@@ -55,10 +62,19 @@ class RunReport:
     summary: str | None = None
     host: str = field(default_factory=socket.gethostname)
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    tenant: str | None = None
+    config_path: Path | None = None
+    origin: str | None = None
+    verdict: str | None = None  # the title's word for what happened, when "failed" / "warned" would mislead
 
     @property
     def failed(self) -> bool:
         return self.code != int(ExitStatus.OK)
+
+    @property
+    def cli(self) -> str:
+        """``ukg2d365``, or ``ukg2d365 -c PATH`` for a report that names its config."""
+        return "ukg2d365" if self.config_path is None else f"ukg2d365 -c {shlex.quote(str(self.config_path))}"
 
     def wants_alert(self, cfg: NotifyConfig) -> bool:
         """A failure or refusal, or warnings when ``notify.on_warning``; never "another run holds the lock".
@@ -72,29 +88,35 @@ class RunReport:
 
 def next_step(report: RunReport, scope: CredentialScope = GLOBAL) -> str:
     """The command a person runs next, by exit code (a new secret goes to the run's credential profile)."""
-    code = report.code
-    audit = re.search(r"ukg2d365 audit (run:\d+)", report.error or "")
+    code, cli = report.code, report.cli
+    audit = re.search(r"audit (run:\d+)", report.error or "")
     steps = {
         int(ExitStatus.OK): "the warnings above name the command for each",
-        int(ExitStatus.RECORDS_FAILED): "`ukg2d365 status` lists what failed; fix what the lines above name, then "
-                                        "`ukg2d365 replay --failed` (postings) or run "
-                                        f"`ukg2d365 {report.command}` again",
-        int(ExitStatus.USAGE): "fix the configuration or credential named above; `ukg2d365 ping` checks the set-up",
-        int(ExitStatus.AUTH): "`ukg2d365 ping` names what is refused; store a new secret with "
+        int(ExitStatus.RECORDS_FAILED): f"`{cli} status` lists what failed; fix what the lines above name, then "
+                                        f"`{cli} replay --failed` (postings) or run "
+                                        f"`{cli} {report.command}` again",
+        int(ExitStatus.USAGE): f"fix the configuration or credential named above; `{cli} ping` checks the set-up",
+        int(ExitStatus.AUTH): f"`{cli} ping` names what is refused; store a new secret with "
                               f"`{scope.set_command('ukg')}` (or d365)",
         int(ExitStatus.UNAVAILABLE): "nothing if it passes: the next scheduled run retries and recovers postings in "
-                                     "flight; `ukg2d365 ping` shows whether the systems answer",
+                                     f"flight; `{cli} ping` shows whether the systems answer",
         int(ExitStatus.INTERNAL): "report the bug with the output of "
-                                  f"`ukg2d365 audit {audit.group(1) if audit else 'run:N'}`",
+                                  f"`{cli} audit {audit.group(1) if audit else 'run:N'}`",
     }
-    return steps.get(code, f"`ukg2d365 status`, then run `ukg2d365 {report.command}` again")
+    return steps.get(code, f"`{cli} status`, then run `{cli} {report.command}` again")
 
 
 def compose(report: RunReport, scope: CredentialScope = GLOBAL) -> tuple[str, str]:
-    """The title and body of the alert for one run."""
-    verdict = "failed" if report.failed else "warned"
-    title = f"ukg2d365 {report.command} {verdict} on {report.host} (exit {report.code})"
-    lines = [f"{report.command} on {report.host} at {report.at.isoformat(timespec='seconds')}: exit {report.code}, "
+    """The title and body of the alert for one run (a worker's job names its tenant and config too)."""
+    verdict = report.verdict or ("failed" if report.failed else "warned")
+    tenant = f" for tenant {report.tenant}" if report.tenant else ""
+    title = f"ukg2d365 {report.command} {verdict}{tenant} on {report.host} (exit {report.code})"
+    what = report.command
+    if report.tenant:
+        what += f" of tenant {report.tenant}" + (f" ({report.config_path})" if report.config_path else "")
+    if report.origin:
+        what += f", {report.origin},"
+    lines = [f"{what} on {report.host} at {report.at.isoformat(timespec='seconds')}: exit {report.code}, "
              f"{MEANING.get(report.code, 'failed')}"]
     if report.error:
         lines.append(f"error: {report.error}")
@@ -224,3 +246,28 @@ def notifier(cfg: NotifyConfig, environ: Mapping[str, str] | None = None, *,
              scope: CredentialScope = GLOBAL) -> Notifier:
     """The notifier for this run, its URLs and heartbeat resolved from the scope's environment or store."""
     return Notifier(cfg, notify_urls(environ, scope), heartbeat_url(cfg, environ, scope), scope)
+
+
+# ---------------------------------------------------------------------- after a run: the one decision
+
+
+def after_run(report: RunReport, config_path: Path | None, *, config: Config | None = None,
+              environ: Mapping[str, str] | None = None) -> list[str]:
+    """What every front end (a CLI run, a worker's job) does when a recorded run ends; problems as lines.
+
+    The alert when the run failed, refused something or warned, the heartbeat when it succeeded, through the
+    channel of the config's credential profile (or the global one). A config that does not load is exactly what
+    the alert must report: it goes to the profile the file names, if it names one. Never raises: alerting never
+    changes a run's exit code nor stops a worker.
+    """
+    try:
+        try:
+            loaded = config if config is not None else load_config(config_path)
+            cfg, scope = loaded.notify, CredentialScope.of(loaded)
+        except Ukg2d365Error:
+            cfg, scope = NotifyConfig(), CredentialScope(declared_profile(config_path), config_path)
+        return notifier(cfg, environ, scope=scope).report(report)
+    except Ukg2d365Error as exc:
+        return [f"cannot send alerts: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - a plugin's message may hold a URL: its class name only
+        return [f"cannot send alerts: {type(exc).__name__}"]

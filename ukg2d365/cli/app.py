@@ -24,11 +24,10 @@ from typing import Any
 import typer
 
 from ukg2d365 import __version__
-from ukg2d365.config import Config, NotifyConfig, declared_profile, default_config_path, load_config
-from ukg2d365.credentials import CredentialScope
+from ukg2d365.config import Config, default_config_path, load_config
 from ukg2d365.errors import ExitStatus, Ukg2d365Error, UsageError
 from ukg2d365.flows.runtime import Context, RecordedRun, internal_error_line, recorded_run
-from ukg2d365.notify import RunReport, notifier
+from ukg2d365.notify import RunReport, after_run
 from ukg2d365.render import FORMATS, Output
 
 HELP = """Post UKG Pro payroll GL distributions into Dynamics 365 F&O general journals, exactly once.
@@ -189,23 +188,11 @@ def _fail(state: State, exc: BaseException, traceback_key: str | None = None) ->
 
 
 def _notify(state: State, command_line: str, code: int) -> None:
-    """The alert (failed, refused or warned) and the heartbeat (succeeded); a delivery problem is a warning."""
+    """What the run told its operator goes to notify.after_run (alert or heartbeat); a delivery problem is a warning."""
     out = state.out
     report = RunReport(command_line, code, error=out.errors[-1] if out.errors else None, warnings=list(out.warnings),
                        summary=out.summary_text)
-    try:
-        try:
-            config = state.config()
-            cfg, scope = config.notify, CredentialScope.of(config)
-        except Ukg2d365Error:
-            # A broken config is exactly what the alert must report: to the profile the file names, if it names one.
-            cfg, scope = NotifyConfig(), CredentialScope(declared_profile(state.config_path), state.config_path)
-        problems = notifier(cfg, scope=scope).report(report)
-    except Ukg2d365Error as exc:
-        problems = [f"cannot send alerts: {exc}"]
-    except Exception as exc:  # noqa: BLE001 - alerting must never change the run's exit code
-        problems = [f"cannot send alerts: {internal_error_line(exc)}"]
-    for problem in problems:
+    for problem in after_run(report, state.config_path):
         out.warn(problem)
 
 

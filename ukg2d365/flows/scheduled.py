@@ -12,54 +12,75 @@ docs/howto/production/retry_stalled_jobs.md shows; the flows recover what was in
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ukg2d365 import notify
 from ukg2d365.config import Config, load_config
+from ukg2d365.credentials import CredentialScope, missing_secrets
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
 from ukg2d365.flows import accrue_payroll, post_payroll, sync_dimensions, sync_employees
-from ukg2d365.flows.runtime import Context, open_ledger, recorded_run
+from ukg2d365.flows.runtime import (
+    Context,
+    RecordedRun,
+    internal_error_line,
+    open_ledger,
+    recorded_run,
+    run_audit_key,
+)
 from ukg2d365.ledger import POSTED, queue
 
-JobOutcome = tuple[bool, dict[str, Any]]
+
+@dataclass
+class JobOutcome:
+    """What a job's flow planned and did: the counts its run records, and the plan and result themselves, which
+    the worker describes as the command's own output would (its warnings and summary line) for the alert."""
+
+    ok: bool
+    counts: dict[str, Any]
+    plan: Any
+    result: Any
 
 
 def _post_payroll_due(ctx: Context) -> JobOutcome:
     plan = post_payroll.read_and_plan(ctx, post_payroll.Selection(due=True))
     result = post_payroll.apply(ctx, plan)
-    return result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
-                       "failed": len(result.failed), "already_posted": len(plan.already_posted),
-                       "refused": len(plan.refused)}
+    return JobOutcome(result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
+                                  "failed": len(result.failed), "already_posted": len(plan.already_posted),
+                                  "refused": len(plan.refused)}, plan, result)
 
 
 def _accrue_payroll_due(ctx: Context) -> JobOutcome:
     plan = accrue_payroll.read_and_plan(ctx, accrue_payroll.AccrualSelection(due=True))
     result = accrue_payroll.apply(ctx, plan)
-    return result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
-                       "failed": len(result.failed), "already_posted": len(plan.already_posted),
-                       "refused": len(plan.refused)}
+    return JobOutcome(result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
+                                  "failed": len(result.failed), "already_posted": len(plan.already_posted),
+                                  "refused": len(plan.refused)}, plan, result)
 
 
 def _sync_dimensions(ctx: Context) -> JobOutcome:
     plan = sync_dimensions.read_and_plan(ctx, sync_dimensions.DimensionSelection())
     result = sync_dimensions.apply(ctx, plan)
-    return result.ok, {"created": len(result.created), "failed": len(result.failed),
-                       "skipped": len(plan.skipped), "missing_main_accounts": len(plan.missing_main_accounts)}
+    return JobOutcome(result.ok, {"created": len(result.created), "failed": len(result.failed),
+                                  "skipped": len(plan.skipped),
+                                  "missing_main_accounts": len(plan.missing_main_accounts)}, plan, result)
 
 
 def _sync_employees(ctx: Context) -> JobOutcome:
     plan = sync_employees.read_and_plan(ctx, sync_employees.EmployeeSelection())
     result = sync_employees.apply(ctx, plan)
-    return result.ok, {"sent": len(result.outcomes) - len(result.failed), "failed": len(result.failed),
-                       "skipped": len(plan.skipped)}
+    return JobOutcome(result.ok, {"sent": len(result.outcomes) - len(result.failed), "failed": len(result.failed),
+                                  "skipped": len(plan.skipped)}, plan, result)
 
 
 @dataclass(frozen=True)
 class Job:
-    command: str  # as the ledger records the run, after "worker "
+    command: str  # as the ledger records the run, after "worker "; and as an alert names it
     run: Callable[[Context], JobOutcome]
 
 
@@ -130,9 +151,14 @@ def shared_ledger_url(tenants: list[Tenant]) -> str:
 # ---------------------------------------------------------------------- running a job
 
 
+# What the job's run would have told an operator at a terminal: its warnings and its summary line. The worker
+# passes the CLI's own wording (render.worker.describe_job); the flows never render.
+Describe = Callable[[str, JobOutcome], tuple[list[str], str | None]]
+
+
 @dataclass
 class JobReport:
-    """What one scheduled job did, as its run was recorded in the tenant's ledger."""
+    """What one scheduled job did, as its run was recorded in the tenant's ledger, and how its alert went."""
 
     tenant: str
     job: str
@@ -140,47 +166,134 @@ class JobReport:
     code: int
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    summary_text: str | None = None
+    alert_problems: list[str] = field(default_factory=list)  # alert or heartbeat not delivered: the log says so
 
 
 def scheduled_for(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
 
 
-def run_job(tenant: Tenant, job: str, timestamp: int, worker: str) -> JobReport:
-    """Run one scheduled job of a tenant as a recorded run under the tenant's ledger lock.
+def counts_text(counts: dict[str, Any]) -> str:
+    """``posted 1, failed 0, refused 1``: a job's counts in words."""
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
+
+
+def run_job(tenant: Tenant, job: str, timestamp: int, worker: str, *, describe: Describe | None = None) -> JobReport:
+    """Run one scheduled job of a tenant as a recorded run under the tenant's ledger lock, then alert as cron would.
 
     The config is read again, so an edit reaches the next run without a restart (its ``schedule:`` is read
-    when the worker starts). A refusal, a busy lock or an unavailable system ends the run with its exit code,
-    recorded in the tenant's ledger, and does not stop the worker. The run's Context takes its secrets from the
-    config's ``credentials.profile`` only (or the global ones when it names none): never another tenant's.
+    when the worker starts). A refusal, a busy lock, an unavailable system or a bug ends the run with its exit
+    code, recorded in the tenant's ledger, and does not stop the worker. The run's Context takes its secrets from
+    the config's ``credentials.profile`` only (or the global ones when it names none): never another tenant's.
+    Then the run's alert (failed, refused or warned) or heartbeat (succeeded) goes to the tenant's own channel,
+    after the lock is released, through the same ``notify.after_run`` as a CLI run's.
     """
     when = scheduled_for(timestamp)
     report = JobReport(tenant.name, job, when, int(ExitStatus.RECORDS_FAILED))
+    run: RecordedRun | None = None
+    outcome: JobOutcome | None = None
     try:
         config = load_tenant(tenant.config_path).config
         with recorded_run(config, f"worker {JOBS[job].command}", {"scheduled_for": when, "worker": worker},
                           lock=True) as run:
-            ok, summary = JOBS[job].run(run.context)
-            run.summary.update(summary)
-            run.code = int(ExitStatus.OK if ok else ExitStatus.RECORDS_FAILED)
-            report.summary = dict(summary)
-            report.code = run.code
+            outcome = JOBS[job].run(run.context)
+            run.summary.update(outcome.counts)
+            run.code = int(ExitStatus.OK if outcome.ok else ExitStatus.RECORDS_FAILED)
+        report.summary, report.code = dict(outcome.counts), run.code
     except Ukg2d365Error as exc:
-        report.code = int(exc.exit_status)
-        report.error = str(exc)
+        report.code, report.error = int(exc.exit_status), str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one job: recorded, alerted, and the worker serves on
+        report.code = int(ExitStatus.INTERNAL)
+        where = (f"the traceback is in `ukg2d365 -c {shlex.quote(str(tenant.config_path))} audit "
+                 f"{run.traceback_key}`" if run is not None and run.traceback_key else "the worker's log has it")
+        report.error = f"internal error (this is a bug): {internal_error_line(exc)}; {where}"
+    if outcome is not None and describe is not None:
+        report.warnings, report.summary_text = _described(describe, job, outcome)
+    report.alert_problems = _alert(tenant, report, worker, run)
     return report
+
+
+def _described(describe: Describe, job: str, outcome: JobOutcome) -> tuple[list[str], str | None]:
+    try:
+        warnings, summary = describe(job, outcome)
+    except Exception as exc:  # noqa: BLE001 - the run is recorded; its alert still goes, with its counts
+        return [f"the job's warnings could not be listed ({internal_error_line(exc)})"], None
+    return list(warnings), summary
+
+
+def _alert(tenant: Tenant, report: JobReport, worker: str, run: RecordedRun | None) -> list[str]:
+    """The job's alert or heartbeat; what did not arrive is audited under the run (``audit run:N``)."""
+    problems = notify.after_run(notify.RunReport(
+        JOBS[report.job].command, report.code, error=report.error, warnings=report.warnings,
+        summary=report.summary_text or counts_text(report.summary) or None, tenant=tenant.name,
+        config_path=tenant.config_path, origin=f"scheduled for {report.scheduled_for} (worker {worker})"),
+        tenant.config_path)
+    if problems and run is not None:
+        _audit_undelivered(run, problems)
+    return problems
+
+
+def _audit_undelivered(run: RecordedRun, problems: list[str]) -> None:
+    run_id = run.context.ledger.run_id if "ledger" in run.context.__dict__ else None
+    if run_id is None:
+        return
+    with contextlib.suppress(Ukg2d365Error):  # a ledger gone away: the log line still says it
+        ledger = open_ledger(run.config)
+        try:
+            ledger.run_id = run_id  # the event belongs to the job's run, which has ended
+            ledger.audit("alert not delivered", {"problems": problems}, run_audit_key(run_id))
+        finally:
+            ledger.close()
+
+
+# ---------------------------------------------------------------------- at worker start
+
+
+@dataclass
+class MissingSecrets:
+    """A tenant whose jobs would stop with exit 2 for want of a secret, and how its alert about it went."""
+
+    tenant: Tenant
+    problems: list[str]  # one per system, each naming the command that sets it
+    alert_problems: list[str] = field(default_factory=list)
+
+
+def check_secrets(tenants: list[Tenant], worker: str) -> list[MissingSecrets]:
+    """Each tenant with a schedule has its UKG and D365 secrets (presence only: nothing decrypted nor sent).
+
+    A tenant missing one gets an alert through its own channel, if it has one; the worker serves it anyway, so a
+    secret stored while it runs (``credentials set``) reaches the next job without a restart.
+    """
+    found = []
+    for tenant in tenants:
+        if not tenant.schedule:
+            continue
+        scope = CredentialScope.of(tenant.config)
+        missing = [str(e) for e in (missing_secrets(system, scope=scope) for system in ("ukg", "d365")) if e]
+        if not missing:
+            continue
+        jobs = ", ".join(JOBS[job].command for job in tenant.schedule)
+        report = notify.RunReport(jobs, int(ExitStatus.USAGE), error="; ".join(missing), tenant=tenant.name,
+                                  config_path=tenant.config_path, verdict="will fail",
+                                  origin=f"as scheduled on worker {worker}, which started without the secrets")
+        found.append(MissingSecrets(tenant, missing, notify.after_run(report, tenant.config_path,
+                                                                      config=tenant.config)))
+    return found
 
 
 # ---------------------------------------------------------------------- the worker
 
 
-def _register(app: Any, tenants: list[Tenant], worker: str, report: Callable[[JobReport], None]) -> int:
+def _register(app: Any, tenants: list[Tenant], worker: str, report: Callable[[JobReport], None],
+              describe: Describe | None) -> int:
     """One Procrastinate periodic task per (tenant, job); the number registered."""
     by_name = {t.name: t for t in tenants}
 
     @app.task(name="ukg2d365.scheduled_job")
     def scheduled_job(timestamp: int, tenant: str, job: str) -> None:
-        report(run_job(by_name[tenant], job, timestamp, worker))
+        report(run_job(by_name[tenant], job, timestamp, worker, describe=describe))
 
     @app.periodic(cron="* * * * *", periodic_id="retry-stalled")
     @app.task(name="ukg2d365.retry_stalled_jobs", queueing_lock="ukg2d365:retry-stalled")
@@ -204,7 +317,7 @@ class Worker:
     """A Procrastinate worker on the tenants' shared PostgreSQL, with every tenant's schedule registered."""
 
     def __init__(self, tenants: list[Tenant], *, name: str, concurrency: int,
-                 report: Callable[[JobReport], None]) -> None:
+                 report: Callable[[JobReport], None], describe: Describe | None = None) -> None:
         self.name = name
         self.concurrency = concurrency
         url = shared_ledger_url(tenants)
@@ -212,7 +325,7 @@ class Worker:
             open_ledger(tenant.config).close()
         self.where = queue.describe(url)
         self.app = queue.open_app(url, max_connections=concurrency + 4)
-        self.scheduled = _register(self.app, tenants, name, report)
+        self.scheduled = _register(self.app, tenants, name, report, describe)
 
     def serve(self) -> None:
         """Run until SIGTERM or SIGINT; the jobs in progress finish first (a second signal stops at once)."""
