@@ -64,6 +64,7 @@ SYSTEM = typer.Argument(..., help="ukg | d365 | notify")
 FORMAT = typer.Option("table", "--format", help="table | csv | json: csv and json print only the export on stdout "
                       "(json: one document; the global --json is one event per line)")
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal")
+SHOW_ALL = typer.Option(False, "--all", help="Show every account of each journal (through a pager on a terminal)")
 
 
 def dry_run_option(help: str) -> Any:

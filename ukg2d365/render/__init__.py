@@ -121,7 +121,8 @@ class Rows:
         shown = self.records if limit is None else self.records[:limit]
         table = Table(title=self.title, title_justify="left")
         for column in self.columns:
-            table.add_column(column.title, justify=column.justify, overflow="fold")
+            # text folds; an amount or a count is never cut in two (a reader would take half of it)
+            table.add_column(column.title, justify=column.justify, overflow="fold", no_wrap=column.kind != "text")
         for record in shown:
             table.add_row(*(self._cell(column, record.get(column.key)) for column in self.columns))
         if len(shown) < len(self.records):
