@@ -78,6 +78,7 @@ class State:
     ledger_path: Path | None
     out: Output
     verbose: bool
+    named_config: bool = False  # given with -c: the commands an alert suggests carry it too
 
     def config(self) -> Config:
         return load_config(self.config_path)
@@ -103,7 +104,7 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version"),
 ) -> None:
     ctx.obj = State(config or default_config_path(), ledger, Output(json_mode=json_mode, quiet=quiet,
-                                                                     verbose=verbose), verbose)
+                                                                     verbose=verbose), verbose, config is not None)
 
 
 def state_of(ctx: typer.Context) -> State:
@@ -192,7 +193,7 @@ def _notify(state: State, command_line: str, code: int) -> None:
     """What the run told its operator goes to notify.after_run (alert or heartbeat); a delivery problem is a warning."""
     out = state.out
     report = RunReport(command_line, code, error=out.errors[-1] if out.errors else None, warnings=list(out.warnings),
-                       summary=out.summary_text)
+                       summary=out.summary_text, config_path=state.config_path if state.named_config else None)
     for problem in after_run(report, state.config_path):
         out.warn(problem)
 
