@@ -441,3 +441,35 @@ def test_serve_forever_cli_prints_exports_and_stops_on_sigterm(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_sandbox_command_offers_a_second_company_and_exports_a_config_path_any_shell_can_use(
+        tmp_path: Path) -> None:
+    """`ukg2d365 sandbox --dir run --companies 2`: the config of Several legal entities, and an absolute
+    UKG2D365_CONFIG: the line is pasted into another shell, which may stand in another folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "ukg2d365", "sandbox", "--dir", "run", "--port", "0",
+                             "--employees", "12", "--companies", "2"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("export UKG2D365_D365_CLIENT_SECRET="):
+                break
+        assert any(line.startswith("  entities   UKG C0MP1 paid by USMF, C0MP2 by USPI") for line in lines), lines
+        (export,) = [line for line in lines if line.startswith("export UKG2D365_CONFIG=")]
+        assert export == f"export UKG2D365_CONFIG={tmp_path / 'run' / 'ukg2d365.yaml'}", lines
+        config = load_config(tmp_path / "run" / "ukg2d365.yaml")
+        assert config.legal_entities is not None and set(config.legal_entities.by_company) == {"C0MP1", "C0MP2"}
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
