@@ -70,3 +70,13 @@ def test_a_wide_terminal_keeps_every_column_of_the_postings_table():
     for title in ("Key", "Entity", "Ledger", "Journal", "Lines", "Debit", "Credit", "Updated (UTC)"):
         assert title in header
     assert any(KEYS["USPM"] in line for line in text.splitlines())  # a key is never folded when there is room
+
+
+def test_status_json_gives_each_runs_summary_and_arguments_as_objects(capsys) -> None:
+    report = _report()
+    report.runs[1]["args"] = json.dumps({"due": True, "run_id": None})
+    render.status(Output(json_mode=True), report)
+    (event,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    reconcile, posting = event["runs"]
+    assert reconcile["summary"]["verdicts"]["match"] == 3 and posting["summary"]["posted"] == 3
+    assert posting["args"] == {"due": True, "run_id": None}  # not a JSON text inside the JSON

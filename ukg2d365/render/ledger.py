@@ -20,7 +20,7 @@ def status(out: Output, report: StatusReport) -> None:
         def with_d365(p: Posting) -> dict[str, Any]:
             return {**posting_dict(p), "in_d365": report.in_d365(p)}
 
-        out.event("status", counts=report.counts, runs=report.runs,
+        out.event("status", counts=report.counts, runs=[run_record(r) for r in report.runs],
                   pending=[with_d365(p) for p in report.pending],
                   failed=[with_d365(p) for p in report.failed],
                   recent=[with_d365(p) for p in report.recent],
@@ -47,6 +47,15 @@ def status(out: Output, report: StatusReport) -> None:
                 f"{c['planned']} planned, {c['failed']} failed" +
                 (f", {len(report.refused)} refused and not posted" if report.refused else "") +
                 (" - run `ukg2d365 replay --failed`" if c["failed"] or c["sending"] else ""))
+
+
+def run_record(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as --json shows it: its arguments and summary as JSON objects (the ledger keeps them as text)."""
+    record = dict(run)
+    for field in ("args", "summary"):
+        if isinstance(record.get(field), str):
+            record[field] = json.loads(record[field])
+    return record
 
 
 def _stale_warnings(out: Output, report: StatusReport) -> None:
@@ -89,8 +98,8 @@ def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
         for t in tenants:
             r = t.report
             out.event("tenant", tenant=t.tenant, config=str(t.config_path), schedule=t.schedule, error=t.error,
-                      counts=r.counts if r else None, runs=r.runs if r else [],
-                      last_by_command=t.last_by_command,
+                      counts=r.counts if r else None, runs=[run_record(run) for run in r.runs] if r else [],
+                      last_by_command={c: run_record(run) for c, run in t.last_by_command.items()},
                       failed=[posting_dict(p) for p in r.failed] if r else [],
                       pending=[posting_dict(p) for p in r.pending] if r else [])
         return
