@@ -80,3 +80,14 @@ def test_status_json_gives_each_runs_summary_and_arguments_as_objects(capsys) ->
     reconcile, posting = event["runs"]
     assert reconcile["summary"]["verdicts"]["match"] == 3 and posting["summary"]["posted"] == 3
     assert posting["args"] == {"due": True, "run_id": None}  # not a JSON text inside the JSON
+
+
+def test_audit_without_a_key_lists_postings_readably_at_80_columns() -> None:
+    out = Output()
+    out.out = Console(width=80, file=io.StringIO(), highlight=False, color_system=None)
+    render.recent_postings(out, _report().recent)
+    text = out.out.file.getvalue()
+    assert max(map(len, text.splitlines())) <= 80
+    for number, total in (("USMF-000001", "1,536,045.17"), ("USPI-000001", "1,638,319.51")):
+        (row,) = [line for line in text.splitlines() if number in line]
+        assert total in row and "posted" in row

@@ -165,18 +165,20 @@ class Rows:
     def __len__(self) -> int:
         return len(self.records)
 
-    def table(self, *, limit: int | None = None, more: str = "") -> Table:
-        """A rich table for people: at most ``limit`` rows, then one row saying how many more (and ``more``)."""
+    def table(self, *, limit: int | None = None, more: str = "", only: Sequence[str] | None = None) -> Table:
+        """A rich table for people: at most ``limit`` rows, then one row saying how many more (and ``more``);
+        ``only`` the columns of those keys (a narrow terminal: the export keeps every column)."""
         shown = self.records if limit is None else self.records[:limit]
+        columns = self.columns if only is None else tuple(c for c in self.columns if c.key in only)
         table = Table(title=self.title, title_justify="left")
-        for column in self.columns:
+        for column in columns:
             # text folds; an amount or a count is never cut in two (a reader would take half of it)
             table.add_column(column.title, justify=column.justify, overflow="fold", no_wrap=column.kind != "text")
         for record in shown:
-            table.add_row(*(self._cell(column, record.get(column.key)) for column in self.columns))
+            table.add_row(*(self._cell(column, record.get(column.key)) for column in columns))
         if len(shown) < len(self.records):
             table.add_row(f"... {len(self.records) - len(shown)} more" + (f" ({more})" if more else ""),
-                          *([""] * (len(self.columns) - 1)))
+                          *([""] * (len(columns) - 1)))
         return table
 
     @staticmethod

@@ -230,7 +230,13 @@ def recent_postings(out: Output, postings: list[Posting]) -> None:
     out.export(rows, command="audit")
     for record in rows.json_records():
         out.event("posting", **record)
-    out.table(rows.table())
+    if out.out.width >= WIDE:
+        out.table(rows.table())
+        return
+    # a narrow terminal: what picks a key (debit equals credit in every journal); --format csv has every column
+    table = rows.table(only=("key", "status", "journal_batch_number", "debit_total", "last_error"))
+    table.caption = "--format csv (or a wider terminal) shows every column"
+    out.table(table)
 
 
 def audit_trail(out: Output, key: str, posting: Posting | None, events: list[dict[str, Any]]) -> None:
