@@ -1,7 +1,8 @@
 """The Typer app, its global options, and ``command()``: the one place a command's errors become exit codes.
 
-Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``ledger``, ``credentials``, ``webhook``,
-``sandbox``, ``ping``) imports this module and nothing else from ``ukg2d365.cli``; business logic lives in
+Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``report``, ``ledger``, ``credentials``,
+``webhook``, ``sandbox``, ``ping``, ``init``, ``worker``) imports this module and nothing else from ``ukg2d365.cli``;
+business logic lives in
 ``ukg2d365.flows``, output in ``ukg2d365.render``. A command reads top to bottom::
 
     with command(ctx, "sync-dimensions", {"dry_run": dry_run}, writes=not dry_run, dry_run=dry_run) as run:
