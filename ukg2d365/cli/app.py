@@ -2,8 +2,7 @@
 
 Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``report``, ``ledger``, ``credentials``,
 ``webhook``, ``sandbox``, ``ping``, ``init``, ``worker``) imports this module and nothing else from ``ukg2d365.cli``;
-business logic lives in
-``ukg2d365.flows``, output in ``ukg2d365.render``. A command reads top to bottom::
+business logic lives in ``ukg2d365.flows``, output in ``ukg2d365.render``. A command reads top to bottom::
 
     with command(ctx, "sync-dimensions", {"dry_run": dry_run}, writes=not dry_run, dry_run=dry_run) as run:
         plan = read_and_plan(run.context)      # the first use of run.context records the run in the ledger
