@@ -413,22 +413,28 @@ def _swallow(fn: Any) -> None:
         pass
 
 
+def _banner(proc: subprocess.Popen[str], timeout: float = 20) -> list[str]:
+    """What a running sandbox prints, up to its last export line."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("export UKG2D365_D365_CLIENT_SECRET="):
+            break
+    return lines
+
+
 def test_serve_forever_cli_prints_exports_and_stops_on_sigterm(tmp_path: Path) -> None:
     code = "import sys; from ukg2d365.sandbox import serve_forever_cli; serve_forever_cli(sys.argv[1], 0, 12, 0)"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        lines: list[str] = []
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("export UKG2D365_D365_CLIENT_SECRET="):
-                break
+        lines = _banner(proc)
         text = "\n".join(lines)
         assert "Entra ID   https://127.0.0.1:" in text and str(tmp_path / "ukg2d365.yaml") in text
         assert "export UKG2D365_UKG_USERNAME=" in text and "export UKG2D365_CONFIG=" in text
@@ -451,16 +457,7 @@ def test_the_sandbox_command_offers_a_second_company_and_exports_a_config_path_a
                              "--employees", "12", "--companies", "2"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("export UKG2D365_D365_CLIENT_SECRET="):
-                break
+        lines = _banner(proc, timeout=30)
         assert any(line.startswith("  entities   UKG C0MP1 paid by USMF, C0MP2 by USPI") for line in lines), lines
         (export,) = [line for line in lines if line.startswith("export UKG2D365_CONFIG=")]
         assert export == f"export UKG2D365_CONFIG={tmp_path / 'run' / 'ukg2d365.yaml'}", lines
