@@ -129,8 +129,19 @@ class AccrualKey(PostingKey):
 
 
 def journal_description(key: PostingKey) -> str:
+    """The heading and the marker within D365's 60 characters (LedgerJournalTable.Name).
+
+    A heading too long drops its first word ("Payroll": the journal name and line texts say it too), then cuts
+    before its legal entity with an ellipsis, never in the entity: D365's journal list must say which entity
+    bears the journal (cut blindly, 'GL20261127BW01 @USPM' read '@USP', which could be USPI)."""
     tag = f" [{key.marker}]"
-    return key.heading[: DESCRIPTION_MAX - len(tag)].rstrip() + tag
+    compact = key.heading.removeprefix("Payroll ")
+    for head in (key.heading, compact):
+        if len(head) + len(tag) <= DESCRIPTION_MAX:
+            return head + tag
+    suffix = f" @{key.entity}" if key.entity else ""
+    room = DESCRIPTION_MAX - len(tag) - len(suffix)
+    return compact.removesuffix(suffix)[: room - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}" + suffix + tag
 
 
 def entity_routing(config: Config) -> EntityRouting:

@@ -52,7 +52,7 @@ class RunReport:
 
     A worker's job also names its ``tenant``, the tenant's ``config_path`` (every command the alert suggests
     then carries ``-c PATH``: the worker host serves many configs) and ``origin`` (when it was scheduled, by
-    which worker).
+    which worker). A CLI run given ``-c PATH`` names its ``config_path`` too, for the same reason.
     """
 
     command: str
@@ -123,7 +123,7 @@ def compose(report: RunReport, scope: CredentialScope = GLOBAL) -> tuple[str, st
     shown = list(report.warnings[:MAX_WARNINGS_IN_MESSAGE])
     lines += [f"warning: {w}" for w in shown]
     if len(report.warnings) > len(shown):
-        lines.append(f"... and {len(report.warnings) - len(shown)} more warning(s): `ukg2d365 status` has them")
+        lines.append(f"... and {len(report.warnings) - len(shown)} more warning(s): `{report.cli} status` has them")
     if report.summary:
         lines.append(f"summary: {report.summary}")
     lines.append(f"next: {next_step(report, scope)}")

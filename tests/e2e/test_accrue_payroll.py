@@ -6,6 +6,9 @@ that period's expense lines, per account and dimensions, to the cent.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections import Counter, defaultdict
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -161,3 +164,26 @@ def test_a_date_that_is_no_month_end_or_a_config_without_accruals_exits_2_naming
     result = world.cli("accrue-payroll", "--month-end", str(MONTH_END), expect=2)
     assert "accrue-payroll needs an accruals: section in the config" in said(result)
     assert world.journals() == [] and world.sandbox.stats()["ukg"] == 0
+
+
+@pytest.mark.sandbox(today=date(2026, 7, 13))
+def test_the_accrual_preview_offers_all_and_csv_and_its_csv_is_the_journal_later_posted(world):
+    run = run_of(world, PERIOD[1])
+    preview = world.cli("accrue-payroll", "--month-end", str(MONTH_END), "--dry-run")
+    assert "--all shows every one" in said(preview)  # what the preview offers, the command takes
+    every = world.cli("accrue-payroll", "--month-end", str(MONTH_END), "--dry-run", "--all")
+    expected = expected_accrual(run, 4, 14)
+    assert "more accounts" not in every.output and all(account in every.output for account in expected)
+    exported = world.cli("accrue-payroll", "--month-end", str(MONTH_END), "--dry-run", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert {r["run_id"] for r in rows} == {run.run_id} and {r["status"] for r in rows} == {"would post"}
+    assert world.journals() == []
+
+    world.cli("accrue-payroll", "--month-end", str(MONTH_END), "--yes")
+    (journal,) = world.journals()
+    posted = Counter((ln["AccountDisplayValue"], Decimal(str(ln["DebitAmount"])), Decimal(str(ln["CreditAmount"])))
+                     for ln in journal["lines"])
+    assert Counter((r["account"], Decimal(r["debit"] or 0), Decimal(r["credit"] or 0)) for r in rows) == posted
+    document = json.loads(world.cli("accrue-payroll", "--month-end", str(MONTH_END), "--format", "json").stdout)
+    assert document["command"] == "accrue-payroll"
+    assert [j["key"] for j in document["already_posted"]] == ["accrual/BW/USMF/2026-06-30"]

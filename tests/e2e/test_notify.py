@@ -86,7 +86,7 @@ def add_unbalanced_run(world: World) -> None:
     ])
 
 
-def test_a_refused_run_sends_one_alert_naming_it_and_the_next_command_and_no_heartbeat(
+def test_a_refused_run_sends_one_alert_naming_it_and_the_next_command_with_its_config_and_no_heartbeat(
     world: World, receiver: Receiver
 ) -> None:
     add_unbalanced_run(world)
@@ -96,7 +96,11 @@ def test_a_refused_run_sends_one_alert_naming_it_and_the_next_command_and_no_hea
     assert alert["title"].startswith("ukg2d365 post-payroll --run-id UNBAL1 failed on ")
     assert "(exit 1)" in alert["title"]
     assert "refusing UKG run UNBAL1" in alert["message"]
-    assert "next: `ukg2d365 status` lists what failed" in alert["message"]
+    # run with -c: every command the alert suggests names that config (the host may hold several)
+    cli = f"ukg2d365 -c {world.config_path}"
+    assert f"next: `{cli} status` lists what failed" in alert["message"]
+    assert f"`{cli} replay --failed`" in alert["message"]
+    assert f"`{cli} post-payroll --run-id UNBAL1`" in alert["message"]
     assert receiver.heartbeats == []
     assert_no_url(world)
 
@@ -130,7 +134,7 @@ def test_a_wrong_d365_secret_fails_the_night_it_breaks_even_with_nothing_due(
     [alert] = receiver.alerts
     assert "post-payroll --due failed" in alert["title"] and "(exit 3)" in alert["title"]
     assert "error: Entra ID rejected the client secret" in alert["message"]
-    assert "next: `ukg2d365 ping` names what is refused" in alert["message"]
+    assert f"next: `ukg2d365 -c {world.config_path} ping` names what is refused" in alert["message"]
     assert len(receiver.heartbeats) == 1  # no heartbeat for the failed night
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from decimal import Decimal
@@ -210,3 +212,28 @@ def _fail_posting(world, run) -> None:
     world.sandbox.faults.add(FaultRule("d365", "status", method="POST", path_regex=r"\$batch$", status=503,
                                        count=None))
     world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=4)
+
+
+def _with_stdout_closed_by_its_reader(world, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as `ukg2d365 ... | head -0`: the reader has gone before the first line is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "ukg2d365", "-c", str(world.config_path), *args],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+
+
+def test_a_reader_that_leaves_early_changes_nothing_the_run_posts_once_and_exits_0(world):
+    posting = _with_stdout_closed_by_its_reader(world, "post-payroll", "--due", "--yes")
+    assert (posting.returncode, posting.stderr) == (0, "")  # no "internal error (this is a bug): BrokenPipeError"
+    (journal,) = world.journals()
+    (status,) = world.json_events("status", "--offline")
+    (recorded,) = status["recent"]
+    assert (recorded["status"], recorded["line_count"]) == ("posted", len(journal["lines"]))
+    events = world.json_events("post-payroll", "--due", "--yes")
+    assert [e["message"] for e in events if e["event"] == "summary"][0].startswith("nothing new to post")
+    for args in (("--json", "status"), ("status",), ("audit",), ("--json", "ping")):
+        done = _with_stdout_closed_by_its_reader(world, *args)
+        assert (done.returncode, done.stderr) == (0, ""), args

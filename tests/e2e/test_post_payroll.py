@@ -126,6 +126,14 @@ def test_ping_reports_all_systems(world):
     assert result.output.count(" ok ") >= 3 or result.output.count("ok") >= 3
 
 
+def test_ping_names_each_systems_host_the_same_way_host_and_port(world):
+    checks = {e["system"]: e["host"] for e in world.json_events("ping") if e["event"] == "check"}
+    urls = world.sandbox.urls
+    ukg, entra, d365 = (url.removeprefix("https://") for url in (urls.ukg, urls.entra, urls.d365))
+    assert checks == {"UKG": ukg, "Entra ID": entra, "D365": d365, "D365 formats": d365, "Journal name": d365,
+                      "Time zone": d365}
+
+
 def test_no_secret_in_any_output_or_in_the_ledger(world):
     run = world.latest_run()
     world.sandbox.faults.add(FaultRule("d365", "drop_after", method="POST", path_regex=r"\$batch$", count=1))

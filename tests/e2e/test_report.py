@@ -6,6 +6,7 @@ import calendar
 import csv
 import io
 import json
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,15 @@ def test_a_run_missing_in_d365_shows_in_the_report_and_exits_1(world, tmp_path):
     assert "do not match D365" in result.stdout
     page = (tmp_path / "r.html").read_text()
     assert "missing in D365" in page and f'data-run="C0MP1/BW/{last.period_end}/{last.run_id}"' in page
+
+
+def test_the_change_says_how_many_pay_periods_each_side_holds(world, tmp_path):
+    """A month of two bi-weekly pay periods against one of three is -33 % by the calendar alone: say so."""
+    start, end, in_range = _post_two_months(world)
+    before = [r for r in world.sandbox.dataset.gl_runs
+              if r.period_end < in_range[0].period_end.replace(day=1)
+              and r.period_end.month == (in_range[0].period_end.replace(day=1) - timedelta(days=1)).month]
+    world.cli("report", "--from", start, "--to", end, "-o", str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert f">Labor cost ({len(in_range)} pay period{'s' if len(in_range) > 1 else ''})<" in page
+    assert f", {len(before)} pay period{'s' if len(before) > 1 else ''})<" in page

@@ -413,22 +413,28 @@ def _swallow(fn: Any) -> None:
         pass
 
 
+def _banner(proc: subprocess.Popen[str], timeout: float = 20) -> list[str]:
+    """What a running sandbox prints, up to its last export line."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("export UKG2D365_D365_CLIENT_SECRET="):
+            break
+    return lines
+
+
 def test_serve_forever_cli_prints_exports_and_stops_on_sigterm(tmp_path: Path) -> None:
     code = "import sys; from ukg2d365.sandbox import serve_forever_cli; serve_forever_cli(sys.argv[1], 0, 12, 0)"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        lines: list[str] = []
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("export UKG2D365_D365_CLIENT_SECRET="):
-                break
+        lines = _banner(proc)
         text = "\n".join(lines)
         assert "Entra ID   https://127.0.0.1:" in text and str(tmp_path / "ukg2d365.yaml") in text
         assert "export UKG2D365_UKG_USERNAME=" in text and "export UKG2D365_CONFIG=" in text
@@ -437,6 +443,29 @@ def test_serve_forever_cli_prints_exports_and_stops_on_sigterm(tmp_path: Path) -
         out, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err
         assert "sandbox stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_sandbox_command_offers_a_second_company_and_exports_a_config_path_any_shell_can_use(
+        tmp_path: Path) -> None:
+    """`ukg2d365 sandbox --dir run --companies 2`: the config of Several legal entities, and an absolute
+    UKG2D365_CONFIG: the line is pasted into another shell, which may stand in another folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "ukg2d365", "sandbox", "--dir", "run", "--port", "0",
+                             "--employees", "12", "--companies", "2"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = _banner(proc, timeout=30)
+        assert any(line.startswith("  entities   UKG C0MP1 paid by USMF, C0MP2 by USPI") for line in lines), lines
+        (export,) = [line for line in lines if line.startswith("export UKG2D365_CONFIG=")]
+        assert export == f"export UKG2D365_CONFIG={tmp_path / 'run' / 'ukg2d365.yaml'}", lines
+        config = load_config(tmp_path / "run" / "ukg2d365.yaml")
+        assert config.legal_entities is not None and set(config.legal_entities.by_company) == {"C0MP1", "C0MP2"}
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
     finally:
         if proc.poll() is None:
             proc.kill()

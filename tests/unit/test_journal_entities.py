@@ -47,6 +47,22 @@ def test_single_entity_posting_key_and_marker_are_todays():
     assert plan.legal_entity == "usmf" and plan.data_area_id == "usmf"
 
 
+@pytest.mark.parametrize("run_id", ["GL20261127BW01", "OFFCYCLE-2026-11-27-BONUS-RUN-0001"])
+def test_a_bearing_entitys_description_keeps_the_entity_whole_within_60_characters(run_id):
+    """D365's journal list shows the Description: '@USP' (cut from @USPM) would name no entity, or the wrong one."""
+    key = PostingKey("C0MP1", "BW", date(2026, 11, 13), run_id, "USPM")
+    (plan,) = [p for p in build_journals(lines(gl("5000", "40.00", cc="130", dept="PROD", run=run_id),
+                                               gl("2100", 0, "40.00", run=run_id, system_id=2)), config())
+               if p.key == key]
+    assert len(plan.description) <= 60
+    assert plan.description.endswith(f" @USPM [{key.marker}]")
+    if len(run_id) < 20:  # UKG's own run ids: the whole of it, the word "Payroll" gives way
+        assert plan.description == f"BW 2026-11-13 {run_id} @USPM [{key.marker}]"
+    else:
+        assert plan.description.startswith("BW 2026-11-13 OFFCYCLE")
+        assert "\N{HORIZONTAL ELLIPSIS} @USPM" in plan.description
+
+
 def test_the_paying_entitys_journal_keeps_todays_key_and_a_bearing_entity_gets_a_suffix():
     run = lines(gl("5000", "100.00", cc="110", dept="PROD"), gl("5000", "40.00", cc="130", dept="PROD", system_id=2),
                 gl("2100", 0, "140.00", system_id=3))

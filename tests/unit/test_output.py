@@ -8,15 +8,16 @@ import json
 from decimal import Decimal
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from ukg2d365.cli import app
 from ukg2d365.errors import UsageError
 from ukg2d365.render import Column, Output, Rows
 
-COMMANDS = ["ping", "post-payroll", "replay", "status", "audit", "sandbox", "sync-dimensions", "sync-employees",
-            "reconcile", "report", "init", "credentials", "webhook", "credentials set", "credentials status",
-            "credentials delete", "webhook serve"]
+COMMANDS = ["ping", "post-payroll", "replay", "accrue-payroll", "status", "audit", "sandbox", "sync-dimensions",
+            "sync-employees", "reconcile", "report", "init", "worker", "credentials", "webhook", "credentials set",
+            "credentials status", "credentials delete", "webhook serve"]
 
 
 def _rows() -> Rows:
@@ -58,6 +59,20 @@ def test_table_shows_amounts_with_separators_and_says_how_many_more(capsys: pyte
     out.table(_rows().table(limit=1, more="--all shows them"))
     text = capsys.readouterr().out
     assert "1,234.50" in text and "... 1 more (--all shows them)" in text
+
+
+def test_a_narrow_table_folds_text_but_never_cuts_an_amount_or_a_count() -> None:
+    rows = Rows("postings", "Recent postings", [Column("key", "Key"), Column("marker", "Marker"),
+                                                Column("debit", "Debit", "money"), Column("credit", "Credit", "money"),
+                                                Column("lines", "Lines", "count")])
+    rows.add(key="C0MP1/BW/2026-11-27/GL20261127BW01", marker="U2D-KAGD2XGS4MXI", debit=Decimal("2174364.68"),
+             credit=Decimal("2174364.68"), lines=1234567)
+    out = Output()
+    out.out = Console(width=60, file=io.StringIO(), highlight=False, color_system=None)
+    out.table(rows.table())
+    text = out.out.file.getvalue()
+    assert text.count("2,174,364.68") == 2 and "1234567" in text
+    assert max(len(line) for line in text.splitlines()) <= 60
 
 
 def test_every_json_event_carries_its_time(capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,6 +72,17 @@ def test_the_stacked_table_fits_the_terminal_and_never_cuts_an_amount(width: int
                for line in text.splitlines())
 
 
+def test_every_run_lists_its_totals_in_one_order_also_one_never_sent() -> None:
+    labels = ("D365 - UKG", "Ledger sent", "UKG", "D365")  # longest first: "D365 - UKG" is not "D365"
+    blocks = _table_at(80).split("\nBW ")[1:]
+    assert len(blocks) == 3
+    for block in blocks:
+        totals = block.split("Account and dimensions")[0].splitlines()
+        seen = [next(label for label in labels if line.strip().startswith(label)) for line in totals
+                if line.strip().startswith(labels)]
+        assert seen == ["UKG", "D365", "Ledger sent", "D365 - UKG"], block
+
+
 def test_csv_and_json_carry_the_same_exact_amounts(capsys: pytest.CaptureFixture[str]) -> None:
     out = Output()
     out.use_format("csv")

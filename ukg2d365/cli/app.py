@@ -1,8 +1,8 @@
 """The Typer app, its global options, and ``command()``: the one place a command's errors become exit codes.
 
-Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``ledger``, ``credentials``, ``webhook``,
-``sandbox``, ``ping``) imports this module and nothing else from ``ukg2d365.cli``; business logic lives in
-``ukg2d365.flows``, output in ``ukg2d365.render``. A command reads top to bottom::
+Every command module (``payroll``, ``accruals``, ``sync``, ``reconcile``, ``report``, ``ledger``, ``credentials``,
+``webhook``, ``sandbox``, ``ping``, ``init``, ``worker``) imports this module and nothing else from ``ukg2d365.cli``;
+business logic lives in ``ukg2d365.flows``, output in ``ukg2d365.render``. A command reads top to bottom::
 
     with command(ctx, "sync-dimensions", {"dry_run": dry_run}, writes=not dry_run, dry_run=dry_run) as run:
         plan = read_and_plan(run.context)      # the first use of run.context records the run in the ledger
@@ -64,6 +64,7 @@ SYSTEM = typer.Argument(..., help="ukg | d365 | notify")
 FORMAT = typer.Option("table", "--format", help="table | csv | json: csv and json print only the export on stdout "
                       "(json: one document; the global --json is one event per line)")
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal")
+SHOW_ALL = typer.Option(False, "--all", help="Show every account of each journal (through a pager on a terminal)")
 
 
 def dry_run_option(help: str) -> Any:
@@ -77,6 +78,7 @@ class State:
     ledger_path: Path | None
     out: Output
     verbose: bool
+    named_config: bool = False  # given with -c: the commands an alert suggests carry it too
 
     def config(self) -> Config:
         return load_config(self.config_path)
@@ -102,7 +104,7 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version"),
 ) -> None:
     ctx.obj = State(config or default_config_path(), ledger, Output(json_mode=json_mode, quiet=quiet,
-                                                                     verbose=verbose), verbose)
+                                                                     verbose=verbose), verbose, config is not None)
 
 
 def state_of(ctx: typer.Context) -> State:
@@ -191,7 +193,7 @@ def _notify(state: State, command_line: str, code: int) -> None:
     """What the run told its operator goes to notify.after_run (alert or heartbeat); a delivery problem is a warning."""
     out = state.out
     report = RunReport(command_line, code, error=out.errors[-1] if out.errors else None, warnings=list(out.warnings),
-                       summary=out.summary_text)
+                       summary=out.summary_text, config_path=state.config_path if state.named_config else None)
     for problem in after_run(report, state.config_path):
         out.warn(problem)
 

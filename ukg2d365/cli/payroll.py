@@ -13,6 +13,7 @@ from ukg2d365.cli.app import (
     PAY_GROUP,
     PERIOD_END,
     RUN_ID,
+    SHOW_ALL,
     YES,
     app,
     command,
@@ -24,8 +25,6 @@ from ukg2d365.cli.app import (
 from ukg2d365.flows import post_payroll as payroll_flow
 from ukg2d365.flows import replay as replay_flow
 from ukg2d365.render import payroll as render
-
-SHOW_ALL = typer.Option(False, "--all", help="Show every account of each journal (through a pager on a terminal)")
 
 
 @app.command("post-payroll")

@@ -14,6 +14,9 @@ def sandbox(
     ctx: typer.Context,
     port: int = typer.Option(8443, "--port", help="First port: Entra ID on P, UKG on P+1, D365 on P+2 (0: free ports)"),
     employees: int = typer.Option(600, "--employees", help="Employees in the generated company"),
+    companies: int = typer.Option(1, "--companies", min=1, max=2, help="UKG companies: 2 adds C0MP2 (paid by "
+                                  "legal entity USPI) and a cost center borne by USPM, with the legal_entities: "
+                                  "section for them in the config"),
     latency_ms: int = typer.Option(0, "--latency-ms", help="Latency added to every request"),
     directory: Path = typer.Option(Path("sandbox-run"), "--dir", help="Where the config, CA and ledger go"),
     export_gl: str | None = typer.Option(None, "--export-gl", metavar="RUN_ID",
@@ -28,15 +31,16 @@ def sandbox(
     \b
       ukg2d365 sandbox --dir sandbox-run
       ukg2d365 sandbox --port 0 --employees 60 --latency-ms 50
+      ukg2d365 sandbox --dir sandbox-le --port 0 --companies 2     # several legal entities
       ukg2d365 sandbox --export-gl GL20261113BW01 --to gl-export.csv
     """
     with command(ctx) as run:
         if export_gl is not None:
             from ukg2d365.sandbox.gl_export import export_for_cli
 
-            return run.out.summary(export_for_cli(export_gl, to, gl_format, employees))
+            return run.out.summary(export_for_cli(export_gl, to, gl_format, employees, companies))
         # Imported here: the simulators (and their TLS set-up) load only for this command.
         from ukg2d365.sandbox import serve_forever_cli
 
         directory.mkdir(parents=True, exist_ok=True)
-        serve_forever_cli(directory, port, employees, latency_ms)
+        serve_forever_cli(directory, port, employees, latency_ms, companies)

@@ -29,6 +29,13 @@ def worker(
     Each job is a recorded run under its tenant's lock and alerts as a cron run does: one message to the
     tenant's notification URLs when it failed, refused something or warned, the tenant's heartbeat when it
     succeeded. At start, a tenant missing its UKG or D365 secret is named (and alerted); the others are served.
+
+    Examples:
+
+    \b
+      ukg2d365 worker --tenants /etc/ukg2d365/tenants
+      ukg2d365 --json worker --tenants /etc/ukg2d365/tenants --name host-a --concurrency 2
+      ukg2d365 status --tenants /etc/ukg2d365/tenants     # each tenant's schedule and last runs
     """
     with command(ctx) as run:
         loaded = scheduled.load_tenants(tenants)

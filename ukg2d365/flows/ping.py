@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from ukg2d365.d365.dates import time_zone_mismatch
 from ukg2d365.d365.journals import read_journal_name
@@ -29,29 +30,35 @@ def _failed(system: str, host: str, exc: Ukg2d365Error) -> Check:
     return Check(system, host, False, None, str(exc), exc.exit_status)
 
 
+def host_of(url: str) -> str:
+    """How every check names its system: host[:port] of the configured URL, never the URL on one line and the
+    bare host on the next."""
+    return urlsplit(url).netloc or url
+
+
 def ping(ctx: Context) -> list[Check]:
     checks: list[Check] = [ukg_check(ctx)]
 
-    d365_host = ctx.config.d365.base_url
+    d365_host = host_of(ctx.config.d365.base_url)
+    entra_host = host_of(ctx.config.d365.authority_host)
     try:
         started = time.monotonic()
         ctx.d365.tokens.token()
         token_ms = int((time.monotonic() - started) * 1000)
-        checks.append(Check("Entra ID", ctx.config.d365.authority_host, True, token_ms,
-                            f"token issued for {ctx.config.d365.scope}"))
+        checks.append(Check("Entra ID", entra_host, True, token_ms, f"token issued for {ctx.config.d365.scope}"))
     except Ukg2d365Error as exc:
-        checks.append(_failed("Entra ID", ctx.config.d365.authority_host, exc))
+        checks.append(_failed("Entra ID", entra_host, exc))
         return checks
     try:
         d365 = ctx.d365.ping()
         problems = delimiter_problems(ctx.d365, ctx.config.mapping)
         if problems:
-            checks.append(Check("D365", d365.host, False, d365.latency_ms, "; ".join(problems),
+            checks.append(Check("D365", d365_host, False, d365.latency_ms, "; ".join(problems),
                                 ExitStatus.RECORDS_FAILED))
         else:
-            checks.append(Check("D365", d365.host, True, d365.latency_ms,
+            checks.append(Check("D365", d365_host, True, d365.latency_ms,
                                 "authenticated; segment delimiter matches the config"))
-        checks.append(format_check(ctx, d365.host))
+        checks.append(format_check(ctx, d365_host))
     except (AuthError, RemoteUnavailable, Ukg2d365Error) as exc:
         checks.append(_failed("D365", d365_host, exc))
         return checks
@@ -69,9 +76,9 @@ def ukg_check(ctx: Context) -> Check:
     try:
         result = ctx.ukg.ping()
     except Ukg2d365Error as exc:
-        return _failed("UKG", ukg_host, exc)
+        return _failed("UKG", host_of(ukg_host), exc)
     status = result.error.exit_status if result.error else ExitStatus.OK
-    return Check("UKG", result.host, result.ok, result.latency_ms, result.detail, status)
+    return Check("UKG", host_of(ukg_host), result.ok, result.latency_ms, result.detail, status)
 
 
 def format_check(ctx: Context, host: str) -> Check:

@@ -44,6 +44,55 @@ FORMATS = ("table", "csv", "json")
 UNWRAPPED_WIDTH = 10_000
 
 
+class Stdout:
+    """``sys.stdout`` as it is at each write, except that a reader who leaves early (``| head``, a closed
+    pipe) ends the output, not the run: what the command does (a posting under way, its ledger records, its
+    exit code and alert) is the same as with ``> /dev/null``. Without this a closed pipe surfaced as an internal
+    error (exit 70) in the middle of a run."""
+
+    left = False  # the reader has gone: everything after is dropped
+
+    def write(self, text: str) -> int:
+        if not Stdout.left:
+            try:
+                return sys.stdout.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not Stdout.left:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def isatty(self) -> bool:
+        return not Stdout.left and sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+    @staticmethod
+    def _reader_left() -> None:
+        Stdout.left = True
+        # Python flushes stdout again at exit: point the descriptor at /dev/null so that flush is silent too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # a stdout without a descriptor (a test runner's): nothing is flushed to it at exit
+        finally:
+            os.close(devnull)
+
+
+STDOUT = Stdout()
+
+
 class Table(RichTable):
     """A rich table whose plain-text cells are shown verbatim: codes from UKG may look like markup ('[/x]')."""
 
@@ -116,17 +165,20 @@ class Rows:
     def __len__(self) -> int:
         return len(self.records)
 
-    def table(self, *, limit: int | None = None, more: str = "") -> Table:
-        """A rich table for people: at most ``limit`` rows, then one row saying how many more (and ``more``)."""
+    def table(self, *, limit: int | None = None, more: str = "", only: Sequence[str] | None = None) -> Table:
+        """A rich table for people: at most ``limit`` rows, then one row saying how many more (and ``more``);
+        ``only`` the columns of those keys (a narrow terminal: the export keeps every column)."""
         shown = self.records if limit is None else self.records[:limit]
+        columns = self.columns if only is None else tuple(c for c in self.columns if c.key in only)
         table = Table(title=self.title, title_justify="left")
-        for column in self.columns:
-            table.add_column(column.title, justify=column.justify, overflow="fold")
+        for column in columns:
+            # text folds; an amount or a count is never cut in two (a reader would take half of it)
+            table.add_column(column.title, justify=column.justify, overflow="fold", no_wrap=column.kind != "text")
         for record in shown:
-            table.add_row(*(self._cell(column, record.get(column.key)) for column in self.columns))
+            table.add_row(*(self._cell(column, record.get(column.key)) for column in columns))
         if len(shown) < len(self.records):
             table.add_row(f"... {len(self.records) - len(shown)} more" + (f" ({more})" if more else ""),
-                          *([""] * (len(self.columns) - 1)))
+                          *([""] * (len(columns) - 1)))
         return table
 
     @staticmethod
@@ -180,7 +232,9 @@ def _csv_cell(value: Any) -> str:
 def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     wide = None if stream.isatty() or os.environ.get("COLUMNS") else UNWRAPPED_WIDTH
-    return Console(stderr=stderr, highlight=False, soft_wrap=wide is not None, width=wide)
+    if stderr:
+        return Console(stderr=True, highlight=False, soft_wrap=wide is not None, width=wide)
+    return Console(file=STDOUT, highlight=False, soft_wrap=wide is not None, width=wide)  # type: ignore[arg-type]
 
 
 class Output:
@@ -254,8 +308,8 @@ class Output:
         if text is None:
             return
         if self.destination is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            STDOUT.write(text)
+            STDOUT.flush()
             return
         part = self.destination.with_name(f".{self.destination.name}.part")
         part.write_text(text, encoding="utf-8")
@@ -278,8 +332,8 @@ class Output:
         """One JSON object per line on stdout, with its time (only in --json mode)."""
         if self.json_mode:
             stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            sys.stdout.write(json.dumps({"event": name, "at": stamp, **jsonable(fields)}) + "\n")
-            sys.stdout.flush()
+            STDOUT.write(json.dumps({"event": name, "at": stamp, **jsonable(fields)}) + "\n")
+            STDOUT.flush()
 
     def say(self, text: str, *, style: str | None = None, lead: tuple[str, str] | None = None) -> None:
         """A line for people; ``lead`` is a styled first word ("posted", "green"). Never read as markup."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ukg2d365.journal import JournalPlan
-from ukg2d365.render import Output
+from ukg2d365.render import PREVIEW_ROWS, Output
 from ukg2d365.render.payroll import (
     found_in_d365,
     journal_fields,
@@ -48,8 +48,9 @@ def _title(journal: JournalPlan, verb: str) -> str:
             f"{journal.legal_entity.upper()}, reverses on {journal.reverse_date}  [{key.marker}]")
 
 
-def accrual_plan(out: Output, plan: AccrualPlan, *, dry_run: bool, detailed: bool) -> None:
-    """The plan; ``detailed`` adds each journal's table (preview and confirmation), else one line each."""
+def accrual_plan(out: Output, plan: AccrualPlan, *, dry_run: bool, detailed: bool, show_all: bool = False) -> None:
+    """The plan; ``detailed`` adds each journal's table (preview and confirmation: at most PREVIEW_ROWS accounts
+    unless ``show_all``), else one line each."""
     for pay_group in plan.not_due:
         out.event("accrual", pay_group=pay_group, status="nothing due")
         out.say(f"pay group {pay_group}: no month-end within payroll.lookback_days is due (each is accrued, or no "
@@ -72,7 +73,7 @@ def accrual_plan(out: Output, plan: AccrualPlan, *, dry_run: bool, detailed: boo
         out.event("plan", status="resume" if resumed else "would post" if dry_run else "to post", **_fields(journal))
         title = _title(journal, "Resume" if resumed else "Accrual")
         if detailed:
-            out.table(journal_table(journal, title))
+            out.table(journal_table(journal, title, limit=None if show_all else PREVIEW_ROWS))
         else:
             out.say(f"{title}: {len(journal.lines)} lines, debit {journal.debit_total:,.2f}, "
                     f"credit {journal.credit_total:,.2f}")

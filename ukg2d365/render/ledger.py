@@ -20,7 +20,7 @@ def status(out: Output, report: StatusReport) -> None:
         def with_d365(p: Posting) -> dict[str, Any]:
             return {**posting_dict(p), "in_d365": report.in_d365(p)}
 
-        out.event("status", counts=report.counts, runs=report.runs,
+        out.event("status", counts=report.counts, runs=[run_record(r) for r in report.runs],
                   pending=[with_d365(p) for p in report.pending],
                   failed=[with_d365(p) for p in report.failed],
                   recent=[with_d365(p) for p in report.recent],
@@ -29,8 +29,9 @@ def status(out: Output, report: StatusReport) -> None:
                   is_posted_unknown=report.is_posted_unknown)
         _stale_warnings(out, report)
         return
-    out.table(_runs_table(report.runs))
-    out.table(_postings_table(report))
+    wide = out.out.width >= WIDE
+    out.table(_runs_table(report.runs, wide=wide))
+    out.table(_postings_table(report) if wide else _postings_table_narrow(report))
     for p in report.shown:
         if p.last_error:
             out.say(f"{p.key}: {p.last_error}", lead=("last error", "red"))
@@ -46,6 +47,15 @@ def status(out: Output, report: StatusReport) -> None:
                 f"{c['planned']} planned, {c['failed']} failed" +
                 (f", {len(report.refused)} refused and not posted" if report.refused else "") +
                 (" - run `ukg2d365 replay --failed`" if c["failed"] or c["sending"] else ""))
+
+
+def run_record(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as --json shows it: its arguments and summary as JSON objects (the ledger keeps them as text)."""
+    record = dict(run)
+    for field in ("args", "summary"):
+        if isinstance(record.get(field), str):
+            record[field] = json.loads(record[field])
+    return record
 
 
 def _stale_warnings(out: Output, report: StatusReport) -> None:
@@ -88,8 +98,8 @@ def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
         for t in tenants:
             r = t.report
             out.event("tenant", tenant=t.tenant, config=str(t.config_path), schedule=t.schedule, error=t.error,
-                      counts=r.counts if r else None, runs=r.runs if r else [],
-                      last_by_command=t.last_by_command,
+                      counts=r.counts if r else None, runs=[run_record(run) for run in r.runs] if r else [],
+                      last_by_command={c: run_record(run) for c, run in t.last_by_command.items()},
                       failed=[posting_dict(p) for p in r.failed] if r else [],
                       pending=[posting_dict(p) for p in r.pending] if r else [])
         return
@@ -115,18 +125,59 @@ def _exit_text(run: dict[str, Any]) -> str:
     return "running" if run["exit_code"] is None else f"exit {run['exit_code']}"
 
 
-def _runs_table(rows: list[dict[str, Any]]) -> Table:
+# Below this many columns the status tables stack what they can (a 40-character key beside eight columns of
+# states and amounts left each cell one character wide at 80 columns).
+WIDE = 120
+# Counters a run records for the benchmark and for diagnosis (timings, concurrency, request counts): in
+# `--json status` and `audit run:N`, not in the table people read.
+INTERNAL_COUNTERS = ("_seconds", "_concurrency", "_requests", "_throttled")
+
+
+def run_summary_text(summary: dict[str, Any]) -> str:
+    """What a run did, for people: its non-zero counts (a reconcile's verdicts by name), then its error."""
+    parts: list[str] = []
+    for key, value in summary.items():
+        if key in ("error", "exit_code") or key.endswith(INTERNAL_COUNTERS):
+            continue
+        if isinstance(value, dict):
+            parts += [f"{name} {count}" for name, count in value.items() if count]
+        elif value not in (0, None, False, "", []):
+            parts.append(f"{key.replace('_', ' ')} {value}")
+    text = ", ".join(parts) or "nothing to do"
+    if summary.get("error"):
+        text += "; error: " + str(summary["error"])
+    return text
+
+
+def _runs_table(rows: list[dict[str, Any]], *, wide: bool = True) -> Table:
     runs = Table(title="Recent runs", title_justify="left")
     for column in ("#", "Command", "Started (UTC)", "User@host", "Exit", "Summary"):
-        runs.add_column(column, overflow="fold")
+        runs.add_column(column, overflow="fold", no_wrap=column in ("#", "Exit"))
     for r in rows:
         summary = json.loads(r["summary"]) if r["summary"] else {}
-        text = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "error")
-        if summary.get("error"):
-            text = (text + "; " if text else "") + "error: " + str(summary["error"])
-        runs.add_row(str(r["id"]), r["command"], r["started_at"][:19].replace("T", " "),
-                     f"{r['user']}@{r['host']}", "running" if r["exit_code"] is None else str(r["exit_code"]), text)
+        started = r["started_at"][:19].replace("T", " " if wide else "\n")
+        runs.add_row(str(r["id"]), r["command"], started, f"{r['user']}@{r['host']}",
+                     "running" if r["exit_code"] is None else str(r["exit_code"]), run_summary_text(summary))
     return runs
+
+
+def _postings_table_narrow(report: StatusReport) -> Table:
+    """The postings on a narrow terminal: the key folds beside the ledger state, the journal (its legal entity
+    under it), IsPosted and the total (debit equals credit in every journal); the rest is in the wide table,
+    `--json status` and `audit KEY`."""
+    postings = Table(title="Postings", title_justify="left")
+    for column, whole, right in (("Key", False, False), ("Ledger", True, False), ("Journal", True, False),
+                                 ("IsPosted", True, False), ("Total", True, True)):
+        postings.add_column(column, overflow="fold", no_wrap=whole, justify="right" if right else "left")
+    for p in report.shown:
+        colour = {"posted": "green", "failed": "red", "sending": "yellow"}.get(p.status, "white")
+        in_d365 = report.in_d365(p)
+        shade = {"Yes": "green", "No": "yellow", "not in D365": "red"}.get(in_d365, "white")
+        journal = (p.journal_batch_number or "-") + (f"\n{p.legal_entity.upper()}" if p.legal_entity else "")
+        total = money(p.debit_total) if p.debit_total == p.credit_total else \
+            f"Dr {money(p.debit_total)}\nCr {money(p.credit_total)}"
+        postings.add_row(p.key, styled(p.status, colour), journal, styled(in_d365, shade), total)
+    return postings
 
 
 def _postings_table(report: StatusReport) -> Table:
@@ -179,7 +230,13 @@ def recent_postings(out: Output, postings: list[Posting]) -> None:
     out.export(rows, command="audit")
     for record in rows.json_records():
         out.event("posting", **record)
-    out.table(rows.table())
+    if out.out.width >= WIDE:
+        out.table(rows.table())
+        return
+    # a narrow terminal: what picks a key (debit equals credit in every journal); --format csv has every column
+    table = rows.table(only=("key", "status", "journal_batch_number", "debit_total", "last_error"))
+    table.caption = "--format csv (or a wider terminal) shows every column"
+    out.table(table)
 
 
 def audit_trail(out: Output, key: str, posting: Posting | None, events: list[dict[str, Any]]) -> None:

@@ -198,8 +198,12 @@ def confirmation(plan: PayrollPlan, base_url: str) -> str:
             f"(legal entity and journal name: {', '.join(where)}), left unposted for finance?")
 
 
-def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: PayrollResult | None = None) -> None:
-    """--format csv|json: every planned line with its journal's header facts (CSV), and the journals (JSON)."""
+def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: PayrollResult | None = None,
+                   command: str = "post-payroll") -> None:
+    """--format csv|json: every planned line with its journal's header facts (CSV), and the journals (JSON).
+
+    Also accrue-payroll's (``command``): its journals' run is the UKG run(s) the amounts come from, and the JSON
+    names the day each accrual reverses."""
     outcomes = {o.key: o for o in result.outcomes} if result is not None else {}
     rows = Rows("lines", "Journal lines", LINE_COLUMNS)
     journals = []
@@ -208,16 +212,17 @@ def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: Pay
         outcome = outcomes.get(k.text)
         number = plan.in_d365.get(k.text) or (outcome.journal_batch_number if outcome else None)
         status = _journal_status(plan, journal, dry_run=dry_run, outcome=outcome)
-        journals.append({**journal_fields(journal), "status": status, "journal_batch_number": number,
+        reverses = {"reverse_date": journal.reverse_date} if journal.reverse_date else {}
+        journals.append({**journal_fields(journal), **reverses, "status": status, "journal_batch_number": number,
                          "error": outcome.error if outcome else None})
         facts = header_facts(journal)
         for line in journal.lines:
-            rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=k.run_id,
+            rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=journal.run_ids,
                      marker=k.marker, status=status, legal_entity=journal.legal_entity,
                      journal_name=journal.journal_name, journal_batch_number=number, trans_date=journal.trans_date,
                      currency=journal.currency, description=facts["description"], line=line.line_number,
                      account=line.account, debit=line.debit, credit=line.credit, text=line.text)
-    out.export(rows, command="post-payroll", dry_run=dry_run, journals=journals,
+    out.export(rows, command=command, dry_run=dry_run, journals=journals,
                already_posted=[journal_fields(j) for j in plan.already_posted],
                refused=[{**journal_fields(j), "problems": j.problems} for j in plan.refused],
                skipped=sorted(plan.skipped), refused_not_found=[r.key for r in plan.vanished],

@@ -126,9 +126,9 @@ def _totals_table(run: RunReconciliation, precision: int) -> RichTable:
     _amount_column(table, "Debit", [d for _, d, _ in shown])
     _amount_column(table, "Credit", [c for _, _, c in shown])
     for label, debit, credit in shown:
+        if label == "D365 - UKG" and run.ledger_total is None:  # the same order as every other run's block
+            table.add_row("Ledger sent", "never sent", "")
         table.add_row(label, debit, credit)
-    if run.ledger_total is None:
-        table.add_row("Ledger sent", "never sent", "")
     return table
 
 

@@ -114,10 +114,12 @@ def _header(report: LaborReport, title: str) -> str:
         banner = f'<p class="banner ok" id="banner">All {len(runs)} pay run(s) match D365.</p>'
     precision = report.reconciliation.precision
     change = report.labor_total - report.previous_labor_total
+    # How many pay periods each side holds: a month of two bi-weekly periods against one of three changes by a
+    # third from the calendar alone, and the reader must see that before reading the change as a trend.
     figures = [
-        ("Labor cost", report.labor_total, "labor-total"),
-        (f"Previous period ({report.previous_from} to {report.previous_to})", report.previous_labor_total,
-         "labor-previous"),
+        (f"Labor cost ({_periods(runs)})", report.labor_total, "labor-total"),
+        (f"Previous period ({report.previous_from} to {report.previous_to}, {_periods(report.previous_runs)})",
+         report.previous_labor_total, "labor-previous"),
         ("Change", change, "labor-change"),
         ("UKG debit total", _sum(runs, "ukg").debit, "ukg-debit-total"),
         ("D365 debit total", _sum(runs, "d365").debit, "d365-debit-total"),
@@ -133,6 +135,12 @@ def _header(report: LaborReport, title: str) -> str:
             f"{report.previous_from} to {report.previous_to} · amounts in {escape(report.currency)} · generated "
             f"{report.generated_at:%Y-%m-%d %H:%M} UTC by ukg2d365 {escape(__version__)}</p>"
             f'{banner}<div class="figures">{boxes}</div></header>')
+
+
+def _periods(runs: list[RunReconciliation]) -> str:
+    """The number of pay periods the pay runs end in (an accrual is no pay period; entities share a period)."""
+    count = len({(r.key.pay_group, r.key.period_end) for r in runs if r.key.kind == "pay_run"})
+    return f"{count} pay period{'' if count == 1 else 's'}"
 
 
 def _shown(amount: Decimal, precision: int, *, signed: bool = False) -> str:

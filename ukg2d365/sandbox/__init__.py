@@ -288,12 +288,13 @@ class Sandbox:
         return target
 
     def export_lines(self) -> list[str]:
-        lines = [f"export UKG2D365_CONFIG={shlex.quote(str(self.config_path))}"]
+        # absolute: the lines are pasted into another shell, which may stand in another folder
+        lines = [f"export UKG2D365_CONFIG={shlex.quote(str(self.config_path.resolve()))}"]
         lines += [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
         return lines
 
 
-def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int) -> None:
+def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int, companies: int = 1) -> None:
     """``ukg2d365 sandbox``: run until Ctrl-C or SIGTERM, then stop cleanly."""
     stop = threading.Event()
 
@@ -304,7 +305,7 @@ def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: in
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
-    sandbox = Sandbox(Path(dir), port=port, employees=employees, latency_ms=latency_ms)
+    sandbox = Sandbox(Path(dir), port=port, employees=employees, latency_ms=latency_ms, companies=companies)
     try:
         sandbox.start()
         closed = sandbox.dataset.closed_periods()
@@ -319,6 +320,11 @@ def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: in
             f"({', '.join(r.run_id for r in sandbox.dataset.gl_runs)}); "
             f"last closed period ends {closed[-1].period_end if closed else '-'}"
         )
+        if companies == 2:
+            print(f"  entities   UKG {catalog.UKG_CO_ID} paid by {catalog.LEGAL_ENTITY.upper()}, "
+                  f"{catalog.UKG_CO_ID_2} by {catalog.LEGAL_ENTITY_2.upper()}; cost center "
+                  f"{catalog.BEARING_COST_CENTER} borne by {catalog.LEGAL_ENTITY_3.upper()} (legal_entities: in the "
+                  "config)")
         print("\nIn another shell:")
         for line in sandbox.export_lines():
             print(line)

@@ -67,12 +67,12 @@ def export_gl(dataset: UkgDataset, run_id: str, path: Path, fmt: str = "csv") ->
     return _write_fixed_width(run, path)
 
 
-def export_for_cli(run_id: str, path: Path, fmt: str, employees: int) -> str:
-    """``ukg2d365 sandbox --export-gl``: the sandbox's generated data (the same for the same --employees on the
-    same day) written as a GL export file; the line to print."""
+def export_for_cli(run_id: str, path: Path, fmt: str, employees: int, companies: int = 1) -> str:
+    """``ukg2d365 sandbox --export-gl``: the sandbox's generated data (the same for the same --employees and
+    --companies on the same day) written as a GL export file; the line to print."""
     if fmt not in FORMATS:
         raise UsageError(f"--gl-format {fmt!r}: use {' or '.join(FORMATS)}")
-    dataset = UkgDataset(employees)
+    dataset = UkgDataset(employees, companies=companies)
     try:
         count = export_gl(dataset, run_id, path, fmt)
     except KeyError:
