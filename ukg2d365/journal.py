@@ -159,6 +159,7 @@ class PlannedLines:
         self._pending: list[str] = []
         self._count = 0
         self._digest = hashlib.sha256()
+        self._texts: dict[str, None] = {}  # the distinct line texts, in plan order (a few per UKG account)
         for line in lines:
             self.append(line)
 
@@ -171,6 +172,8 @@ class PlannedLines:
     def add(self, account: str, debit: Decimal, credit: Decimal, text: str, source_account: str = "") -> None:
         """Add the next line, numbered ``len(self) + 1``; past ``SPILL_AT`` no PlannedLine is built for it."""
         self._count += 1
+        if text not in self._texts:
+            self._texts[text] = None
         f = self._FIELD
         # !s: str() of a Decimal is five times cheaper than the format() an f-string calls by default
         self._pending.append(f"{account}{f}{debit!s}{f}{credit!s}{f}{text}{f}{source_account}{self._RECORD}")
@@ -183,6 +186,11 @@ class PlannedLines:
             return
         if len(self._pending) >= 4096:
             self._flush()
+
+    @property
+    def texts(self) -> list[str]:
+        """The distinct line texts, in plan order."""
+        return list(self._texts)
 
     @property
     def digest(self) -> str:
@@ -370,8 +378,8 @@ class JournalPlan:
 
     @property
     def line_texts(self) -> list[str]:
-        """The distinct line texts, in plan order."""
-        return list(dict.fromkeys(line.text for line in self.lines))
+        """The distinct line texts, in plan order (kept as the lines were added: no pass over a spilled journal)."""
+        return self.lines.texts
 
     @property
     def balanced(self) -> bool:
