@@ -460,8 +460,13 @@ def naive_per_record(sandbox: Sandbox, sample: int, scale_to: int) -> NaiveResul
         header_s = time.perf_counter() - t0
         # 4. every UKG line as its own request, in order
         t0 = time.perf_counter()
+        # The display value in D365's active ledger format (blank segments for the dimensions UKG does not feed),
+        # as a hand-written script would hard-code it.
+        ledger_format = sandbox.d365.state.ledger_format or ["MainAccount", "CostCenter", "Department"]
         for item in gl:
-            display = "-".join([accounts[item["generalLedgerAccount"]], item["orgLevel1"], item["orgLevel2"]])
+            segments = {"MainAccount": accounts[item["generalLedgerAccount"]], "CostCenter": item["orgLevel1"],
+                        "Department": item["orgLevel2"]}
+            display = "-".join(segments.get(name, "") for name in ledger_format)
             body = {
                 "dataAreaId": catalog.LEGAL_ENTITY,
                 "JournalBatchNumber": jbn,
