@@ -26,6 +26,7 @@ demo: install
 
 bench: install
 	$(PY) -m tests.bench.benchmark
+	$(PY) -m tests.bench.benchmark --routes --out bench-routes.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo sandbox-run

@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from ukg2d365.journal import LINE_TEXT_MAX, AccrualKey, JournalPlan, PlannedLine
+from ukg2d365.journal import LINE_TEXT_MAX, AccrualKey, JournalPlan, PlannedLine, PlannedLines
 from ukg2d365.mapping import LedgerAccount
 
 Basis = Literal["calendar_days", "workdays"]
@@ -254,7 +254,7 @@ def _entity_journal(pay_group: str, month_end: date, share: Share, entity: str,
     zero = Decimal(1).scaleb(-rules.precision) * 0
     return JournalPlan(
         key=AccrualKey.for_month(pay_group, entity, month_end),
-        lines=planned,
+        lines=PlannedLines(planned),
         debit_total=sum((ln.debit for ln in planned), zero),
         credit_total=sum((ln.credit for ln in planned), zero),
         source_lines=sources.source_lines,

@@ -126,6 +126,12 @@ class D365Config(_Section):
     # asset/client/src/EmploymentsV2.ts), instants in UTC: a UKG hire or termination date becomes local
     # midnight, or 23:59:59, of this IANA zone. Left at UTC, a Chicago hire would start at 18:00 the day before.
     time_zone: str = Field(default="UTC", description="IANA name, e.g. America/Chicago")
+    # The route of journal lines. odata: LedgerJournalHeaders + LedgerJournalLines in $batch changesets, for
+    # synchronous use; dmf: one Data management package per journal through the General journal entity, which
+    # "should be used for all high volume import scenarios" (MicrosoftDocs/dynamics-365-unified-operations-public
+    # articles/fin-ops-core/dev-itpro/data-entities/entity-general-journal.md) but needs a data project in D365;
+    # auto: dmf from dmf.min_lines lines. odata by default: it needs no set-up in D365 beyond the app user.
+    transport: Literal["odata", "dmf", "auto"] = "odata"
 
     @field_validator("time_zone")
     @classmethod
@@ -177,6 +183,35 @@ class D365Config(_Section):
     @property
     def currency_precision(self) -> int:
         return CURRENCY_PRECISION.get(self.currency, 2)
+
+
+class DmfConfig(_Section):
+    """The Data management package route (MicrosoftDocs/dynamics-365-unified-operations-public
+    articles/fin-ops-core/dev-itpro/data-entities/data-management-api.md)."""
+
+    min_lines: int = Field(default=5000, ge=1, description="d365.transport auto: DMF from this many journal lines")
+    # The import data project in D365 (definitionGroupId of ImportFromPackage): Data management > Import,
+    # one entity, General journal, source data format CSV-Unicode.
+    definition_group: str = Field(default="UKG2D365 General journal", min_length=1, max_length=60)
+    # The entity's name in the data project ("General journal"; AOT name LedgerJournalEntity): the staging
+    # error file is asked for by it.
+    entity_name: str = Field(default="General journal", min_length=1)
+    # A package exported from the customer's own data project (Manifest.xml, PackageHeader.xml and the
+    # entity's data file, whose header row gives the columns and their order); unset: the built-in template.
+    package_template: str | None = None
+    date_format: str = Field(default="%Y-%m-%d", description="TRANSDATE as the data project's source format reads it")
+    poll_seconds: float = Field(default=2.0, gt=0, le=300, description="first wait between status polls")
+    poll_max_seconds: float = Field(default=30.0, gt=0, le=900, description="cap of the growing wait between polls")
+    timeout_minutes: float = Field(default=120, gt=0, le=1440,
+                                   description="stop waiting (the execution goes on; a rerun picks it up)")
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, v: str) -> str:
+        text = date(2026, 1, 31).strftime(v)
+        if "31" not in text or "26" not in text:
+            raise ValueError(f"{v!r} must hold the day and the year (strftime codes, e.g. %Y-%m-%d or %d-%b-%Y)")
+        return v
 
 
 class HttpConfig(_Section):
@@ -747,6 +782,7 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     legal_entities: LegalEntitiesConfig | None = None
     accruals: AccrualsConfig | None = None
+    dmf: DmfConfig = Field(default_factory=DmfConfig)
 
     source_path: Path | None = Field(default=None, exclude=True)
 

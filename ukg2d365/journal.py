@@ -8,13 +8,17 @@ number of UKG lines when summarizing.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-from collections.abc import Callable, Iterable
+import heapq
+import itertools
+import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
-from functools import cached_property
-from typing import ClassVar
+from typing import IO, ClassVar
 
 from ukg2d365.config import Config
 from ukg2d365.intercompany import BalancingLine, EntityRouting, balancing_lines, transfers
@@ -128,6 +132,184 @@ class AccrualKey(PostingKey):
         return f"--pay-group {self.pay_group} --period-end {self.period_end.isoformat()}"
 
 
+TextRow = tuple[int, str, str, str, str]  # a planned line as stored: number, account, debit, credit, text
+
+# Payroll repeats amounts: each spelling is parsed once, not once a line (Decimals are immutable, so shared).
+_amount_of_text = functools.lru_cache(maxsize=65536)(Decimal)
+
+
+def planned_lines(rows: Iterable[TextRow]) -> Iterator[PlannedLine]:
+    """Stored rows (the spill file's, the ledger's) as PlannedLines, the amounts parsed from their exact text."""
+    amount = _amount_of_text
+    for number, account, debit, credit, text in rows:
+        yield PlannedLine(number, account, amount(debit), amount(credit), text)
+
+
+class PlannedLines:
+    """A journal's planned lines in plan order: in memory while few, spilled to a temporary file past
+    ``SPILL_AT`` so a journal of a million lines costs disk, not memory (``journal.lines`` iterates them again
+    from the file each time). Sized, iterable and append-only, like the list it replaces."""
+
+    SPILL_AT = 5000
+    _FIELD, _RECORD = "\x1f", "\x1e"  # ASCII unit and record separators: never in an account or a line text
+
+    def __init__(self, lines: Iterable[PlannedLine] = ()) -> None:
+        self._memory: list[PlannedLine] = []
+        self._file: IO[str] | None = None
+        self._pending: list[str] = []
+        self._count = 0
+        self._digest = hashlib.sha256()
+        self._texts: dict[str, None] = {}  # the distinct line texts, in plan order (a few per UKG account)
+        for line in lines:
+            self.append(line)
+
+    def append(self, line: PlannedLine) -> None:
+        """Add the next line; its number must be the next one (``len(self) + 1``)."""
+        if line.line_number != self._count + 1:
+            raise ValueError(f"line {line.line_number} planned after line {self._count}")
+        self.add(line.account, line.debit, line.credit, line.text, line.source_account)
+
+    def add(self, account: str, debit: Decimal, credit: Decimal, text: str, source_account: str = "") -> None:
+        """Add the next line, numbered ``len(self) + 1``; past ``SPILL_AT`` no PlannedLine is built for it."""
+        self._count += 1
+        if text not in self._texts:
+            self._texts[text] = None
+        f = self._FIELD
+        # !s: str() of a Decimal is five times cheaper than the format() an f-string calls by default
+        self._pending.append(f"{account}{f}{debit!s}{f}{credit!s}{f}{text}{f}{source_account}{self._RECORD}")
+        if self._file is None:
+            self._memory.append(PlannedLine(self._count, account, debit, credit, text, source_account))
+            if len(self._memory) >= self.SPILL_AT:
+                self._file = tempfile.TemporaryFile("w+", encoding="utf-8", newline="", prefix="ukg2d365-plan-")
+                self._memory = []
+                self._flush()
+            return
+        if len(self._pending) >= 4096:
+            self._flush()
+
+    @property
+    def texts(self) -> list[str]:
+        """The distinct line texts, in plan order."""
+        return list(self._texts)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the lines in order (each line's fields and UKG account, unit-separated), kept up as they are
+        added."""
+        self._flush()
+        return self._digest.hexdigest()
+
+    def _flush(self) -> None:
+        """The records not yet hashed (and written, once spilled): hashed and written 4,096 at a time."""
+        if self._pending:
+            block = "".join(self._pending)
+            self._pending.clear()
+            self._digest.update(block.encode())
+            if self._file is not None:
+                self._file.write(block)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (PlannedLines, list)):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __getitem__(self, index: int) -> PlannedLine:
+        if self._file is None:
+            return self._memory[index]
+        wanted = index + self._count if index < 0 else index
+        for position, line in enumerate(self):
+            if position == wanted:
+                return line
+        raise IndexError(index)
+
+    def __iter__(self) -> Iterator[PlannedLine]:
+        if self._file is None:
+            yield from list(self._memory)
+            return
+        amount = _amount_of_text
+        for number, account, debit, credit, text, source in self._records():
+            yield PlannedLine(number, account, amount(debit), amount(credit), text, source)
+
+    def text_rows(self) -> Iterator[TextRow]:
+        """(line number, account, debit, credit, text) with the amounts as plain text: what the ledger stores,
+        without parsing the amounts into Decimals and printing them again."""
+        if self._file is None:
+            for ln in list(self._memory):
+                yield ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text
+            return
+        for number, account, debit, credit, text, _source in self._records():
+            yield number, account, debit, credit, text
+
+    def _records(self) -> Iterator[tuple[int, str, str, str, str, str]]:
+        assert self._file is not None
+        self._flush()
+        self._file.seek(0)
+        number = 0
+        rest = ""
+        field = self._FIELD
+        for block in iter(lambda: self._file.read(1 << 20) if self._file is not None else "", ""):
+            records = (rest + block).split(self._RECORD)
+            rest = records.pop()
+            for record in records:
+                account, debit, credit, text, source = record.split(field)
+                number += 1
+                yield number, account, debit, credit, text, source
+        self._file.seek(0, 2)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class LineIds:
+    """The (blockId, systemId) pairs of a pay run's GL lines, told apart exactly in about 8 bytes a line.
+
+    UKG documents systemId and blockId as int32, so a pair packs into one 64-bit integer: they are kept in an
+    array, each full run of ``RUN`` sorted, and the runs merged once at the end to find a pair seen twice
+    (a set of text ids costs ~90 bytes a line: 90 MB for a million-line run). An id that is not a plain
+    non-negative number is kept as text in a set, told apart exactly as well.
+    """
+
+    RUN = 1 << 16
+
+    def __init__(self) -> None:
+        self._run = array("q")
+        self._sorted: list[array[int]] = []
+        self._texts: set[str] = set()
+        self._repeated_texts: list[str] = []
+
+    def add(self, block_id: int, system_id: str) -> None:
+        if 0 <= block_id < 1 << 31 and system_id.isdigit() and system_id.isascii() and len(system_id) <= 10 \
+                and (system_id[0] != "0" or system_id == "0"):  # one spelling per number: "007" stays text
+            number = int(system_id)
+            if number < 1 << 32:
+                self._run.append(block_id << 32 | number)
+                if len(self._run) >= self.RUN:
+                    self._sorted.append(array("q", sorted(self._run)))
+                    self._run = array("q")
+                return
+        ident = f"{block_id}/{system_id}"
+        if ident in self._texts:
+            self._repeated_texts.append(system_id)
+        self._texts.add(ident)
+
+    def repeated(self) -> list[str]:
+        """The systemIds of the pairs seen more than once (each once per extra copy), numbers in order first."""
+        runs = [*self._sorted, array("q", sorted(self._run))]
+        merged = heapq.merge(*runs) if len(runs) > 1 else iter(runs[0])
+        found = [str(b & 0xFFFFFFFF) for a, b in itertools.pairwise(merged) if a == b]
+        return found + self._repeated_texts
+
+
 def journal_description(key: PostingKey) -> str:
     """The heading and the marker within D365's 60 characters (LedgerJournalTable.Name).
 
@@ -158,7 +340,7 @@ def entity_routing(config: Config) -> EntityRouting:
 @dataclass
 class JournalPlan:
     key: PostingKey
-    lines: list[PlannedLine]
+    lines: PlannedLines
     debit_total: Decimal
     credit_total: Decimal
     source_lines: int
@@ -196,8 +378,8 @@ class JournalPlan:
 
     @property
     def line_texts(self) -> list[str]:
-        """The distinct line texts, in plan order."""
-        return list(dict.fromkeys(line.text for line in self.lines))
+        """The distinct line texts, in plan order (kept as the lines were added: no pass over a spilled journal)."""
+        return self.lines.texts
 
     @property
     def balanced(self) -> bool:
@@ -207,12 +389,10 @@ class JournalPlan:
     def postable(self) -> bool:
         return not self.problems and bool(self.lines)
 
-    @cached_property
-    def plan_hash(self) -> str:  # lines are never changed once planned; 100,000 lines cost ~60 ms to hash
-        digest = hashlib.sha256()
-        for ln in self.lines:
-            digest.update(f"{ln.line_number}|{ln.account}|{ln.debit}|{ln.credit}|{ln.text}\n".encode())
-        return digest.hexdigest()
+    @property
+    def plan_hash(self) -> str:
+        """The lines' digest, kept up as they were planned (no second pass over a spilled journal)."""
+        return self.lines.digest
 
 
 class JournalBuilder:
@@ -223,8 +403,7 @@ class JournalBuilder:
         self._summarize = config.payroll.summarize
         self._zero = quantum(config.d365.currency_precision) * 0
         self._refuse_negatives = config.payroll.negative_amounts == "refuse"
-        self._seen_ids: set[str] = set()
-        self._duplicates: list[str] = []
+        self._ids = LineIds()
         self._negatives: list[str] = []
         self._line_text = config.payroll.line_text
         self._header = (config.d365.legal_entity, config.d365.journal_name, config.d365.currency)
@@ -232,7 +411,7 @@ class JournalBuilder:
         self._sums: dict[tuple[str, str, str], list[Decimal]] = {}  # (display, ukg account, main) -> [dr, cr]
         # Planned as the lines stream in (not summarizing) or at finish (summarizing): D365 lines take no
         # negatives, so a negative debit is planned as a credit (a reversal) and vice versa.
-        self._lines: list[PlannedLine] = []
+        self._lines = PlannedLines()
         self._debit_total = Decimal(0)
         self._credit_total = Decimal(0)
         self._summed = False
@@ -243,7 +422,9 @@ class JournalBuilder:
         self._unmapped: dict[str, set[str]] = {}
         self._blocks: set[int] = set()
         self._total_blocks: set[int] = set()
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256()  # of UKG's lines as read: the source hash
+        self._hashing: list[str] = []  # lines not yet hashed: hashed 4,096 at a time, not one call each
+        self._joined: dict[tuple[str, ...], str] = {}  # org levels -> their text in the source hash
         self._texts: dict[str, str] = {}  # UKG account -> line text
         self._routing = entity_routing(config)
         self._paying = self._routing.paying(key.company)
@@ -256,19 +437,19 @@ class JournalBuilder:
         self.count += 1
         if not line.system_id.startswith("#"):
             # A line UKG returns twice (a paging glitch, a re-run block) would be booked twice.
-            ident = f"{line.block_id}/{line.system_id}"
-            if ident in self._seen_ids:
-                self._duplicates.append(line.system_id)
-            self._seen_ids.add(ident)
-        if self._refuse_negatives and (line.debit < 0 or line.credit < 0):
+            self._ids.add(line.block_id, line.system_id)
+        if self._refuse_negatives and (line.debit < self._zero or line.credit < self._zero):
             self._negatives.append(line.system_id)
         self.debit_in += line.debit
         self.credit_in += line.credit
         self._blocks.add(line.block_id)
         self._total_blocks.add(line.total_blocks)
-        self._digest.update(
-            f"{line.system_id}|{line.account}|{line.debit}|{line.credit}|{'|'.join(line.org_levels)}\n".encode()
-        )
+        levels = self._joined.get(line.org_levels)
+        if levels is None:
+            levels = self._joined[line.org_levels] = "|".join(line.org_levels)
+        self._hashing.append(f"{line.system_id}|{line.account}|{line.debit!s}|{line.credit!s}|{levels}\n")
+        if len(self._hashing) >= 4096:
+            self._hash_lines()
         cache_key = (line.account, line.org_levels)
         account = self._account_cache.get(cache_key)
         if account is None:
@@ -290,25 +471,27 @@ class JournalBuilder:
             self._plan(account.display, line.account, line.debit, line.credit)
 
     def _plan(self, display: str, ukg_account: str, dr: Decimal, cr: Decimal) -> None:
-        for amount, is_debit in ((dr, True), (cr, False)):
-            if amount == 0:
-                continue
-            debit_side = is_debit if amount > 0 else not is_debit
-            magnitude = -amount if amount < 0 else amount
-            if debit_side:
-                self._debit_total += magnitude
+        """The debit side's line, then the credit side's; a negative amount is a line on the other side."""
+        zero = self._zero
+        if dr != zero:
+            if dr > zero:
+                self._debit_total += dr
+                self._line(display, ukg_account, dr, zero)
             else:
-                self._credit_total += magnitude
-            if self._tracks_entities:
-                self._line_entities.append(self._bearing.get(display, ""))
-            self._lines.append(PlannedLine(
-                line_number=len(self._lines) + 1,
-                account=display,
-                debit=magnitude if debit_side else self._zero,
-                credit=self._zero if debit_side else magnitude,
-                text=self._text(ukg_account),
-                source_account=ukg_account,
-            ))
+                self._credit_total -= dr
+                self._line(display, ukg_account, zero, -dr)
+        if cr != zero:
+            if cr > zero:
+                self._credit_total += cr
+                self._line(display, ukg_account, zero, cr)
+            else:
+                self._debit_total -= cr
+                self._line(display, ukg_account, -cr, zero)
+
+    def _line(self, display: str, ukg_account: str, debit: Decimal, credit: Decimal) -> None:
+        if self._tracks_entities:
+            self._line_entities.append(self._bearing.get(display, ""))
+        self._lines.add(display, debit, credit, self._text(ukg_account), ukg_account)
 
     def _text(self, ukg_account: str) -> str:
         text = self._texts.get(ukg_account)
@@ -343,7 +526,7 @@ class JournalBuilder:
             debit_total=debit_total,
             credit_total=credit_total,
             source_lines=self.count,
-            source_hash=self._digest.hexdigest(),
+            source_hash=self._source_hash(),
             accounts=accounts,
             dimension_values=dimension_values,
             problems=problems,
@@ -352,14 +535,25 @@ class JournalBuilder:
             currency=self._header[2],
         )
 
+    def _hash_lines(self) -> None:
+        self._digest.update("".join(self._hashing).encode())
+        self._hashing.clear()
+        if len(self._joined) > 65536:
+            self._joined.clear()
+
+    def _source_hash(self) -> str:
+        self._hash_lines()
+        return self._digest.hexdigest()
+
     def _input_problems(self) -> list[str]:
         """What is wrong with UKG's lines themselves: unmapped codes, repeats, negatives, imbalance, missing blocks."""
         problems = []
         for reason, codes in sorted(self._unmapped.items()):
             shown = ", ".join(sorted(codes)[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
             problems.append(f"{reason}: {shown}")
-        if self._duplicates:
-            problems.append(f"UKG returned GL line(s) twice (systemId {', '.join(self._duplicates[:10])}); "
+        duplicates = self._ids.repeated()
+        if duplicates:
+            problems.append(f"UKG returned GL line(s) twice (systemId {', '.join(duplicates[:10])}); "
                             "refusing rather than booking them twice")
         if self._negatives:
             problems.append(f"negative amounts on line(s) {', '.join(self._negatives[:10])} "
@@ -428,7 +622,7 @@ class JournalBuilder:
         assert self._paying is not None and self._intercompany is not None
         owner = entity or self._paying
         ic = self._intercompany
-        planned = [replace(ln, line_number=i) for i, ln in enumerate(lines, start=1)]
+        planned = PlannedLines(replace(ln, line_number=i) for i, ln in enumerate(lines, start=1))
         accounts, dims = self._references(entity)
         for ln in settle:
             if ln.entity != owner:
@@ -469,7 +663,7 @@ class JournalRouter:
 
     def add(self, line: GlDistribution) -> None:
         # A run's lines share one posting key: decide once per distinct key, not once per line.
-        ident = PostingKey.fields_of(line)
+        ident = (line.company, line.pay_group, line.period_end, line.run_id)  # PostingKey.fields_of, inlined
         try:
             builder = self._routes[ident]
         except KeyError:

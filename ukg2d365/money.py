@@ -39,10 +39,16 @@ def parse_amount(value: Any, precision: int = 2) -> Decimal:
     if value is None:
         return _ZEROS.get(precision) or quantum(precision) * 0
     if type(value) is Decimal and value.is_finite():
-        # Fast path for what the JSON decoder hands us: already exact; only the scale is checked.
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and -precision <= exponent <= 0 and abs(value) <= MAX_AMOUNT:
-            return value.quantize(quantum(precision)) if exponent != -precision else value
+        # Fast path for what the JSON decoder hands us: already exact; at the currency's scale without losing a
+        # digit (so the rounding mode never matters) and in range. Anything else takes the path that says why.
+        q = _QUANTA.get(precision)
+        if q is not None:
+            try:
+                rounded = value.quantize(q)
+            except InvalidOperation:
+                rounded = None
+            if rounded is not None and rounded == value and -MAX_AMOUNT <= rounded <= MAX_AMOUNT:
+                return rounded
     return _to_precision(_exact_decimal(value), value, precision)
 
 

@@ -3,6 +3,15 @@
 Run from the repository root::
 
     .venv/bin/python -m tests.bench.benchmark [--latency-ms 50] [--out bench-results.json] [--only W1,W2,W3,NAIVE]
+    .venv/bin/python -m tests.bench.benchmark --routes [--sizes 7200,100000,1000000] [--new-voucher OneVoucher]
+
+``--routes`` compares the two routes of journal lines on the sandbox's cost model (sandbox/d365/dmf.py: OData
+lines 5 ms each, serial per $batch, 4 requests at once; DMF imports 5 s + 20 us a line): for each size, the
+OData route and the DMF route (d365.transport odata / dmf, not summarized), printing wall, D365 requests, the
+tool's peak RSS and its CPU per line. OData at 1,000,000 lines would take the cost model alone 21 minutes: it
+runs only with ``--odata-1m``. The sandbox's journal name assigns vouchers ``BalanceSheet``, under which the tool
+sends OData changesets one at a time (vouchers depend on the order lines arrive in); ``--new-voucher OneVoucher``
+lets them go 4 at a time.
 
 This is a benchmark, not a test: pytest does not collect it (no ``test_`` prefix) and it exits 0 even
 when a target is missed (it prints MISS). One sandbox runs in this process (threads) with a standing
@@ -52,7 +61,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ukg2d365.sandbox import Sandbox, catalog
+from ukg2d365.sandbox import CostModel, Sandbox, catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "bench-results.json"
@@ -179,23 +188,39 @@ class NaiveResult:
 # ---------------------------------------------------------------------------- child process
 
 
+# The child is started by a small launcher process, which reports the child's rusage: a process spawned from
+# this one (holding the sandbox's data) would report this process's RSS as its own peak, since Linux keeps the
+# high-water mark of the memory a process had before exec (a 500 MB parent makes `python -c pass` "use" 500 MB).
+_LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"status": status, "utime": usage.ru_utime, "stime": usage.ru_stime, "maxrss": usage.ru_maxrss}, out)
+"""
+
+
 def run_child(args: list[str], env: dict[str, str], cwd: Path, log_name: str) -> ChildRun:
     """Run ``python -m ukg2d365 ARGS``; wall around it, CPU and peak RSS of that child alone (wait4)."""
     stdout_path = cwd / f"{log_name}.stdout"
     stderr_path = cwd / f"{log_name}.stderr"
-    cmd = [sys.executable, "-m", "ukg2d365", *args]
+    usage_path = cwd / f"{log_name}.rusage.json"
+    cmd = [sys.executable, "-c", _LAUNCHER, str(usage_path), sys.executable, "-m", "ukg2d365", *args]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=str(cwd))
-        killer = threading.Timer(CHILD_TIMEOUT, proc.kill)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=str(cwd),
+                                start_new_session=True)
+        killer = threading.Timer(CHILD_TIMEOUT, lambda: os.killpg(proc.pid, 9))
         killer.start()
         try:
-            # reap it ourselves: wait4 gives this child's own rusage (Popen.wait would discard it)
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         finally:
             killer.cancel()
         wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        usage = json.loads(usage_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # the launcher was killed (timeout): no figures
+        usage = {"status": 9, "utime": 0.0, "stime": 0.0, "maxrss": 0}
     events = []
     for line in stdout_path.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.startswith("{"):
@@ -205,11 +230,11 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path, log_name: str) ->
                 continue
     stderr_text = stderr_path.read_text(encoding="utf-8", errors="replace")
     return ChildRun(
-        exit_code=proc.returncode,
+        exit_code=os.waitstatus_to_exitcode(usage["status"]),
         wall_s=wall,
-        cpu_user_s=usage.ru_utime,
-        cpu_sys_s=usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024.0,  # KB on Linux
+        cpu_user_s=usage["utime"],
+        cpu_sys_s=usage["stime"],
+        peak_rss_mb=usage["maxrss"] / 1024.0,  # KB on Linux
         events=events,
         stderr_tail="\n".join(stderr_text.strip().splitlines()[-15:]),
     )
@@ -435,8 +460,13 @@ def naive_per_record(sandbox: Sandbox, sample: int, scale_to: int) -> NaiveResul
         header_s = time.perf_counter() - t0
         # 4. every UKG line as its own request, in order
         t0 = time.perf_counter()
+        # The display value in D365's active ledger format (blank segments for the dimensions UKG does not feed),
+        # as a hand-written script would hard-code it.
+        ledger_format = sandbox.d365.state.ledger_format or ["MainAccount", "CostCenter", "Department"]
         for item in gl:
-            display = "-".join([accounts[item["generalLedgerAccount"]], item["orgLevel1"], item["orgLevel2"]])
+            segments = {"MainAccount": accounts[item["generalLedgerAccount"]], "CostCenter": item["orgLevel1"],
+                        "Department": item["orgLevel2"]}
+            display = "-".join(segments.get(name, "") for name in ledger_format)
             body = {
                 "dataAreaId": catalog.LEGAL_ENTITY,
                 "JournalBatchNumber": jbn,
@@ -541,6 +571,100 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+# ---------------------------------------------------------------------------- routes on the cost model
+
+ROUTE_SIZES = (7_200, 100_000, 1_000_000)
+DMF_1M_RSS_MB, DMF_1M_CPU_US, ODATA_100K_RSS_MB, DMF_SPEEDUP_100K = 300.0, 20.0, 150.0, 10.0
+
+
+@dataclass
+class RouteResult:
+    route: str
+    lines: int
+    exit_code: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    d365_requests: int
+    journal_lines: int
+    journals: int
+
+    @property
+    def cpu_us_per_line(self) -> float:
+        return self.cpu_s / self.lines * 1e6
+
+
+def run_route(sandbox: Sandbox, base: Path, env: dict[str, str], route: str, lines: int) -> RouteResult:
+    folder = base / f"{route}-{lines}"
+    cfg = write_config(sandbox, folder, summarize=False)
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    data["d365"]["transport"] = route
+    data["dmf"] = {"poll_seconds": 0.5, "poll_max_seconds": 2}
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    run = sandbox.dataset.add_gl_run(lines=lines)
+    run_child(["-c", str(cfg), "-q", "sync-dimensions"], env, folder, "sync-dimensions")
+    sandbox.reset_stats()
+    child = run_child(["-c", str(cfg), "--json", "post-payroll", "--run-id", run.run_id, "--yes"], env, folder,
+                      "post-payroll")
+    plans = [e for e in child.events if e.get("event") == "plan" and e.get("run_id") == run.run_id]
+    marker = str(plans[0].get("marker", "")) if plans else ""
+    found = journals_with_marker(sandbox, marker)
+    return RouteResult(route, lines, child.exit_code, child.wall_s, child.cpu_s, child.peak_rss_mb,
+                       sandbox.stats().get("d365", 0), sum(n for _, n in found), len(found))
+
+
+def main_routes(args: argparse.Namespace, console: Console) -> int:
+    base = Path(tempfile.mkdtemp(prefix="ukg2d365-bench-routes-"))
+    cost = CostModel(**CostModel.BENCH_DEFAULTS)
+    results: list[RouteResult] = []
+    try:
+        with Sandbox(base / "sandbox", employees=EMPLOYEES, latency_ms=args.latency_ms, cost=cost) as sandbox:
+            env = child_env(sandbox)
+            if args.new_voucher:
+                sandbox.d365.state.set_new_voucher(args.new_voucher)
+            console.print(f"cost model: {cost}; journal name's New voucher: {args.new_voucher or 'BalanceSheet'} "
+                          f"(BalanceSheet sends OData changesets one at a time); load {os.getloadavg()[0]:.2f}")
+            for lines in args.sizes:
+                for route in ("odata", "dmf"):
+                    if route == "odata" and lines >= 1_000_000 and not args.odata_1m:
+                        continue
+                    console.print(f"{route}: {lines:,} lines ...")
+                    r = run_route(sandbox, base, env, route, lines)
+                    console.print(f"  {r.wall_s:.1f} s wall, {r.d365_requests} D365 requests, {r.peak_rss_mb:.0f} MB, "
+                                  f"{r.cpu_us_per_line:.1f} us CPU/line, exit {r.exit_code}, "
+                                  f"{r.journals} journal(s) with {r.journal_lines:,} lines")
+                    results.append(r)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    table = Table(title="OData vs DMF on the sandbox's cost model", title_justify="left")
+    for c in ("route", "lines", "wall s", "D365 req", "peak RSS MB", "tool CPU us/line", "journals", "exit"):
+        table.add_column(c, justify="right")
+    for r in results:
+        table.add_row(r.route, f"{r.lines:,}", f"{r.wall_s:.1f}", str(r.d365_requests), f"{r.peak_rss_mb:.0f}",
+                      f"{r.cpu_us_per_line:.1f}", f"{r.journals} ({r.journal_lines:,} lines)", str(r.exit_code))
+    console.print(table)
+    by = {(r.route, r.lines): r for r in results}
+    checks = []
+    d1m, d100k, o100k = by.get(("dmf", 1_000_000)), by.get(("dmf", 100_000)), by.get(("odata", 100_000))
+    if d1m:
+        checks.append(("DMF 1,000,000: peak RSS", f"< {DMF_1M_RSS_MB:g} MB", d1m.peak_rss_mb < DMF_1M_RSS_MB))
+        checks.append(("DMF 1,000,000: tool CPU per line", f"< {DMF_1M_CPU_US:g} us ({d1m.cpu_us_per_line:.1f})",
+                       d1m.cpu_us_per_line < DMF_1M_CPU_US))
+    if d100k and o100k:
+        speedup = o100k.wall_s / d100k.wall_s
+        checks.append(("100,000: DMF faster than OData", f">= {DMF_SPEEDUP_100K:g}x ({speedup:.1f}x)",
+                       speedup >= DMF_SPEEDUP_100K))
+    if o100k:
+        checks.append(("OData 100,000: peak RSS", f"< {ODATA_100K_RSS_MB:g} MB ({o100k.peak_rss_mb:.0f})",
+                       o100k.peak_rss_mb < ODATA_100K_RSS_MB))
+    for name, limit, met in checks:
+        console.print(f"{_mark(met)} {name} {limit}")
+    args.out.write_text(json.dumps({"routes": [asdict(r) for r in results], "cost_model": str(cost)}, indent=2) + "\n",
+                        encoding="utf-8")
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -552,7 +676,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated subset of W1,W2,W3,NAIVE [all]")
     parser.add_argument("--naive-sample", type=int, default=NAIVE_SAMPLE, help="lines the per-record poster posts")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, ledgers, logs)")
+    parser.add_argument("--routes", action="store_true", help="OData vs DMF on the sandbox's cost model")
+    parser.add_argument("--sizes", default=",".join(str(n) for n in ROUTE_SIZES), help="--routes: line counts")
+    parser.add_argument("--odata-1m", action="store_true", help="--routes: run OData at 1,000,000 lines too")
+    parser.add_argument("--new-voucher", choices=("BalanceSheet", "OneVoucher", "Manually"),
+                        help="--routes: the journal name's New voucher (the sandbox's: BalanceSheet)")
     args = parser.parse_args(argv)
+    args.sizes = [int(n) for n in str(args.sizes).split(",") if n.strip()]
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in CHOICES]
     if unknown or not only:
@@ -568,6 +698,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=max(Console().width, 200))
+    if args.routes:
+        return main_routes(args, console)
     latency_s = args.latency_ms / 1000.0
     base = Path(tempfile.mkdtemp(prefix="ukg2d365-bench-"))
     results: list[WorkloadResult] = []

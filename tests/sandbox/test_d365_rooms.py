@@ -7,7 +7,7 @@ from pathlib import Path
 
 import ukg2d365.sandbox.d365 as d365
 
-ROOMS = ("schema", "errors", "values", "query", "store", "entities", "batch", "service")
+ROOMS = ("schema", "errors", "values", "query", "store", "entities", "batch", "dmf", "service")
 PACKAGE = "ukg2d365.sandbox.d365"
 
 

@@ -1,10 +1,11 @@
+import hashlib
 from decimal import Decimal
 
 import pytest
 
 from tests.helpers import gl, make_config
 from ukg2d365.errors import DataError
-from ukg2d365.journal import PostingKey, build_journals, journal_description
+from ukg2d365.journal import LineIds, PlannedLine, PlannedLines, PostingKey, build_journals, journal_description
 from ukg2d365.ukg.records import parse_gl_line
 
 
@@ -131,3 +132,49 @@ def test_marker_is_stable_short_and_in_description():
 def test_bad_record_names_run_line_and_field():
     with pytest.raises(DataError, match=r"GL run R1 line 7: debitAmt '1,234.50' is not a plain number"):
         parse_gl_line(gl("5000", "1,234.50", system_id=7), 1)
+
+
+def test_values_validated_once_per_run_are_still_refused_when_a_later_line_sends_them_as_another_type():
+    assert parse_gl_line(gl("5000", 1, cc="1", run="1"), 1).run_id == "1"  # text: validated, remembered
+    with pytest.raises(DataError, match="runId True is not text"):
+        parse_gl_line(gl("5000", 1, cc="1", run=True), 2)  # True == 1 == "1"? never: a bool is not text
+    with pytest.raises(DataError, match="orgLevel1 True is not text"):
+        parse_gl_line(gl("5000", 1, cc=True, run="1"), 3)
+    with pytest.raises(DataError, match="periodEndDate is missing"):
+        parse_gl_line(gl("5000", 1, run="1", period=None), 4)
+    with pytest.raises(DataError, match="is not text"):
+        parse_gl_line(gl("5000", 1, run=["1"]), 5)  # unhashable: no cache, refused by name
+
+
+def test_line_ids_find_every_repeat_exactly_across_sorted_runs(monkeypatch):
+    monkeypatch.setattr(LineIds, "RUN", 4)  # several sorted runs, merged at the end
+    ids = LineIds()
+    for block, system_id in [(1, "7"), (1, "8"), (2, "7"), (1, "007"), (1, "9"), (1, "10"), (1, "11"),
+                             (1, "12"), (1, "8"), (1, "-3"), (1, "x1"), (1, "x1"), (1, "4294967296"),
+                             (1, "4294967296")]:
+        ids.add(block, system_id)
+    # 7 in another block, "007" (another spelling) and -3 are distinct; 8 came back after a full run;
+    # a number past 32 bits and a text id are told apart as text
+    assert sorted(ids.repeated()) == ["4294967296", "8", "x1"]
+    assert LineIds().repeated() == []
+
+
+def test_the_source_hash_keeps_its_format_so_a_stored_hash_still_matches_the_same_ukg_lines():
+    items = [gl("5000", Decimal("1.10"), cc="110", system_id=1), gl("2100", 0, Decimal("1.10"), system_id=2)]
+    journal = build_journals(lines(*items), make_config(summarize=False))[0]
+    expected = hashlib.sha256(b"1|5000|1.10|0.00|110|||\n2|2100|0.00|1.10||||\n").hexdigest()
+    assert journal.source_hash == expected
+    assert journal.plan_hash == journal.lines.digest and len(journal.plan_hash) == 64
+
+
+def test_planned_lines_spill_to_disk_past_the_threshold_and_read_back_in_order():
+    lines = PlannedLines()  # a journal of many lines costs disk, not memory
+    for i in range(1, 12001):
+        lines.append(PlannedLine(i, f"6015{i % 7}-CC-", Decimal("1.10") * (i % 3), Decimal("0.00"), "Pay, \"x\""))
+    assert len(lines) == 12000 and lines._file is not None and lines._memory == []
+    again = list(lines)
+    assert [ln.line_number for ln in again] == list(range(1, 12001))
+    assert again[4] == PlannedLine(5, "60155-CC-", Decimal("2.20"), Decimal("0.00"), "Pay, \"x\"")
+    assert list(lines) == again  # iterable again and again
+    lines.append(PlannedLine(12001, "a", Decimal(1), Decimal(0), "t"))
+    assert lines[-1].account == "a" and len(list(lines)) == 12001

@@ -201,7 +201,7 @@ class Setup:
 
     def post(self):
         self.ledger.save_plan(posting_record(self.journal), self.journal.lines)
-        return self.poster.post(self.ledger.get_posting(self.journal.key.text), self.journal.lines)
+        return self.poster.post(self.ledger.get_posting(self.journal.key.text))
 
     def __iter__(self):  # journal, ledger, fake, post: the shape the older tests unpack
         return iter((self.journal, self.ledger, self.fake, self.post))
@@ -349,9 +349,9 @@ def test_concurrent_changesets_land_once_and_a_refusal_fails_the_posting(tmp_pat
     poster = JournalPoster(fake, ledger, cfg.d365, limit=limit)  # type: ignore[arg-type]
     ledger.save_plan(posting_record(journal), journal.lines)
     fake.faults = ["batch:fail"]
-    first = poster.post(ledger.get_posting(journal.key.text), journal.lines)
+    first = poster.post(ledger.get_posting(journal.key.text))
     assert first.status == FAILED
-    second = poster.post(ledger.get_posting(journal.key.text), journal.lines)
+    second = poster.post(ledger.get_posting(journal.key.text))
     assert second.status == POSTED
     only_copy(fake, journal)
     assert limit.peak >= 1
@@ -425,7 +425,7 @@ def test_requests_on_the_wire_never_exceed_max_in_flight_and_reach_it(tmp_path):
     limit = ConcurrencyLimit(3)
     poster = JournalPoster(fake, ledger, cfg.d365, limit=limit)  # type: ignore[arg-type]
     ledger.save_plan(posting_record(journal), journal.lines)
-    assert poster.post(ledger.get_posting(journal.key.text), journal.lines).status == POSTED
+    assert poster.post(ledger.get_posting(journal.key.text)).status == POSTED
     only_copy(fake, journal)
     assert fake.batches == 20
     assert fake.most_on_wire == 3 and limit.peak == 3
@@ -442,7 +442,7 @@ def test_after_a_refused_changeset_no_further_changeset_is_sent(tmp_path):
     fake = WireFake(fail_call=2)
     poster = JournalPoster(fake, ledger, cfg.d365, limit=ConcurrencyLimit(2))  # type: ignore[arg-type]
     ledger.save_plan(posting_record(journal), journal.lines)
-    outcome = poster.post(ledger.get_posting(journal.key.text), journal.lines)
+    outcome = poster.post(ledger.get_posting(journal.key.text))
     assert outcome.status == FAILED and "Account 999 does not exist" in (outcome.error or "")
     # the refusal stops the run: only what was already queued for the wire may follow it (2 x limit)
     assert fake.batches <= 2 + 2 * 2
@@ -526,11 +526,11 @@ def test_matching_is_by_content_counted_as_a_multiset():
     row = {"LineNumber": Decimal(7), "AccountDisplayValue": "601500-110", "DebitAmount": Decimal("5"),
            "CreditAmount": Decimal("0.000000"), "TransDate": "2026-11-13T12:00:00Z", "Text": "t"}
     match = match_lines([a, b, c], "2026-11-13", [row], by_number=False)
-    assert match.missing == [b, c] and match.surplus == [] and match.matched == 1
+    assert list(match.missing) == [2, 3] and match.surplus == [] and match.matched == 1
     twice = match_lines([a, c], "2026-11-13", [row, dict(row, LineNumber=Decimal(9))], by_number=False)
     assert [r["LineNumber"] for r in twice.surplus] == [Decimal(9)]  # the later copy is the surplus one
     other_day = match_lines([a], "2026-11-13", [dict(row, TransDate="2026-11-14T12:00:00Z")], by_number=False)
-    assert other_day.missing == [a] and len(other_day.surplus) == 1
+    assert list(other_day.missing) == [1] and len(other_day.surplus) == 1
 
 
 def test_client_numbers_move_a_missing_line_off_a_number_d365_already_uses():

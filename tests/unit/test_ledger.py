@@ -74,6 +74,15 @@ def test_plan_is_stored_exactly_and_states_move(ledger_site: LedgerSite, tmp_pat
     ledger.close()
 
 
+def test_the_stored_plan_is_read_back_in_chunks_in_plan_order(ledger_site: LedgerSite, tmp_path):
+    ledger = ledger_site.open()
+    j = journal(tmp_path)
+    ledger.save_plan(posting_record(j), j.lines)
+    assert list(ledger.iter_plan(j.key.text, chunk=1)) == list(j.lines)
+    assert list(ledger.iter_plan("no such posting")) == []
+    ledger.close()
+
+
 def test_runs_audit_settings_and_caches_round_trip(ledger_site: LedgerSite):
     ledger = ledger_site.open("acme")
     run = ledger.start_run("post-payroll", {"due": True})

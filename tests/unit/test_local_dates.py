@@ -276,7 +276,7 @@ def test_a_journal_for_legal_entity_USMF_carries_usmf_in_every_body_key_and_filt
     fake = Recording()
     poster = JournalPoster(fake, ledger, d365_cfg, sleep=lambda s: None)  # type: ignore[arg-type]
     ledger.save_plan(posting_record(journal), journal.lines)
-    assert poster.post(ledger.get_posting(journal.key.text), journal.lines).status == POSTED
+    assert poster.post(ledger.get_posting(journal.key.text)).status == POSTED
     assert fake.keys == [{"dataAreaId": "usmf", "Name": "GenJrn"}]
     assert len(fake.bodies) == 3 and {b["dataAreaId"] for b in fake.bodies} == {"usmf"}
     assert fake.filters and all(f.startswith("dataAreaId eq 'usmf' and ") for f in fake.filters)

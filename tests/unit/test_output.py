@@ -125,3 +125,22 @@ def test_the_app_help_has_examples() -> None:
 def test_shell_completion_is_on() -> None:
     result = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+def test_post_payroll_makes_a_record_per_line_only_when_an_export_is_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import gl, make_config
+    from ukg2d365.flows.post_payroll import PayrollPlan
+    from ukg2d365.journal import build_journals
+    from ukg2d365.render.payroll import payroll_export
+    from ukg2d365.ukg.records import parse_gl_line
+
+    items = [gl("5000", Decimal("1.10"), cc="110"), gl("2100", 0, Decimal("1.10"), system_id=2)]
+    plan = PayrollPlan(to_post=build_journals([parse_gl_line(x, i) for i, x in enumerate(items)], make_config()))
+    for fmt, wanted in (("table", 0), ("csv", 2)):  # without --format a million-line journal is not held as rows
+        out = Output()
+        out.use_format(fmt)
+        payroll_export(out, plan, dry_run=True)
+        assert out.wants_export == (fmt == "csv") and len(out._export or []) == wanted
+    quiet_json = Output(json_mode=True)  # --json events, no export
+    payroll_export(quiet_json, plan, dry_run=True)
+    assert not quiet_json.wants_export and len(quiet_json._export or []) == 0

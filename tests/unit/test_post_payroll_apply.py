@@ -46,11 +46,11 @@ def test_every_journal_is_planned_before_the_first_is_sent_so_a_run_killed_betwe
         def __init__(self, d365: object, ledger: object, *args: object) -> None:
             self.ledger = ledger
 
-        def post(self, posting, lines):  # type: ignore[no-untyped-def]
+        def post(self, posting, route):  # type: ignore[no-untyped-def]
             self.ledger.set_status(posting.key, POSTED)  # type: ignore[attr-defined]
             raise KeyboardInterrupt  # the process is killed once the first journal is recorded posted
 
-    monkeypatch.setattr(post_payroll, "JournalPoster", KilledAfterTheFirst)
+    monkeypatch.setattr(post_payroll, "make_poster", lambda ctx, progress: KilledAfterTheFirst(None, ctx.ledger))
     monkeypatch.setattr(Context, "d365", property(lambda self: None))
     ctx = Context(make_config(tmp_path), ledger_path=tmp_path / "l.db")
     try:

@@ -23,6 +23,15 @@ def sandbox(
                                          help="Write this GL run as UKG's GL export file (--to, --gl-format) and exit"),
     to: Path = typer.Option(Path("gl-export.csv"), "--to", help="Where --export-gl writes"),
     gl_format: str = typer.Option("csv", "--gl-format", help="csv (the layout the sandbox config reads) | fixed_width"),
+    odata_line_ms: float = typer.Option(0.0, "--odata-line-ms", min=0,
+                                        help="Cost model: D365 time per OData journal line (serial in a $batch); "
+                                             "a real F&O spends milliseconds (bench: 5)"),
+    max_changesets: int = typer.Option(0, "--max-changesets", min=0,
+                                       help="Cost model: $batch requests D365 runs at once, 429 past it (0: no limit)"),
+    dmf_fixed_ms: float = typer.Option(0.0, "--dmf-fixed-ms", min=0,
+                                       help="Cost model: time of every DMF import before its lines (bench: 5000)"),
+    dmf_line_us: float = typer.Option(0.0, "--dmf-line-us", min=0,
+                                      help="Cost model: set-based DMF import time per line (bench: 20)"),
 ) -> None:
     """Start local UKG Pro, Entra ID and D365 F&O simulators over HTTPS and write a ready config for them.
 
@@ -40,7 +49,9 @@ def sandbox(
 
             return run.out.summary(export_for_cli(export_gl, to, gl_format, employees, companies))
         # Imported here: the simulators (and their TLS set-up) load only for this command.
-        from ukg2d365.sandbox import serve_forever_cli
+        from ukg2d365.sandbox import CostModel, serve_forever_cli
 
         directory.mkdir(parents=True, exist_ok=True)
-        serve_forever_cli(directory, port, employees, latency_ms, companies)
+        cost = CostModel(odata_line_ms=odata_line_ms, max_changesets=max_changesets, dmf_fixed_ms=dmf_fixed_ms,
+                         dmf_line_us=dmf_line_us)
+        serve_forever_cli(directory, port, employees, latency_ms, companies, cost)

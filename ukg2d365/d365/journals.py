@@ -8,8 +8,11 @@ from the config here, so a journal may live in any company.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+import hashlib
+import itertools
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -60,8 +63,14 @@ def find_journals(odata: ODataClient, data_area_id: str | Iterable[str],
 
 def journal_lines(odata: ODataClient, data_area_id: str, number: str, top: int | None = None) -> list[dict[str, Any]]:
     """The lines of journal ``number`` (LINE_FIELDS), in D365's order; ``top=1`` asks only whether it has any."""
+    return list(journal_rows(odata, data_area_id, number, top))
+
+
+def journal_rows(odata: ODataClient, data_area_id: str, number: str,
+                 top: int | None = None) -> Iterator[dict[str, Any]]:
+    """The lines of journal ``number`` as D365 pages them: a page in memory at a time, not the journal."""
     flt = f"{filter_eq('dataAreaId', data_area_id)} and {filter_eq('JournalBatchNumber', number)}"
-    return list(odata.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS, top=top))
+    return odata.get_all(LINES, filter=flt, cross_company=True, select=LINE_FIELDS, top=top)
 
 
 def is_posted(header: dict[str, Any]) -> bool:
@@ -201,65 +210,149 @@ def row_key(row: Mapping[str, Any], reverse_date: str | None = None) -> LineKey:
                     row.get("TransDate"), row.get("Text"), row_reversal(row) if reverse_date else None)
 
 
+class VoucherTotals:
+    """Debit minus credit per (voucher, date) of a journal's rows, summed as the rows stream past."""
+
+    def __init__(self) -> None:
+        self.balance: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+
+    def add(self, row: dict[str, Any]) -> None:
+        voucher = (str(row.get("Voucher") or ""), str(row.get("TransDate") or "")[:10])
+        self.balance[voucher] += (_dec(row.get("DebitAmount")) or Decimal(0)) - (_dec(row.get("CreditAmount")) or 0)
+
+    def differences(self) -> dict[tuple[str, str], Decimal]:
+        """Where it is not zero: the vouchers finance could not post."""
+        return {v: d for v, d in self.balance.items() if d != 0}
+
+    @property
+    def vouchers(self) -> int:
+        return len({voucher for voucher, _ in self.balance})
+
+
 @dataclass
 class LineMatch:
     """D365's lines against the plan, as multisets of content."""
 
-    missing: list[PlannedLine]
-    surplus: list[dict[str, Any]]  # D365 rows the plan does not account for
+    missing: Sequence[int]  # numbers of the planned lines D365 lacks, in plan order
+    surplus: list[dict[str, Any]]  # D365 rows the plan does not account for (their LineNumber)
     matched: int
-    occupied: set[int] = field(default_factory=set)  # line numbers D365 holds that stay
+    occupied: set[int] = field(default_factory=set)  # line numbers D365 holds that stay (client numbers only)
+    rows: int = 0  # D365 rows read
+    vouchers: VoucherTotals = field(default_factory=VoucherTotals)
 
 
 def match_lines(
-    lines: list[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool,
+    planned: Iterable[PlannedLine], trans_date: str, rows: Iterable[dict[str, Any]], *, by_number: bool,
     reverse_date: str | None = None,
 ) -> LineMatch:
     """Pair D365 rows with planned lines by content; the rest is missing (plan) or surplus (D365).
 
     Rows are taken in D365's line order, so when a line landed twice the later copy (a late write) is the
     surplus one. With client line numbers a row is first paired with the planned line of its own number.
-    ``reverse_date``: the plan's lines reverse on that day (an accrual), so a row must reverse on it too.
+    Neither side is held whole: ``planned`` (walked twice; the ledger's stored plan reads it again) is counted
+    as a multiset of 16-byte content digests, and ``rows`` stream past, keeping only the LineNumber and digest
+    of a row not paired by its number, and the voucher totals. ``reverse_date``: the plan's lines reverse on
+    that day (an accrual), so a row must reverse on it too.
     """
-    ordered = sorted(rows, key=lambda r: _dec(r.get("LineNumber")) or Decimal(0))
-    free: dict[LineKey, list[PlannedLine]] = defaultdict(list)
-    for ln in lines:
-        free[line_key(ln.account, ln.debit, ln.credit, trans_date, ln.text, reverse_date)].append(ln)
-    taken: set[int] = set()  # ids of planned lines already paired
-    unpaired: list[tuple[dict[str, Any], LineKey]] = []
+    if iter(planned) is planned:  # a one-shot iterator cannot be walked twice
+        planned = list(planned)
+    need: Counter[bytes] = Counter()
+    by_num: dict[int, bytes] = {}
+    for ln in planned:
+        digest = _planned_digest(ln, trans_date, reverse_date)
+        need[digest] += 1
+        if by_number:
+            by_num[ln.line_number] = digest
+    taken: set[int] = set()  # planned line numbers paired with the D365 row of the same number
     occupied: set[int] = set()
-    by_num = {ln.line_number: ln for ln in lines} if by_number else {}
-    for row in ordered:
-        key = row_key(row, reverse_date)
-        number = _int(row.get("LineNumber"))
-        same = by_num.get(number) if number is not None else None
-        if same is not None and id(same) not in taken and \
-                line_key(same.account, same.debit, same.credit, trans_date, same.text, reverse_date) == key:
-            taken.add(id(same))
-            occupied.add(number)  # type: ignore[arg-type]
-            continue
-        unpaired.append((row, key))
-    surplus: list[dict[str, Any]] = []
-    for row, key in unpaired:
-        candidate = next((ln for ln in free.get(key, []) if id(ln) not in taken), None)
-        if candidate is None:
-            surplus.append(row)
-            continue
-        taken.add(id(candidate))
-        number = _int(row.get("LineNumber"))
-        if number is not None:
-            occupied.add(number)
-    missing = [ln for ln in lines if id(ln) not in taken]
-    return LineMatch(missing, surplus, len(lines) - len(missing), occupied)
-
-
-def voucher_differences(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
-    """Debit minus credit per (voucher, date) where it is not zero: the vouchers finance could not post."""
-    balance: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    unpaired = _Unpaired()
+    vouchers = VoucherTotals()
+    count = 0
     for row in rows:
-        voucher = (str(row.get("Voucher") or ""), str(row.get("TransDate") or "")[:10])
-        balance[voucher] += (_dec(row.get("DebitAmount")) or Decimal(0)) - (_dec(row.get("CreditAmount")) or 0)
-    return {v: d for v, d in balance.items() if d != 0}
+        count += 1
+        vouchers.add(row)
+        digest = _line_digest(row_key(row, reverse_date))
+        number = _int(row.get("LineNumber")) if by_number else None
+        if number is not None and number not in taken and by_num.get(number) == digest:
+            taken.add(number)
+            need[digest] -= 1
+            occupied.add(number)
+            continue
+        unpaired.add(line_number_key(row), digest)
+    paired: Counter[bytes] = Counter()  # planned lines of each content paired freely, first ones in plan order
+    surplus: list[dict[str, Any]] = []
+    for number_key, digest in unpaired.in_line_order():
+        if need[digest] <= 0:
+            surplus.append({"LineNumber": number_key})
+            continue
+        need[digest] -= 1
+        paired[digest] += 1
+        if by_number and isinstance(number_key, int):
+            occupied.add(number_key)
+    missing = array("q")
+    planned_count = 0
+    for ln in planned:
+        planned_count += 1
+        if ln.line_number in taken:
+            continue
+        digest = _planned_digest(ln, trans_date, reverse_date)
+        if paired[digest] > 0:
+            paired[digest] -= 1
+        else:
+            missing.append(ln.line_number)
+    return LineMatch(missing, surplus, planned_count - len(missing), occupied, count, vouchers)
+
+
+class _Unpaired:
+    """The D365 rows not paired by their number: (LineNumber, digest) in 24 bytes a row, in arrival order."""
+
+    def __init__(self) -> None:
+        self._numbers = array("q")
+        self._digests = bytearray()  # 16 bytes a row
+        self._general: list[tuple[Any, bytes]] | None = None  # once a LineNumber is not a whole number
+
+    def add(self, number: Any, digest: bytes) -> None:
+        if self._general is None and type(number) is int and -(1 << 63) <= number < 1 << 63:
+            self._numbers.append(number)
+            self._digests += digest
+            return
+        if self._general is None:
+            self._general = list(self._compact(range(len(self._numbers))))
+            self._numbers, self._digests = array("q"), bytearray()
+        self._general.append((number, digest))
+
+    def _compact(self, order: Iterable[int]) -> Iterator[tuple[int, bytes]]:
+        view = memoryview(self._digests)
+        for i in order:
+            yield self._numbers[i], view[16 * i:16 * i + 16].tobytes()
+
+    def in_line_order(self) -> Iterator[tuple[Any, bytes]]:
+        """Sorted by LineNumber, rows of one number in D365's order (stable); D365 pages them sorted as a rule."""
+        if self._general is not None:
+            yield from sorted(self._general, key=lambda item: item[0] or 0)
+            return
+        numbers = self._numbers
+        if all(a <= b for a, b in itertools.pairwise(numbers)):
+            yield from self._compact(range(len(numbers)))
+        else:
+            yield from self._compact(sorted(range(len(numbers)), key=numbers.__getitem__))
+
+
+def _planned_digest(line: PlannedLine, trans_date: str, reverse_date: str | None) -> bytes:
+    return _line_digest(line_key(line.account, line.debit, line.credit, trans_date, line.text, reverse_date))
+
+
+def _line_digest(key: LineKey) -> bytes:
+    """16 bytes standing for a line key: equal keys (amounts of any scale) give equal digests, and two different
+    keys colliding is as unlikely as 2^-128 allows, so counting digests is counting keys."""
+    account, debit, credit, day, text, reverses = key
+    joined = "\x1f".join((account, _canonical(debit), _canonical(credit), day, text, reverses))
+    return hashlib.blake2b(joined.encode(), digest_size=16).digest()
+
+
+def _canonical(amount: Decimal) -> str:
+    """One spelling per value: 5, 5.00 and 5.0000000000000000 all read 5."""
+    return "0" if amount == 0 else str(amount.normalize())
 
 
 def _dec(value: Any) -> Decimal | None:

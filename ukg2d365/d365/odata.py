@@ -8,9 +8,10 @@ whole error (every Infolog line of ``error.innererror``, ``target``, ``details``
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -130,16 +131,18 @@ def filter_eq(field: str, value: Any) -> str:
 T = TypeVar("T")
 
 
-def chunked(values: Sequence[T], size: int) -> Iterator[list[T]]:
+def chunked(values: Iterable[T], size: int) -> Iterator[list[T]]:
     """``values`` in consecutive slices of at most ``size``: ids per ``$filter``, operations per ``$batch``.
 
     A filter of ``or`` terms grows with every id, and proxies commonly refuse URLs past 2,048 characters, so
-    reads ask for a few ids per request; writes go ``d365.batch_size`` operations per request.
+    reads ask for a few ids per request; writes go ``d365.batch_size`` operations per request. ``values`` is
+    consumed as the slices are taken, so a stream of lines is never held whole.
     """
     if size < 1:
         raise ValueError("size must be >= 1")
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
+    items = iter(values)
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def entity_path(entity_set: str, key: Mapping[str, Any] | None = None) -> str:
@@ -229,6 +232,17 @@ class ODataClient:
             if url in seen:
                 raise ProtocolError(f"D365 GET {entity_set}: @odata.nextLink repeats a page (server loop)")
             seen.add(url)
+
+    def count(self, entity_set: str, *, filter: str | None = None, cross_company: bool = False) -> int:
+        """How many entities match (``/$count``, answered as plain text): a journal's lines without reading them."""
+        options = {"cross-company": "true" if cross_company else None, "$filter": filter}
+        url = DATA_ROOT + entity_path(entity_set) + "/$count" + _query(options)
+        response = self._send("GET", url, entity_set)
+        self._raise_for_status(response, "GET", entity_set)
+        text = response.text.strip().lstrip("\ufeff")
+        if not text.isdigit():
+            raise ProtocolError(f"D365 GET {entity_set}/$count answered {text[:40]!r}, not a number")
+        return int(text)
 
     def get(self, entity_set: str, key: Mapping[str, Any], *, cross_company: bool | None = None) -> dict | None:
         """One entity by key, or None when D365 answers 404."""
@@ -346,6 +360,24 @@ class ODataClient:
             )
         return results + [ChangesetResult.unprocessed() for _ in changesets[len(results):]]
 
+    # -- actions
+
+    def action(self, bound_to: str, name: str, body: Mapping[str, Any], *, idempotent: bool = False) -> Any:
+        """POST an OData action bound to an entity set (``/data/<set>/Microsoft.Dynamics.DataEntities.<name>``)
+        and return its ``value``. ``idempotent`` for actions that only read (a status), so a lost answer is
+        asked again instead of being an ambiguous write."""
+        if not _ENTITY_SET.fullmatch(bound_to) or not _IDENTIFIER.fullmatch(name):
+            raise ValueError(f"invalid action {bound_to}/{name}")
+        path = f"{DATA_ROOT}{bound_to}/{ENUM_NAMESPACE}.{name}"
+        response = self._send("POST", path, name, json=body, idempotent=idempotent)
+        self._raise_for_status(response, "POST", name)
+        if response.status_code == 204 or not response.content:
+            return None
+        answer = decode_json(response, SYSTEM)
+        if not isinstance(answer, Mapping) or "value" not in answer:
+            raise ProtocolError(f"D365 {name}: the answer has no 'value'")
+        return answer["value"]
+
     # -- ping
 
     def ping(self) -> D365Ping:
@@ -386,14 +418,16 @@ class ODataClient:
         json: Mapping[str, Any] | None = None,
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> requests.Response:
         all_headers = {**ODATA_HEADERS, **(headers or {})}
-        response = self.http.request(method, url, json=json, data=data, headers=all_headers)
+        response = self.http.request(method, url, json=json, data=data, headers=all_headers, idempotent=idempotent)
         if response.status_code == 401:
             # The token may have been revoked or expired early; a 401 means nothing was processed.
             response.close()
             self.tokens.invalidate()
-            response = self.http.request(method, url, json=json, data=data, headers=all_headers)
+            response = self.http.request(method, url, json=json, data=data, headers=all_headers,
+                                         idempotent=idempotent)
             if response.status_code == 401:
                 response.close()
                 raise AuthError(REGISTRATION_HINT, hint=f"client_id {self.tokens.cfg.client_id}")

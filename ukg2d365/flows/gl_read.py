@@ -100,8 +100,9 @@ def read_gl(
     """
     read = GlRead(JournalRouter(config, mapper, wanted))
     precision = config.d365.currency_precision
+    add = read.router.add
+    position = 0
     for position, raw in enumerate(items, start=1):
-        read.lines_read += 1
         try:
             line = parse_gl_line(raw, position, precision)
         except DataError as exc:
@@ -109,7 +110,8 @@ def read_gl(
                 run = raw.get("runId") if isinstance(raw, dict) else None
                 read.errors_by_run.setdefault(str(run) if run else "", []).append(str(exc))
             continue
-        read.router.add(line)
+        add(line)
+    read.lines_read += position
     return read
 
 

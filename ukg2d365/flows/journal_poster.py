@@ -34,26 +34,27 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ukg2d365.config import D365Config
+from ukg2d365.config import Config, D365Config
 from ukg2d365.d365.batch import BatchOperation
 from ukg2d365.d365.journals import (
     HEADERS,
     LINES,
     JournalNameSetup,
+    VoucherTotals,
     find_journals,
     header_body,
     is_posted,
     journal_lines,
+    journal_rows,
     line_body,
     line_number_key,
     match_lines,
     read_journal_name,
-    voucher_differences,
 )
 from ukg2d365.d365.odata import ODataClient, chunked, entity_path
 from ukg2d365.errors import (
@@ -75,15 +76,35 @@ GENERIC_ERROR = "An error has occurred."
 
 Progress = Callable[[int], None]  # called with the number of lines just confirmed
 ODATA_ROUTE = "OData $batch"
+DMF_ROUTE = "DMF package"
 
 
-def journal_route(config: D365Config, line_count: int) -> str:
-    """How a journal of ``line_count`` lines travels to D365, in the words the preview shows.
+def route_for(config: Config, line_count: int, *, dated: bool = False) -> str:
+    """odata or dmf: ``d365.transport``, with auto choosing DMF from ``dmf.min_lines`` lines. The one place a
+    route is chosen: post-payroll, replay and the preview ask here.
 
-    Today every journal goes as OData: a header POST, then its lines in atomic $batch changesets of
-    ``d365.batch_size``. The one place a route is chosen, so another route is added here and shown everywhere.
-    """
-    return ODATA_ROUTE
+    A journal whose lines carry a DocumentDate or reverse (``dated``: an accrual) goes as OData whatever the
+    transport: the package's data file carries TransDate only, and an accrual that did not reverse would book
+    the month's cost twice."""
+    if dated:
+        return "odata"
+    transport = config.d365.transport
+    if transport == "auto":
+        return "dmf" if line_count >= config.dmf.min_lines else "odata"
+    return transport
+
+
+def journal_route(config: Config, line_count: int, *, dated: bool = False) -> str:
+    """How a journal of ``line_count`` lines travels to D365, in the words the preview shows: OData (a header
+    POST, then its lines in atomic $batch changesets of ``d365.batch_size``) or a DMF package (one Data
+    management import of the whole journal, flows/dmf_poster.py)."""
+    return DMF_ROUTE if route_for(config, line_count, dated=dated) == "dmf" else ODATA_ROUTE
+
+
+def posting_route(config: Config, posting: Posting) -> str:
+    """The route of a stored posting: the one it took once an import is recorded, else the one chosen now."""
+    return posting.route or route_for(config, posting.line_count,
+                                      dated=bool(posting.reverse_date or posting.document_date))
 
 
 @dataclass
@@ -105,16 +126,52 @@ class VoucherImbalance(Ukg2d365Error):
     """Every line landed, but some voucher of the journal does not balance: finance could not post it."""
 
 
+class StoredPlan:
+    """A posting's planned lines as the ledger holds them, read again in chunks each time they are walked, so a
+    journal of any size is sent and compared in bounded memory; ``numbers`` narrows it to some lines."""
+
+    def __init__(self, ledger: Ledger, key: str, count: int, numbers: Sequence[int] | None = None) -> None:
+        self._ledger = ledger
+        self.key = key
+        self._count = count
+        self._numbers = numbers  # ascending planned line numbers; None: every line
+
+    def only(self, numbers: Sequence[int]) -> StoredPlan:
+        return StoredPlan(self._ledger, self.key, len(numbers), numbers)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[PlannedLine]:
+        lines = self._ledger.iter_plan(self.key)
+        if self._numbers is None:
+            return lines
+        return _numbered(lines, self._numbers)
+
+
+def _numbered(lines: Iterable[PlannedLine], numbers: Sequence[int]) -> Iterator[PlannedLine]:
+    """The lines whose numbers are in ``numbers``; both in ascending line order, so one merge walk finds them."""
+    wanted = iter(numbers)
+    want = next(wanted, None)
+    for line in lines:
+        if want is None:
+            return
+        if line.line_number == want:
+            yield line
+            want = next(wanted, None)
+
+
 @dataclass
 class _Survey:
     """What D365 holds for a posting after duplicates and surplus lines were cleaned up."""
 
     journal_batch_number: str | None
-    missing: list[PlannedLine]
-    rows: list[dict[str, Any]]
+    missing: StoredPlan  # the planned lines D365 lacks
+    vouchers: VoucherTotals
     occupied: set[int]
+    lines: int = 0  # D365's lines
     posted: bool = False
-    repaired: bool = False  # something was deleted: read again before trusting rows
+    repaired: bool = False  # something was deleted: read again before trusting the totals
 
 
 @dataclass(frozen=True)
@@ -163,9 +220,11 @@ class JournalPoster:
                                                                         self._cfg.journal_name)
         return setup
 
-    def post(self, posting: Posting, lines: list[PlannedLine]) -> PostOutcome:
+    def post(self, posting: Posting) -> PostOutcome:
+        """Deliver the posting's stored plan (``Ledger.save_plan``) exactly once."""
         key = posting.key
         self._area = posting.data_area_id or self._cfg.data_area_id
+        lines = StoredPlan(self._ledger, key, posting.line_count)
         recovered = False
         sent = 0
         jbn = posting.journal_batch_number
@@ -205,12 +264,10 @@ class JournalPoster:
             raise RemoteUnavailable(f"posting {key}: D365 kept dropping connections; giving up after "
                                     f"{MAX_RECOVERIES} recoveries")
         except (RemoteUnavailable, AuthError) as exc:
-            # Outcome unknown or not attempted: stay 'sending' so the next run recovers first.
-            self._ledger.set_status(key, SENDING, error=str(exc))
-            self._ledger.audit("interrupted", {"error": str(exc)}, key)
+            record_interrupted(self._ledger, key, exc)
             raise
         except Ukg2d365Error as exc:
-            self._ledger.set_status(key, FAILED, error=str(exc), count_attempt=True)
+            record_failed(self._ledger, key, exc)
             return PostOutcome(key, FAILED, jbn, sent, recovered, error=str(exc))
 
     def adopt(self, posting: Posting, journal_batch_number: str) -> PostOutcome:
@@ -271,7 +328,7 @@ class JournalPoster:
         return line_body(self._area, jbn, trans_date, line, self._cfg.currency,
                          line_number=number, voucher=wire.voucher, extra=wire.dates)
 
-    def _send_lines(self, key: str, jbn: str, lines: list[PlannedLine], occupied: set[int] | None = None) -> int:
+    def _send_lines(self, key: str, jbn: str, lines: StoredPlan, occupied: set[int] | None = None) -> int:
         """Send lines in changesets of batch_size, up to the concurrency limit in flight at once.
 
         Each changeset is atomic, so a failure never leaves part of one behind and recovery can count what
@@ -286,9 +343,9 @@ class JournalPoster:
         # on one date, which balances because the journal does.
         wire = _Wire(numbers, posting.marker if self.journal_name.explicit_voucher else None, line_dates(posting))
         size = self._cfg.batch_size
-        chunks = list(chunked(lines, size))
+        chunks = chunked(lines, size)  # read from the ledger as they go out, never all at once
         limit = self._limit
-        if limit is None or limit.maximum == 1 or len(chunks) <= 1 or self.journal_name.sequential:
+        if limit is None or limit.maximum == 1 or len(lines) <= size or self.journal_name.sequential:
             for chunk in chunks:
                 self._send_chunk(key, jbn, posting.trans_date, chunk, wire)
             return len(lines)
@@ -368,7 +425,7 @@ class JournalPoster:
         self._ledger.audit("answer", {"op": "lines", "first_line": first, "last_line": last, "ok": True}, key)
         self._progress(len(chunk))
 
-    def _verify_and_repair(self, posting: Posting, jbn: str, lines: list[PlannedLine]) -> None:
+    def _verify_and_repair(self, posting: Posting, jbn: str, lines: StoredPlan) -> None:
         """Read back what D365 holds under the marker; repair while unposted; every voucher must balance."""
         for _round in range(REPAIR_ROUNDS):
             survey = self._survey(posting, lines, jbn)
@@ -379,14 +436,14 @@ class JournalPoster:
             if survey.repaired or survey.missing:
                 self._send_lines(posting.key, jbn, survey.missing, survey.occupied)
                 continue
-            self._check_vouchers(posting, jbn, survey.rows)
+            self._check_vouchers(posting, jbn, survey)
             return
         raise AmbiguousWriteError(f"journal {jbn} kept changing while it was verified")
 
-    def _check_vouchers(self, posting: Posting, jbn: str, rows: list[dict[str, Any]]) -> None:
-        differences = voucher_differences(rows)
-        vouchers = sorted({str(r.get("Voucher") or "") for r in rows})
-        self._ledger.audit("verify", {"journal_batch_number": jbn, "lines": len(rows), "vouchers": len(vouchers),
+    def _check_vouchers(self, posting: Posting, jbn: str, survey: _Survey) -> None:
+        differences = survey.vouchers.differences()
+        self._ledger.audit("verify", {"journal_batch_number": jbn, "lines": survey.lines,
+                                      "vouchers": survey.vouchers.vouchers,
                                       "unbalanced": {f"{v}@{d}": str(x) for (v, d), x in differences.items()}},
                            posting.key)
         if differences:
@@ -403,7 +460,7 @@ class JournalPoster:
     def _find_journals(self, marker: str) -> list[dict[str, Any]]:
         return find_journals(self._odata, self._area, [marker])[marker]
 
-    def _survey(self, posting: Posting, lines: list[PlannedLine], jbn: str | None) -> _Survey:
+    def _survey(self, posting: Posting, lines: StoredPlan, jbn: str | None) -> _Survey:
         """Ask D365 what it holds under the marker; delete empty duplicates and surplus lines while unposted."""
         key = posting.key
         found = self._find_journals(posting.marker)
@@ -413,11 +470,11 @@ class JournalPoster:
         if chosen is None:
             if jbn is not None:
                 self._ledger.forget_journal(key)
-            return _Survey(None, list(lines), [], set())
+            return _Survey(None, lines, VoucherTotals(), set())
         number = str(chosen["JournalBatchNumber"])
         if number != jbn:
             self._ledger.set_status(key, SENDING, journal_batch_number=number)
-        rows = journal_lines(self._odata, self._area, number)
+        rows = journal_rows(self._odata, self._area, number)  # streamed: counted, not kept
         match = match_lines(lines, posting.trans_date, rows, by_number=self._cfg.line_numbers == "client",
                             reverse_date=posting.reverse_date)
         posted = is_posted(chosen)
@@ -432,10 +489,11 @@ class JournalPoster:
                     "so correct it there",
                     hint=f"compare with `ukg2d365 reconcile {posting.reconcile_options}`",
                 )
-            return _Survey(number, [], rows, match.occupied, posted=True)
+            return _Survey(number, lines.only(()), match.vouchers, match.occupied, match.rows, posted=True)
         if match.surplus:
             self._delete_lines(key, number, match.surplus)
-        return _Survey(number, match.missing, rows, match.occupied, repaired=bool(match.surplus))
+        return _Survey(number, lines.only(match.missing), match.vouchers, match.occupied, match.rows,
+                       repaired=bool(match.surplus))
 
     def _choose(self, posting: Posting, found: list[dict[str, Any]], jbn: str | None) -> dict[str, Any] | None:
         """The one journal that is this posting's; empty unposted duplicates (a late header) are deleted."""
@@ -500,27 +558,24 @@ class JournalPoster:
                 raise RemoteError(f"D365 refused to delete surplus lines of journal {jbn}: {message}")
 
 
-def line_dates(posting: Posting) -> dict[str, str]:
-    """DocumentDate and ReverseEntry/ReverseDate of every line of a posting, when it has them.
-
-    All three are fields of LedgerJournalLines (ReverseEntry a NoYes, ReverseDate and DocumentDate
-    Edm.DateTimeOffset in the generated F&O client, ntrtd/d365-agent asset/client/src/LedgerJournalLines.ts);
-    a date-only value is sent at 12:00:00Z like TransDate.
-    """
-    dates: dict[str, str] = {}
-    if posting.document_date:
-        dates["DocumentDate"] = f"{posting.document_date}T12:00:00Z"
-    if posting.reverse_date:
-        dates["ReverseEntry"] = "Yes"
-        dates["ReverseDate"] = f"{posting.reverse_date}T12:00:00Z"
-    return dates
+def record_interrupted(ledger: Ledger, key: str, exc: Ukg2d365Error) -> None:
+    """Outcome unknown or not attempted (unreachable, not allowed, still running): the posting stays 'sending',
+    with what it recorded, so the next run recovers first."""
+    ledger.set_status(key, SENDING, error=str(exc))
+    ledger.audit("interrupted", {"error": str(exc)}, key)
 
 
-def client_numbers(lines: list[PlannedLine], occupied: set[int]) -> dict[int, int]:
-    """Planned number -> number to send, moving a line whose planned number D365 already uses for another."""
+def record_failed(ledger: Ledger, key: str, exc: Ukg2d365Error) -> None:
+    """D365 refused it, or holds something recovery must not touch: failed, counted, named."""
+    ledger.set_status(key, FAILED, error=str(exc), count_attempt=True)
+
+
+def client_numbers(lines: Iterable[PlannedLine], occupied: set[int]) -> dict[int, int]:
+    """Planned number -> number to send, moving a line whose planned number D365 already uses for another.
+    ``lines`` is walked twice (the stored plan reads itself again)."""
     if not occupied:
         return {}
-    top = max(occupied | {ln.line_number for ln in lines})
+    top = max(max(occupied), max((ln.line_number for ln in lines), default=0))
     moved: dict[int, int] = {}
     for ln in lines:
         if ln.line_number in occupied:
@@ -563,3 +618,19 @@ def _only_generic(exc: RemoteError) -> bool:
     """A plain write refused with nothing but the generic sentence (a 4xx, or a write's 500, which F&O rolls back)."""
     status = exc.status or 0
     return 400 <= status <= 500 and str(exc).rstrip().endswith(GENERIC_ERROR)
+
+
+def line_dates(posting: Posting) -> dict[str, str]:
+    """DocumentDate and ReverseEntry/ReverseDate of every line of a posting, when it has them.
+
+    All three are fields of LedgerJournalLines (ReverseEntry a NoYes, ReverseDate and DocumentDate
+    Edm.DateTimeOffset in the generated F&O client, ntrtd/d365-agent asset/client/src/LedgerJournalLines.ts);
+    a date-only value is sent at 12:00:00Z like TransDate.
+    """
+    dates: dict[str, str] = {}
+    if posting.document_date:
+        dates["DocumentDate"] = f"{posting.document_date}T12:00:00Z"
+    if posting.reverse_date:
+        dates["ReverseEntry"] = "Yes"
+        dates["ReverseDate"] = f"{posting.reverse_date}T12:00:00Z"
+    return dates

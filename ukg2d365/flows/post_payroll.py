@@ -9,10 +9,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from ukg2d365.d365.journals import find_journals, is_posted, journal_lines, match_lines
+from ukg2d365.d365.journals import find_journals, is_posted, journal_rows, match_lines
 from ukg2d365.errors import DataError, UsageError
+from ukg2d365.flows.dmf_poster import make_poster
 from ukg2d365.flows.gl_read import GlFilter, gl_file, ledger_mapper, read_gl
-from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome, journal_route
+from ukg2d365.flows.journal_poster import PostOutcome, journal_route, posting_route
 from ukg2d365.flows.reference import ReferenceData
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.journal import JournalPlan, PostingKey
@@ -365,7 +366,8 @@ def classify(ctx: Context, plan: PayrollPlan, journals: list[JournalPlan], *, na
     for journal in journals:  # the header facts the preview shows, for pay runs and accruals alike
         journal.journal_name = journal.journal_name or ctx.config.d365.journal_name
         journal.currency = journal.currency or ctx.config.d365.currency
-        journal.route = journal_route(ctx.config.d365, len(journal.lines))
+        journal.route = journal_route(ctx.config, len(journal.lines),
+                                      dated=journal.reverse_date is not None or journal.document_date is not None)
     skipped = {key: r for key, r in ctx.ledger.refusals_of(j.key.text for j in journals).items() if r.skipped}
     posted = ctx.ledger.posted_keys(skipped)
     left = []
@@ -479,7 +481,7 @@ def _compare_with_d365(ctx: Context, journal: JournalPlan, headers: list[dict[st
         return None
     header = headers[0]
     number = str(header["JournalBatchNumber"])
-    rows = journal_lines(ctx.d365, journal.data_area_id, number)
+    rows = journal_rows(ctx.d365, journal.data_area_id, number)  # streamed: counted, not kept
     match = match_lines(journal.lines, journal.trans_date.isoformat(), rows, by_number=cfg.line_numbers == "client",
                         reverse_date=journal.reverse_date.isoformat() if journal.reverse_date else None)
     if not match.missing and not match.surplus:
@@ -560,11 +562,12 @@ def apply(
     # the others planned, so the period (or an accrual's month-end, one journal per legal entity) stays due.
     for journal in plan.to_post:
         ctx.ledger.save_plan(posting_record(journal), journal.lines)
-        ctx.ledger.audit("plan", {"lines": len(journal.lines), "source_lines": journal.source_lines,
+        ctx.ledger.audit("plan", {"lines": len(journal.lines), "route": journal.route,
+                                  "source_lines": journal.source_lines,
                                   "source_hash": journal.source_hash, "plan_hash": journal.plan_hash,
                                   "debit": str(journal.debit_total), "credit": str(journal.credit_total)},
                          journal.key.text)
-    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress, ctx.d365_limit)
+    poster = make_poster(ctx, progress)
     for journal in plan.to_post:
         key = journal.key.text
         token = current_posting.set(key)
@@ -579,7 +582,7 @@ def apply(
                 ctx.ledger.set_status(key, SENDING, journal_batch_number=plan.partly_in_d365[key])
                 posting = ctx.ledger.get_posting(key)
                 assert posting is not None
-            result.outcomes.append(poster.post(posting, journal.lines))
+            result.outcomes.append(poster.post(posting, posting_route(ctx.config, posting)))
         finally:
             current_posting.reset(token)
     return result

@@ -546,7 +546,7 @@ def _reconcile_run(
         refs.append(JournalRef(number, is_posted(header), len(rows)))
     ledger_map = None
     if posting is not None:
-        ledger_map = sum_by_account((ln.account, ln.debit, ln.credit) for ln in ctx.ledger.plan_lines(posting.key))
+        ledger_map = sum_by_account((ln.account, ln.debit, ln.credit) for ln in ctx.ledger.iter_plan(posting.key))
     comparison = compare_run(
         ukg_run.ukg if ukg_run is not None else None,
         ledger_map,

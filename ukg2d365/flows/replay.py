@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ukg2d365.errors import UsageError
-from ukg2d365.flows.journal_poster import JournalPoster, PostOutcome
+from ukg2d365.flows.dmf_poster import make_poster
+from ukg2d365.flows.journal_poster import PostOutcome, posting_route
 from ukg2d365.flows.runtime import Context, current_posting
 from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Posting, Refusal
 
@@ -135,13 +136,13 @@ def apply(ctx: Context, plan: ReplayPlan, progress: Callable[[int], None] | None
     result = ReplayResult(plan)
     if not plan.to_replay:
         return result
-    poster = JournalPoster(ctx.d365, ctx.ledger, ctx.config.d365, progress, ctx.d365_limit)
+    poster = make_poster(ctx, progress)
     for posting in plan.to_replay:
         token = current_posting.set(posting.key)
         try:
             ctx.ledger.audit("replay", {"previous_status": posting.status, "last_error": posting.last_error},
                              posting.key)
-            result.outcomes.append(poster.post(posting, ctx.ledger.plan_lines(posting.key)))
+            result.outcomes.append(poster.post(posting, posting_route(ctx.config, posting)))
         finally:
             current_posting.reset(token)
     return result

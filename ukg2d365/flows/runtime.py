@@ -23,6 +23,7 @@ from typing import Any
 from ukg2d365.config import Config
 from ukg2d365.credentials import CredentialScope, resolve_d365, resolve_ukg
 from ukg2d365.d365.auth import TokenProvider
+from ukg2d365.d365.dmf import DmfClient
 from ukg2d365.d365.odata import ODataClient
 from ukg2d365.errors import ConfigError, ExitStatus, Ukg2d365Error
 from ukg2d365.http import ConcurrencyLimit, HttpClient, RetryBudget, RetryPolicy, build_session
@@ -104,6 +105,18 @@ class Context:
         tokens = TokenProvider(cfg, creds.client_secret, session, set_secret=self.credentials.set_command("d365"))
         http = self._http("D365", cfg.base_url, cfg.timeout_seconds, ca, session=session)
         return ODataClient(http, tokens)
+
+    @cached_property
+    def dmf(self) -> DmfClient:
+        """The package API on the D365 client; blob transfers through their own HttpClient per blob origin,
+        with no D365 token (the SAS in the URL is the blob's authorization), trusting d365.ca_bundle."""
+        cfg = self.config.d365
+        ca = self._ca_bundle(cfg.ca_bundle, "d365.ca_bundle")
+
+        def blob_http(origin: str) -> HttpClient:
+            return self._http("blob", origin, cfg.timeout_seconds, ca)
+
+        return DmfClient(self.d365, blob_http, sleep=self._sleep)
 
     # ------------------------------------------------------------------ events
 

@@ -88,6 +88,13 @@ class Connection:
         except self.backend.driver_errors as exc:
             raise self.backend.error(exc) from exc
 
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A query's rows as plain tuples: cheaper than named rows when a million of them are read."""
+        try:
+            return self.backend.tuples(self.raw, sql, params)
+        except self.backend.driver_errors as exc:
+            raise self.backend.error(exc) from exc
+
     def insert(self, sql: str, params: Sequence[Any]) -> int:
         """Run an INSERT into a table with an ``{id}`` column and return the new row's id."""
         try:
@@ -130,6 +137,9 @@ class Backend(ABC):
 
     def executemany(self, raw: Any, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         return raw.executemany(sql, rows)
+
+    def tuples(self, raw: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.execute(raw, sql, params).fetchall()]
 
     @abstractmethod
     def insert(self, raw: Any, sql: str, params: Sequence[Any]) -> int:
@@ -196,6 +206,11 @@ class SqliteBackend(Backend):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
+
+    def tuples(self, raw: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cursor = raw.cursor()
+        cursor.row_factory = None  # the connection's sqlite3.Row, per row, costs a million times over
+        return cursor.execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
     def error(self, exc: BaseException) -> LedgerError:
         return LedgerError(f"{self.where}: {exc}")

@@ -6,12 +6,13 @@ written in one transaction, so the trail never misses a move.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ukg2d365.journal import PlannedLine
+from ukg2d365.journal import PlannedLine, PlannedLines, TextRow, planned_lines
 from ukg2d365.ledger.schema import Store, chunked, now_iso
 
 PLANNED, SENDING, POSTED, FAILED = "planned", "sending", "posted", "failed"
@@ -47,6 +48,8 @@ class Posting:
     kind: str = "pay_run"  # pay_run | accrual
     document_date: str | None = None  # DocumentDate of every line; None: not sent
     reverse_date: str | None = None  # ReverseEntry Yes with this ReverseDate; None: not reversing
+    route: str | None = None  # odata | dmf, once sending
+    execution_id: str | None = None  # the DMF import queued for it, recorded before ImportFromPackage is called
 
     @property
     def data_area_id(self) -> str | None:
@@ -161,20 +164,56 @@ class PostingStore(Store):
                     (*values, stamp, self.run_id, self.tenant, posting.key),
                 )
                 db.execute("DELETE FROM posting_lines WHERE tenant = ? AND posting_key = ?", (self.tenant, posting.key))
-            db.executemany(
-                "INSERT INTO posting_lines (tenant, posting_key, line_number, account, debit, credit, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((self.tenant, posting.key, ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text)
-                 for ln in lines),
-            )
+            # A builder's PlannedLines hand over the amounts as the text stored here, without a Decimal between.
+            rows = lines.text_rows() if isinstance(lines, PlannedLines) else (
+                (ln.line_number, ln.account, str(ln.debit), str(ln.credit), ln.text) for ln in lines)
+            tenant, key = self.tenant, posting.key
+            stored = ((tenant, key, *row) for row in rows)
+            # In slices: a driver that lists its rows first (psycopg) holds one slice, never the whole journal.
+            while batch := list(itertools.islice(stored, 10_000)):
+                db.executemany(
+                    "INSERT INTO posting_lines (tenant, posting_key, line_number, account, debit, credit, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    batch,
+                )
+
+    def plan_rows(self, key: str, chunk: int = 5000) -> Iterator[TextRow]:
+        """The stored plan's lines in order, as stored (amounts as text), read ``chunk`` at a time."""
+        last = 0
+        while True:
+            with self._lock:  # the poster's threads write audit rows on this connection meanwhile
+                rows = self._db.tuples(
+                    "SELECT line_number, account, debit, credit, text FROM posting_lines WHERE tenant = ? "
+                    "AND posting_key = ? AND line_number > ? ORDER BY line_number LIMIT ?",
+                    (self.tenant, key, last, chunk),
+                )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    def iter_plan(self, key: str, chunk: int = 5000) -> Iterator[PlannedLine]:
+        """The stored plan's lines in order, ``chunk`` at a time: a journal of any size in bounded memory."""
+        return planned_lines(self.plan_rows(key, chunk))
 
     def plan_lines(self, key: str) -> list[PlannedLine]:
-        rows = self._db.execute(
-            "SELECT line_number, account, debit, credit, text FROM posting_lines WHERE tenant = ? AND posting_key = ? "
-            "ORDER BY line_number",
-            (self.tenant, key),
-        )
-        return [PlannedLine(r[0], r[1], Decimal(r[2]), Decimal(r[3]), r[4]) for r in rows]
+        """The stored plan as a list: for small plans and tests; the posters walk ``iter_plan``."""
+        return list(self.iter_plan(key))
+
+    def set_execution(self, key: str, execution_id: str | None) -> None:
+        """Write-ahead for the DMF route: the execution id is committed (and the posting is ``sending``) before
+        ImportFromPackage is called, so a run that dies after it polls that execution instead of importing again.
+        ``None`` forgets a finished execution that imported nothing to keep."""
+        stamp = now_iso()
+        with self.transaction() as db:
+            if execution_id is None:
+                db.execute("UPDATE postings SET execution_id = NULL, updated_at = ? WHERE tenant = ? AND key = ?",
+                           (stamp, self.tenant, key))
+            else:
+                db.execute("UPDATE postings SET execution_id = ?, route = 'dmf', status = 'sending', updated_at = ?, "
+                           "last_run = ? WHERE tenant = ? AND key = ?",
+                           (execution_id, stamp, self.run_id, self.tenant, key))
+            self._insert_audit(db, "dmf.execution", {"execution_id": execution_id}, key, at=stamp)
 
     def set_status(
         self,

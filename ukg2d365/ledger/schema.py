@@ -310,6 +310,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX refusals_by_period ON refusals(tenant, pay_group, period_end);
         """,
     ),
+    (
+        7,
+        "DMF route: the route a posting took and the execution id of its import",
+        """
+        ALTER TABLE postings ADD COLUMN route TEXT;
+        ALTER TABLE postings ADD COLUMN execution_id TEXT;
+        """,
+    ),
 ]
 
 

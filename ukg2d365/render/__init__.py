@@ -283,6 +283,12 @@ class Output:
             return None
         return self.err if self.exporting else self.out
 
+    @property
+    def wants_export(self) -> bool:
+        """An export will be written (--format csv|json): a command builds its records only then, since a
+        journal's lines as records would hold the whole journal in memory."""
+        return not (self.fmt == "table" or (self.json_mode and self.destination is None))
+
     def export(self, rows: Rows, **facts: Any) -> None:
         """The command's records (and, for JSON, facts about the whole run): written by :meth:`close`."""
         if self._export is not None and self._export is not rows:
@@ -301,7 +307,7 @@ class Output:
     def close(self) -> None:
         """Write the export of a command that ended without an error (CSV with a header row, one JSON document,
         or the command's text) to stdout, or into the destination file, replaced whole."""
-        if self.fmt == "table" or (self.json_mode and self.destination is None):
+        if not self.wants_export:
             return
         text = self._export_text()
         self._export, self._text, self._document = None, None, {}

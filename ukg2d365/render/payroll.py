@@ -215,10 +215,12 @@ def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: Pay
         reverses = {"reverse_date": journal.reverse_date} if journal.reverse_date else {}
         journals.append({**journal_fields(journal), **reverses, "status": status, "journal_batch_number": number,
                          "error": outcome.error if outcome else None})
-        facts = header_facts(journal)
+        if not out.wants_export:
+            continue  # the journals' facts only: every line as a record would hold the whole journal
+        facts, marker = header_facts(journal), k.marker
         for line in journal.lines:
             rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=journal.run_ids,
-                     marker=k.marker, status=status, legal_entity=journal.legal_entity,
+                     marker=marker, status=status, legal_entity=journal.legal_entity,
                      journal_name=journal.journal_name, journal_batch_number=number, trans_date=journal.trans_date,
                      currency=journal.currency, description=facts["description"], line=line.line_number,
                      account=line.account, debit=line.debit, credit=line.credit, text=line.text)

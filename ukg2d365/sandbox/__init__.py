@@ -28,6 +28,7 @@ import yaml
 from ukg2d365.http import prompt_thread_switches
 from ukg2d365.sandbox import catalog
 from ukg2d365.sandbox.d365 import D365Service, D365State
+from ukg2d365.sandbox.d365.dmf import CostModel
 from ukg2d365.sandbox.data import DEFAULT_EMPLOYEES, DEFAULT_SEED, GlRun, PayPeriod, RawJson, UkgDataset
 from ukg2d365.sandbox.entra import EntraService
 from ukg2d365.sandbox.faults import FaultRule, FaultSet
@@ -49,6 +50,7 @@ __all__ = [
     "TokenRegistry",
     "serve_forever_cli",
     "CONFIG_NAME",
+    "CostModel",
 ]
 
 CONFIG_NAME = "ukg2d365.yaml"
@@ -85,7 +87,9 @@ class Sandbox:
         companies: int = 1,
         client_id: str = catalog.CLIENT_ID,
         client_secret: str = catalog.CLIENT_SECRET,
+        cost: CostModel | None = None,
     ) -> None:
+        """``cost``: what a real F&O spends per OData line and per DMF import (sandbox/d365/dmf.py); off by default."""
         if port and not 1 <= port <= 65533:
             raise ValueError("port must be 0 (pick free ports) or 1..65533 (uses port, port+1, port+2)")
         self.dir = Path(dir)
@@ -106,6 +110,7 @@ class Sandbox:
         self.d365: Any = None  # the D365Service once started (its data: .d365.state)
         self.entra: EntraService | None = None
         self.ukg = UkgService(self.dataset)
+        self.cost = cost or CostModel()
         self._stats = Stats(SERVICES)
         self._servers: dict[str, ServiceServer] = {}
         self._tls: TlsMaterial | None = None
@@ -130,7 +135,7 @@ class Sandbox:
                 )
             urls = SandboxUrls(**{name: srv.url for name, srv in self._servers.items()})
             self._urls = urls
-            self.d365 = D365Service(D365State.seeded(), self.tokens, urls.d365)
+            self.d365 = D365Service(D365State.seeded(), self.tokens, urls.d365, cost=self.cost)
             self._seed_entities()
             self.entra = EntraService(
                 self.tokens,
@@ -294,7 +299,8 @@ class Sandbox:
         return lines
 
 
-def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int, companies: int = 1) -> None:
+def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: int, companies: int = 1,
+                      cost: CostModel | None = None) -> None:
     """``ukg2d365 sandbox``: run until Ctrl-C or SIGTERM, then stop cleanly."""
     stop = threading.Event()
 
@@ -305,7 +311,8 @@ def serve_forever_cli(dir: Path | str, port: int, employees: int, latency_ms: in
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
-    sandbox = Sandbox(Path(dir), port=port, employees=employees, latency_ms=latency_ms, companies=companies)
+    sandbox = Sandbox(Path(dir), port=port, employees=employees, latency_ms=latency_ms, companies=companies,
+                      cost=cost)
     try:
         sandbox.start()
         closed = sandbox.dataset.closed_periods()

@@ -9,7 +9,6 @@ module turns UKG's answers into records or into one-line errors that say what to
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import time
 from collections import deque
@@ -119,34 +118,40 @@ class UkgClient:
         saves one request. A server that ignores ``page`` would repeat the same full page forever, so an
         identical page is refused. When page 1 is full, up to ``prefetch`` further pages are requested
         ahead (UKG publishes no page count, so at most ``prefetch - 1`` requests past the end are wasted);
-        items are still yielded strictly in page order.
+        items are still yielded strictly in page order. The threads only fetch: pages are decoded here, on the
+        thread that consumes their items, so the objects of a million lines are made and freed on one core
+        (decoding on the fetching threads cost a third more CPU).
         """
         first, previous = self._page_items(path, params, 1)
         yield from first
         if len(first) < self.page_size:
             return
+        del first  # the first page's items are not kept while the others stream past
         depth = max(1, self.prefetch)
         with prompt_thread_switches(), ThreadPoolExecutor(max_workers=depth, thread_name_prefix="ukg-page") as pool:
-            in_flight: deque[Future[tuple[list[dict[str, Any]], str]]] = deque()
+            in_flight: deque[Future[requests.Response | None]] = deque()
             next_page = 2
             for _ in range(depth):
-                in_flight.append(pool.submit(self._page_items, path, params, next_page))
+                in_flight.append(pool.submit(self._page, path, params, next_page))
                 next_page += 1
             try:
                 while in_flight:
-                    items, fingerprint = in_flight.popleft().result()
+                    response = in_flight.popleft().result()
+                    items = self._items(response, path)
+                    body = response.content if response is not None else b""
+                    del response
                     if not items:
                         return
                     # Compare the raw bytes: items holding NaN never compare equal to themselves.
-                    if fingerprint == previous:
+                    if body == previous:
                         raise ProtocolError(
                             f"UKG {path} returned the same page twice in a row (paging ignored?)"
                         )
-                    previous = fingerprint
+                    previous = body
                     if len(items) >= self.page_size:
                         # Refill before the caller works through this page, so `depth` requests stay in
                         # flight while it does (refilling after it left the pipe idle for that long).
-                        in_flight.append(pool.submit(self._page_items, path, params, next_page))
+                        in_flight.append(pool.submit(self._page, path, params, next_page))
                         next_page += 1
                     yield from items
                     if len(items) < self.page_size:
@@ -155,12 +160,16 @@ class UkgClient:
                 for future in in_flight:
                     future.cancel()
 
-    def _page_items(self, path: str, params: Mapping[str, str], page: int) -> tuple[list[dict[str, Any]], str]:
-        """One page's items and a fingerprint of its raw body (to spot a server that ignores ``page``)."""
+    def _page_items(self, path: str, params: Mapping[str, str], page: int) -> tuple[list[dict[str, Any]], bytes]:
+        """One page's items and its raw body (to spot a server that ignores ``page``: comparing the bytes of
+        two pages is exact and costs next to nothing, where hashing each page cost 0.5 us a line)."""
+        response = self._page(path, params, page)
+        body = response.content if response is not None else b""
+        return self._items(response, path), body
+
+    def _page(self, path: str, params: Mapping[str, str], page: int) -> requests.Response | None:
         query = {**params, "page": str(page), "per_Page": str(self.page_size)}
-        response = self._get(path, query, page=page)
-        fingerprint = hashlib.sha256(response.content).hexdigest() if response is not None else ""
-        return self._items(response, path), fingerprint
+        return self._get(path, query, page=page)
 
     def _get(self, path: str, params: Mapping[str, str], *, page: int = 1) -> requests.Response | None:
         """GET with the auth headers; None means "past the last page" (see the 404 note below)."""

@@ -81,12 +81,69 @@ def _int(raw: dict[str, Any], field: str, default: int) -> int:
     return int(number)
 
 
-_DATES: dict[str, date] = {}  # a run's lines share a handful of date strings
+# A run's lines share their run id, company, period end and pay group, and repeat a few hundred accounts with
+# org-level sets: each distinct set of raw values is validated once. Only plain-text keys are kept, since 1, 1.0
+# and True are equal keys yet different inputs (a number where text belongs is refused every time).
+_HEADS: dict[tuple[Any, ...], tuple[str, str, date, str]] = {}
+_PLACES: dict[tuple[Any, ...], tuple[str, tuple[str, str, str, str]]] = {}
+_CACHE_SIZE = 4096
+_NO_AMOUNT = "debitAmt and creditAmt are both null or missing"
 
 
-def _amount(raw: dict[str, Any], field: str, precision: int) -> Decimal:
+def _known(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...]) -> Any:
     try:
-        return parse_amount(raw.get(field), precision)
+        return cache.get(key)
+    except TypeError:  # an unhashable value (a list, an object): validated afresh, which refuses it
+        return None
+
+
+def _cache(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
+    if all(type(v) is str or v is None for v in key):
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = value
+
+
+def _head(raw: dict[str, Any], no_amount: bool) -> tuple[str, str, date, str]:
+    """Run id, company, period end and pay group, validated in this order (with the amounts' presence before the
+    pay group, as the fields have always been checked)."""
+    key = (raw.get("runId"), raw.get("coId"), raw.get("companyCode"),
+           raw.get("periodEndDate") or raw.get("payPeriodEndDate"), raw.get("payGroup"))
+    known = _known(_HEADS, key)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
+    run = _text(raw, "runId", required=True)
+    company = _text(raw, "coId", required=False) or _text(raw, "companyCode", required=True)
+    if key[3] is None:
+        raise ValueError("periodEndDate is missing")
+    period_end = parse_date(key[3])
+    if no_amount:
+        raise ValueError(_NO_AMOUNT)
+    head = (run, company, period_end, _text(raw, "payGroup", required=True))
+    _cache(_HEADS, key, head)
+    return head
+
+
+def _place(raw: dict[str, Any], precision: int) -> tuple[str, Decimal, Decimal, tuple[str, str, str, str]]:
+    """Account, debit, credit and org levels, validated in this order; account and levels once per distinct set."""
+    key = (raw.get("generalLedgerAccount"), raw.get("orgLevel1"), raw.get("orgLevel2"), raw.get("orgLevel3"),
+           raw.get("orgLevel4"))
+    known = _known(_PLACES, key)
+    if known is not None:
+        return known[0], _amount(raw.get("debitAmt"), "debitAmt", precision), \
+            _amount(raw.get("creditAmt"), "creditAmt", precision), known[1]
+    account = _text(raw, "generalLedgerAccount", required=True)
+    debit = _amount(raw.get("debitAmt"), "debitAmt", precision)
+    credit = _amount(raw.get("creditAmt"), "creditAmt", precision)
+    levels = (_text(raw, "orgLevel1", required=False), _text(raw, "orgLevel2", required=False),
+              _text(raw, "orgLevel3", required=False), _text(raw, "orgLevel4", required=False))
+    _cache(_PLACES, key, (account, levels))
+    return account, debit, credit, levels
+
+
+def _amount(value: Any, field: str, precision: int) -> Decimal:
+    try:
+        return parse_amount(value, precision)
     except AmountError as exc:
         raise ValueError(f"{field} {exc}") from None
 
@@ -97,33 +154,18 @@ def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution
         raise DataError(f"UKG GL item #{position} is not an object: {type(raw).__name__}")
     system_id = raw.get("systemId")
     try:
-        run = _text(raw, "runId", required=True)
-        company = _text(raw, "coId", required=False) or _text(raw, "companyCode", required=True)
-        period_raw = raw.get("periodEndDate") or raw.get("payPeriodEndDate")
-        if period_raw is None:
-            raise ValueError("periodEndDate is missing")
-        period_end = _DATES.get(period_raw) if type(period_raw) is str else None
-        if period_end is None:
-            period_end = parse_date(period_raw)
-            if len(_DATES) < 1000:
-                _DATES[period_raw] = period_end
         # debitAmt/creditAmt are documented as numbers: a null side next to an amount is zero, but a line
         # with neither carries nothing to book and would vanish silently.
-        if raw.get("debitAmt") is None and raw.get("creditAmt") is None:
-            raise ValueError("debitAmt and creditAmt are both null or missing")
-        return GlDistribution(
-            run_id=run,
-            company=company,
-            pay_group=_text(raw, "payGroup", required=True),
-            period_end=period_end,
-            account=_text(raw, "generalLedgerAccount", required=True),
-            debit=_amount(raw, "debitAmt", precision),
-            credit=_amount(raw, "creditAmt", precision),
-            org_levels=(_text(raw, "orgLevel1", required=False), _text(raw, "orgLevel2", required=False),
-                        _text(raw, "orgLevel3", required=False), _text(raw, "orgLevel4", required=False)),
-            block_id=_int(raw, "blockId", 1),
-            total_blocks=_int(raw, "totalNrOfBlocks", 1),
-            system_id=str(system_id) if system_id is not None else f"#{position}",
+        no_amount = raw.get("debitAmt") is None and raw.get("creditAmt") is None
+        run, company, period_end, pay_group = _head(raw, no_amount)
+        if no_amount:  # checked in _head too, when its values were not known yet
+            raise ValueError(_NO_AMOUNT)
+        account, debit, credit, levels = _place(raw, precision)
+        return GlDistribution(  # positional: a NamedTuple built from keywords costs more, 100,000 times a run
+            run, company, pay_group, period_end, account, debit, credit, levels,
+            _int(raw, "blockId", 1),
+            _int(raw, "totalNrOfBlocks", 1),
+            str(system_id) if system_id is not None else f"#{position}",
         )
     except ValueError as exc:
         line = system_id if system_id is not None else f"#{position}"

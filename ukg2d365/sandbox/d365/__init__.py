@@ -15,7 +15,8 @@ Two pieces matter to its users:
 Its rooms, each importing only the ones before it: `schema` (entity sets, enums, type defaults),
 `errors` (F&O's error shape), `values` (literals, keys, body coercion), `query` (`$filter` and key
 predicates), `store` (`D365State` and a changeset's staged writes), `entities` (create/update/delete
-rules), `batch` (multipart/mixed) and `service` (`D365Service`).
+rules), `batch` (multipart/mixed), `dmf` (the Data management package API, its blob storage and the cost
+model) and `service` (`D365Service`).
 
 Documented simplifications (where the real service is unknown or the tool does not need more):
 - `$expand` supports only `LedgerJournalHeaders?$expand=LedgerJournalLine`.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from ukg2d365.sandbox.d365.errors import duplicate_error, not_found, write_error
+from ukg2d365.sandbox.d365.errors import ODataError, duplicate_error, not_found, write_error
 from ukg2d365.sandbox.d365.schema import (
     EMPLOYEE_OWN_FIELDS,
     EMPLOYEE_TO_EMPLOYMENT,
@@ -32,7 +32,7 @@ from ukg2d365.sandbox.d365.store import (
     journal_key,
     key_of,
 )
-from ukg2d365.sandbox.d365.values import collation_key, render_dto
+from ukg2d365.sandbox.d365.values import coerce_body, collation_key, render_dto
 
 
 def _person_name(rec: dict[str, Any]) -> str:
@@ -45,6 +45,11 @@ def _update_person(worker: dict[str, Any], values: dict[str, Any]) -> dict[str, 
     if "Name" not in values and any(k in values for k in ("FirstName", "MiddleName", "LastName")):
         out["Name"] = _person_name(out)
     return out
+
+
+def _dmf_date(text: str) -> str:
+    """A package's date-only TRANSDATE (ISO, the sandbox data project's format) as the entity stores dates."""
+    return f"{text}T12:00:00Z" if len(text) == 10 else text
 
 
 def _check_line_values(spec: EntitySpec, rec: dict[str, Any], area: str) -> None:
@@ -508,6 +513,60 @@ class Entities:
             else:
                 out[prop] = own.get(prop, type_default(code))
         return out
+
+    # ---- the General journal entity's package import (sandbox/d365/dmf.py) ----
+
+    def import_journal_rows(self, legal_entity: str, rows: Iterable[dict[str, str]],
+                            refuse_accounts: set[str]) -> tuple[list[str], list[tuple[dict[str, str], str]], int]:
+        """The General journal entity's set-based import of package rows: rows grouped by JOURNALBATCHNUMBER
+        into new journals, the file's VOUCHER and LINENUMBER kept, a row whose values do not validate refused
+        at staging. A journal name that does not exist fails the whole target step (ValueError, nothing
+        written). Returns the journal numbers written, the refusals and the rows read."""
+        refused: list[tuple[dict[str, str], str]] = []
+        batches: dict[str, str] = {}
+        count = 0
+        with self.state.lock:
+            txn = Txn(self.state)
+            refuse_numbers, self.state.refuse_client_line_numbers = self.state.refuse_client_line_numbers, False
+            try:
+                for row in rows:
+                    count += 1
+                    account = row.get("ACCOUNTDISPLAYVALUE", "")
+                    if account in refuse_accounts:
+                        refused.append((row, f"Account {account} is not valid for the legal entity."))
+                        continue
+                    number = batches.get(row.get("JOURNALBATCHNUMBER", ""))
+                    if number is None:
+                        number = batches[row.get("JOURNALBATCHNUMBER", "")] = self._import_header(txn, legal_entity,
+                                                                                                  row)
+                    try:
+                        self._import_line(txn, legal_entity, number, row)
+                    except ODataError as err:
+                        refused.append((row, str(err)))
+            finally:
+                self.state.refuse_client_line_numbers = refuse_numbers
+            txn.commit()
+        return list(batches.values()), refused, count
+
+    def _import_header(self, txn: Txn, legal_entity: str, row: dict[str, str]) -> str:
+        try:
+            header = self.create_LedgerJournalHeaders(txn, SPECS["LedgerJournalHeaders"], {
+                "dataAreaId": legal_entity, "JournalName": row.get("JOURNALNAME", ""),
+                "Description": row.get("DESCRIPTION", "")})
+        except ODataError as err:
+            raise ValueError(err.message) from None
+        return str(header["JournalBatchNumber"])
+
+    def _import_line(self, txn: Txn, legal_entity: str, number: str, row: dict[str, str]) -> None:
+        spec = SPECS["LedgerJournalLines"]
+        values = {"dataAreaId": legal_entity, "JournalBatchNumber": number,
+                  "LineNumber": row.get("LINENUMBER", ""), "AccountType": "Ledger",
+                  "AccountDisplayValue": row.get("ACCOUNTDISPLAYVALUE", ""),
+                  "TransDate": _dmf_date(row.get("TRANSDATE", "")),
+                  "Voucher": row.get("VOUCHER", ""), "CurrencyCode": row.get("CURRENCYCODE", ""),
+                  "DebitAmount": row.get("DEBITAMOUNT") or "0",
+                  "CreditAmount": row.get("CREDITAMOUNT") or "0", "Text": row.get("TEXT", "")}
+        self.create(txn, spec, coerce_body(spec, values, True))
 
     # ---- generic ----
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from xml.sax.saxutils import quoteattr
 
 from ukg2d365.sandbox.d365.batch import BatchPart, parse_multipart, render_part
+from ukg2d365.sandbox.d365.dmf import CostModel, DmfRoom
 from ukg2d365.sandbox.d365.entities import Entities
 from ukg2d365.sandbox.d365.errors import ODataError, no_route, not_found, odata_error
 from ukg2d365.sandbox.d365.query import FilterParser, parse_key, sort_key
@@ -49,7 +50,7 @@ class D365Service:
 
     def __init__(self, state: D365State, tokens: TokenRegistry, base_url: str, *, page_size: int = DEFAULT_PAGE_SIZE,
                  unregistered_app: bool = False, write_error_status: int = 400,
-                 max_batch_operations: int = MAX_BATCH_OPERATIONS) -> None:
+                 max_batch_operations: int = MAX_BATCH_OPERATIONS, cost: CostModel | None = None) -> None:
         self.state = state
         self.tokens = tokens
         self.base_url = base_url.rstrip("/")
@@ -66,10 +67,14 @@ class D365Service:
         # that stops at the first failed changeset whatever the request prefers.
         self.honor_continue_on_error = True
         self.entities = Entities(state)
+        self.cost = cost or CostModel()
+        self.dmf = DmfRoom(self.base_url, self.entities.import_journal_rows, self.cost)
 
     # ---- entry point ----
 
     def handle(self, req: SimRequest) -> SimResponse:
+        if self.dmf.handles_blob(req.path):  # blob storage: its own host name, authorized by the SAS alone
+            return self.dmf.blob(req)
         if not self._authorized(req):
             return SimResponse.empty(401, {
                 "WWW-Authenticate": f'Bearer error="invalid_token", resource_id="{self.base_url}"'})
@@ -108,8 +113,29 @@ class D365Service:
             if req.method.upper() != "POST":
                 raise odata_error("$batch accepts only POST.", 405)
             self._count("$batch")
-            return self._batch(req)
+            return self._gated_batch(req)
+        if self.dmf.handles_action(rest):
+            return self._dmf_action(req, rest)
         return self._operation(req, None)
+
+    def _gated_batch(self, req: SimRequest) -> SimResponse:
+        """A $batch through the cost model: its writes take their time, and past the requests D365 runs at
+        once the answer is 429 with Retry-After (service-protection-api-limits.md)."""
+        writes = req.body.count(b"\r\nPOST ") + req.body.count(b"\r\nPATCH ") + req.body.count(b"\r\nDELETE ")
+        with self.cost.odata_request(writes) as admitted:
+            if not admitted:
+                return self._json(429, {"error": {"code": "", "message": "Too many requests."}},
+                                  {"Retry-After": str(self.cost.retry_after_s)})
+            return self._batch(req)
+
+    def _dmf_action(self, req: SimRequest, rest: str) -> SimResponse:
+        if req.method.upper() != "POST":
+            raise odata_error("An action accepts only POST.", 405)
+        self._count(rest.rsplit(".", 1)[-1])
+        status, value = self.dmf.action(rest, parse_json_body(req.body) if req.body else {})
+        if status != 200:
+            raise odata_error(str(value), status)
+        return self._json(200, {"@odata.context": f"{self.base_url}/data/$metadata#Edm.String", "value": value})
 
     def _count(self, name: str) -> None:
         with self.state.lock:
