@@ -47,6 +47,10 @@ class Page:
         def fds() -> None:  # the child's fd 3 reads our commands, its fd 4 writes the answers
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
+            # dup2 onto the same number keeps close-on-exec (os.pipe's fds have it): a pipe end that already
+            # was fd 3 or 4 (a fresh process) would be closed at exec and Chromium would hear nothing
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
 
         self._proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
                                       preexec_fn=fds, close_fds=False, stdin=subprocess.DEVNULL,

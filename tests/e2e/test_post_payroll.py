@@ -201,15 +201,22 @@ def test_replay_of_a_posted_key_records_the_skip_on_its_trail(world):
     assert "no posting 'NO-SUCH-KEY'" in unknown.output
 
 
-def test_the_run_says_the_journal_is_created_unposted_as_d365_shows_it(world):
-    """D365 leaves the journal unposted (IsPosted No): the words must not say "posted" to finance."""
-    run = world.latest_run()
-    result = world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+def test_the_run_says_each_journal_is_created_unposted_once_and_the_summary_only_counts(world):
+    """D365 leaves the journal unposted (IsPosted No): the words must not say "posted" to finance, and each
+    journal's sentence (its number, unposted, what finance does) is said once: the summary line counts."""
+    runs = sorted(world.sandbox.dataset.gl_runs, key=lambda r: r.period_end)[-2:]
+    one = " ".join(world.cli("post-payroll", "--run-id", runs[0].run_id, "--yes").output.split())
+    [first] = world.journals()
+    assert one.count(first["JournalBatchNumber"]) == 1 and one.count("Post journals batch job") == 1, one
+    result = world.cli("post-payroll", "--pay-group", "BW", "--yes")
     text = " ".join(result.output.split())
-    [journal] = world.journals()
-    assert journal["IsPosted"] == "No"
-    number = journal["JournalBatchNumber"]
-    assert f"created journal {number} in D365, unposted, for C0MP1/BW/{run.period_end}/{run.run_id}" in text
-    assert f"created journal {number} in D365, unposted (post it in D365, or let the recurring Post journals " \
-           "batch job do it)" in text
+    assert {j["IsPosted"] for j in world.journals()} == {"No"}
+    created = [j for j in world.journals() if j["JournalBatchNumber"] != first["JournalBatchNumber"]]
+    for journal in created:
+        number = journal["JournalBatchNumber"]
+        assert text.count(number) == 1, text
+    assert text.count("created journal ") == len(created) >= 2
+    assert text.count("unposted: post it in D365, or let the recurring Post journals batch job do it") == len(created)
+    last = result.output.strip().splitlines()[-1]
+    assert last == f"journals: {len(created)} created in D365 (unposted); 0 failed; 1 already posted; 0 refused"
     assert "posted 1 journal" not in text

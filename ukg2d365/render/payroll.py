@@ -295,6 +295,10 @@ def payroll_plan_summary(plan: PayrollPlan, *, dry_run: bool) -> str:
             f"{len(plan.refused)} refused; {plan.lines_read} UKG lines read")
 
 
+# What finance does with a journal ukg2d365 created: D365 shows it unposted (IsPosted No).
+POST_IT = "post it in D365, or let the recurring Post journals batch job do it"
+
+
 def posting_outcomes(out: Output, outcomes: Iterable[PostOutcome], *, replay: bool = False) -> None:
     """One line per journal sent: its number, or why it failed (replay's lines stay the shorter ones)."""
     for o in outcomes:
@@ -305,10 +309,11 @@ def posting_outcomes(out: Output, outcomes: Iterable[PostOutcome], *, replay: bo
                     "nothing sent", lead=("found", "green"))
         elif o.status == "posted":
             # "posted" in the ledger means "in D365, verified"; the journal itself is left unposted for finance
-            # (no OData action posts a general journal), so the words say what D365 shows.
+            # (no OData action posts a general journal), so the words say what D365 shows, once per journal:
+            # the summary line only counts.
             recovered = ", recovered" if o.recovered and not replay else ""
-            out.say(f"journal {o.journal_batch_number} in D365, unposted, for {o.key} ({o.lines_sent} lines "
-                    f"sent{recovered})", lead=("created", "green"))
+            out.say(f"journal {o.journal_batch_number} in D365 for {o.key} ({o.lines_sent} lines sent{recovered}), "
+                    f"unposted: {POST_IT}", lead=("created", "green"))
         else:
             out.warn(f"{o.key}: {o.error}")
 
@@ -323,21 +328,16 @@ def posted_count(result: PayrollResult) -> int:
     return sum(1 for o in result.outcomes if o.status == "posted") - found_in_d365(result)
 
 
-POST_IT = "post {it} in D365, or let the recurring Post journals batch job do it"
+def journal_counts(what: str, plan: PayrollPlan, result: PayrollResult, *, unposted: str = "unposted") -> str:
+    """The summary line after journals were sent: counts only (each journal's own line said what to do with it)."""
+    found = found_in_d365(result)
+    return (f"{what}: {posted_count(result)} created in D365 ({unposted}); "
+            + (f"{found} found in D365 and recorded; " if found else "")
+            + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
 
 
 def payroll_summary(plan: PayrollPlan, result: PayrollResult) -> str:
-    """What D365 shows: the journals are created and left unposted (no OData action posts a general journal)."""
-    found, created = found_in_d365(result), posted_count(result)
-    numbers = [o.journal_batch_number for o in result.outcomes if o.status == "posted" and not o.adopted]
-    if created == 1:
-        head = f"created journal {numbers[0]} in D365, unposted ({POST_IT.format(it='it')})"
-    elif created:
-        head = f"created {created} journals in D365, unposted ({POST_IT.format(it='them')})"
-    else:
-        head = "created no journal"
-    return (f"{head}; " + (f"{found} found in D365 and recorded; " if found else "")
-            + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
+    return journal_counts("journals", plan, result)
 
 
 # ---------------------------------------------------------------------- replay
