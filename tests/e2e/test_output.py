@@ -237,3 +237,38 @@ def test_a_reader_that_leaves_early_changes_nothing_the_run_posts_once_and_exits
     for args in (("--json", "status"), ("status",), ("audit",), ("--json", "ping")):
         done = _with_stdout_closed_by_its_reader(world, *args)
         assert (done.returncode, done.stderr) == (0, ""), args
+
+
+def _tenant(world, folder, name: str):  # type: ignore[no-untyped-def]
+    """A tenant config of a worker's folder: the sandbox's, with its own tenant name and SQLite ledger."""
+    import yaml
+
+    data = yaml.safe_load(world.config_path.read_text(encoding="utf-8"))
+    data["ledger"] = {"path": str(folder / f"{name}.db"), "tenant": name}
+    for section in ("ukg", "d365"):
+        if "ca_bundle" in data.get(section, {}):
+            data[section]["ca_bundle"] = str((world.config_path.parent / data[section]["ca_bundle"]).resolve())
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_status_tenants_shows_the_error_of_each_tenants_last_failed_run_on_one_line(world, tmp_path, monkeypatch):
+    folder = tmp_path / "tenants"
+    folder.mkdir()
+    acme, globex = _tenant(world, folder, "acme"), _tenant(world, folder, "globex")
+    world.cli("-c", str(globex), "post-payroll", "--due", "--yes")
+    monkeypatch.setenv("UKG2D365_D365_CLIENT_SECRET", "rotated-and-forgotten-secret")
+    failed = world.cli("-c", str(acme), "post-payroll", "--due", "--yes", expect=3)
+    error = " ".join(failed.output.split()).split("error: ", 1)[1]
+    assert "AADSTS7000215" in error
+
+    result = world.runner.invoke(app, ["status", "--tenants", str(folder)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("last failure")]
+    assert line.startswith("last failure acme: post-payroll exit 3 at ") and line.endswith(f": {error}")
+    assert "globex: " not in result.output and "rotated-and-forgotten-secret" not in result.output
+    lines = world.runner.invoke(app, ["--json", "status", "--tenants", str(folder)]).stdout.splitlines()
+    tenants = {e["tenant"]: e for e in map(json.loads, lines) if e.get("event") == "tenant"}
+    assert tenants["acme"]["last_failure"]["exit_code"] == 3 and tenants["globex"]["last_failure"] is None
+    assert tenants["acme"]["last_failure"]["error"] == error

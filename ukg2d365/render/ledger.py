@@ -101,7 +101,8 @@ def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
                       counts=r.counts if r else None, runs=[run_record(run) for run in r.runs] if r else [],
                       last_by_command={c: run_record(run) for c, run in t.last_by_command.items()},
                       failed=[posting_dict(p) for p in r.failed] if r else [],
-                      pending=[posting_dict(p) for p in r.pending] if r else [])
+                      pending=[posting_dict(p) for p in r.pending] if r else [],
+                      last_failure=t.last_failure)
         return
     table = Table(title="Tenants", title_justify="left")
     for column in ("Tenant", "Schedule", "Last runs (UTC)", "Postings"):
@@ -117,8 +118,29 @@ def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
         table.add_row(t.tenant, schedule, runs, f"{c['posted']} posted, {c['sending']} in flight, "
                       f"{c['planned']} planned, {c['failed']} failed")
     out.table(table)
+    for t in tenants:  # the error beside "exit 3": what went wrong, on one line, cut at a word
+        f = t.last_failure
+        if f is not None:
+            what = f["error"] or run_summary_text(f["summary"])
+            out.say(f"{t.tenant}: {f['command']} exit {f['exit_code']} at {f['started_at'][:19].replace('T', ' ')} "
+                    f"on {f['host']}: {cut(what, FAILURE_WIDTH)}", lead=("last failure", "red"))
     broken = sum(1 for t in tenants if t.error)
     out.summary(f"{len(tenants)} tenant(s)" + (f", {broken} whose ledger cannot be read" if broken else ""))
+
+
+# A tenant's last failure is one line: its error cut at a word past this many characters (`--json status
+# --tenants` has it whole).
+FAILURE_WIDTH = 160
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters: cut at the last space before, marked with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = text[:width - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > width // 2 else head).rstrip(" ,;:(") + "…"
 
 
 def _exit_text(run: dict[str, Any]) -> str:
