@@ -147,7 +147,9 @@ def tenants_status(folder: Path, limit: int = 10) -> list[TenantStatus]:
 
 
 def posting_dict(p: Posting) -> dict[str, Any]:
+    """A posting for JSON (status, audit): amounts as exact text, the legal entity as D365 shows it (upper case)."""
     data = asdict(p)
+    data["legal_entity"] = p.legal_entity.upper() if p.legal_entity else p.legal_entity
     data["debit_total"] = str(p.debit_total)
     data["credit_total"] = str(p.credit_total)
     return data

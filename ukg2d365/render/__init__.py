@@ -121,6 +121,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def entity(code: str | None) -> str | None:
+    """A legal entity (dataAreaId) as D365 shows it, upper case, wherever ukg2d365 prints or exports one: the config
+    may spell it ``usmf``; D365 matches it without case."""
+    return code.upper() if code else code
+
+
 def money(amount: Decimal | None) -> str:
     """An amount for people: thousands separators, every digit kept (never rounded for display)."""
     return "" if amount is None else f"{amount:,}"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table as RichTable
 
 from ukg2d365.journal import JournalPlan
-from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, money
+from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, entity, money
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.journal_poster import PostOutcome
@@ -127,7 +127,7 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
             out.table(journal_table(journal, "", limit=None if show_all else PREVIEW_ROWS))
         else:
             out.say(f"{title}: {len(journal.lines)} lines, debit {money(journal.debit_total)}, "
-                    f"credit {money(journal.credit_total)}, {journal.legal_entity} {journal.journal_name}")
+                    f"credit {money(journal.credit_total)}, {entity(journal.legal_entity)} {journal.journal_name}")
     _already_posted(out, plan.already_posted)
     for journal in plan.changed_since_posting:
         out.warn(f"UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}) changed after "
@@ -193,7 +193,7 @@ def confirmation(plan: PayrollPlan, base_url: str) -> str:
     """The question asked on a terminal before anything is written: what, where, into which journals."""
     journals = plan.to_write
     lines = sum(len(j.lines) for j in journals)
-    where = sorted({f"{j.legal_entity} {j.journal_name}" for j in journals})
+    where = sorted({f"{entity(j.legal_entity)} {j.journal_name}" for j in journals})
     return (f"Create {len(journals)} journal(s), {lines} lines, in D365 {base_url} "
             f"(legal entity and journal name: {', '.join(where)}), left unposted for finance?")
 
@@ -220,7 +220,7 @@ def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: Pay
         facts, marker = header_facts(journal), k.marker
         for line in journal.lines:
             rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=journal.run_ids,
-                     marker=marker, status=status, legal_entity=journal.legal_entity,
+                     marker=marker, status=status, legal_entity=entity(journal.legal_entity),
                      journal_name=journal.journal_name, journal_batch_number=number, trans_date=journal.trans_date,
                      currency=journal.currency, description=facts["description"], line=line.line_number,
                      account=line.account, debit=line.debit, credit=line.credit, text=line.text)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ukg2d365 import __version__
-from ukg2d365.render import Column, Output, Rows, money
+from ukg2d365.render import Column, Output, Rows, entity, money
 from ukg2d365.render.reconcile import exact
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
@@ -334,7 +334,7 @@ def export_csv(out: Output, report: LaborReport) -> None:
     for run in report.runs:
         k = run.key
         rows.add(section="run", pay_group=k.pay_group, period_end=k.period_end, run_id=k.run_id,
-                 legal_entity=run.legal_entity, journals=[j.journal_batch_number for j in run.journals],
+                 legal_entity=entity(run.legal_entity), journals=[j.journal_batch_number for j in run.journals],
                  verdict=run.verdict, ukg_debit=amount(run.ukg_total.debit),
                  ukg_credit=amount(run.ukg_total.credit), d365_debit=amount(run.d365_total.debit),
                  d365_credit=amount(run.d365_total.credit))
