@@ -135,6 +135,13 @@ class Page:
         self.call("Page.navigate", session=True, url=path.resolve().as_uri())
         self._wait_for_event("Page.loadEventFired")
 
+    def emulate(self, *, width: int, height: int = 900, media: str = "screen") -> None:
+        """Lay the page out again in a window ``width`` CSS pixels wide, for the screen or as printed (``print``:
+        its ``@media print`` rules, the width being that of the paper inside the page margins)."""
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        self.call("Emulation.setEmulatedMedia", session=True, media=media)
+
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (exceptions are raised, not swallowed)."""
         result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True)

@@ -310,7 +310,8 @@ def test_every_export_spells_the_legal_entity_upper_case_as_the_screen_and_d365_
                                              "csv").stdout),
         "reconcile csv": _csv(world.cli("reconcile", *window, "--format", "csv").stdout),
         "reconcile json": json.loads(world.cli("reconcile", *window, "--format", "json").stdout),
-        "report csv": [r for r in _csv(world.cli("report", *window, "--format", "csv").stdout) if r["section"] == "run"],
+        "report csv": [r for r in _csv(world.cli("report", *window, "--format", "csv").stdout)
+                       if r["section"] == "run"],
         "audit csv": _csv(world.cli("audit", "--format", "csv").stdout),
         "audit KEY json": json.loads(world.cli("audit", key, "--format", "json").stdout),
         "status --json": world.json_events("status")[0],
