@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table as RichTable
@@ -215,20 +216,26 @@ def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: Pay
         reverses = {"reverse_date": journal.reverse_date} if journal.reverse_date else {}
         journals.append({**journal_fields(journal), **reverses, "status": status, "journal_batch_number": number,
                          "error": outcome.error if outcome else None})
-        if not out.wants_export:
-            continue  # the journals' facts only: every line as a record would hold the whole journal
-        facts, marker = header_facts(journal), k.marker
-        for line in journal.lines:
-            rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=journal.run_ids,
-                     marker=marker, status=status, legal_entity=entity(journal.legal_entity),
-                     journal_name=journal.journal_name, journal_batch_number=number, trans_date=journal.trans_date,
-                     currency=journal.currency, description=facts["description"], line=line.line_number,
-                     account=line.account, debit=line.debit, credit=line.credit, text=line.text)
+        if out.wants_export:  # the lines' records are made as the export is written, read again from the plan
+            rows.add_later(partial(_line_records, journal, status, number))
     out.export(rows, command=command, dry_run=dry_run, journals=journals,
                already_posted=[journal_fields(j) for j in plan.already_posted],
                refused=[{**journal_fields(j), "problems": j.problems} for j in plan.refused],
                skipped=sorted(plan.skipped), refused_not_found=[r.key for r in plan.vanished],
                problems=plan.unattributed_errors)
+
+
+def _line_records(journal: JournalPlan, status: str, number: str | None) -> Iterator[dict[str, Any]]:
+    """A journal's lines as export records, one at a time as its planned lines are read (from memory, or from
+    the temporary file a large journal spills to): a journal of any size is exported in bounded memory."""
+    k, facts = journal.key, header_facts(journal)
+    head = {"company": k.company, "pay_group": k.pay_group, "period_end": k.period_end, "run_id": journal.run_ids,
+            "marker": k.marker, "status": status, "legal_entity": entity(journal.legal_entity),
+            "journal_name": journal.journal_name, "journal_batch_number": number, "trans_date": journal.trans_date,
+            "currency": journal.currency, "description": facts["description"]}
+    for line in journal.lines:
+        yield {**head, "line": line.line_number, "account": line.account, "debit": line.debit, "credit": line.credit,
+               "text": line.text}
 
 
 def _journal_status(plan: PayrollPlan, journal: JournalPlan, *, dry_run: bool, outcome: PostOutcome | None) -> str:
