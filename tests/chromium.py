@@ -47,6 +47,10 @@ class Page:
         def fds() -> None:  # the child's fd 3 reads our commands, its fd 4 writes the answers
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
+            # dup2 onto the same number keeps close-on-exec (os.pipe's fds have it): a pipe end that already
+            # was fd 3 or 4 (a fresh process) would be closed at exec and Chromium would hear nothing
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
 
         self._proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
                                       preexec_fn=fds, close_fds=False, stdin=subprocess.DEVNULL,
@@ -130,6 +134,13 @@ class Page:
         """Load a local file and wait until it has loaded (its load event)."""
         self.call("Page.navigate", session=True, url=path.resolve().as_uri())
         self._wait_for_event("Page.loadEventFired")
+
+    def emulate(self, *, width: int, height: int = 900, media: str = "screen") -> None:
+        """Lay the page out again in a window ``width`` CSS pixels wide, for the screen or as printed (``print``:
+        its ``@media print`` rules, the width being that of the paper inside the page margins)."""
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        self.call("Emulation.setEmulatedMedia", session=True, media=media)
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (exceptions are raised, not swallowed)."""

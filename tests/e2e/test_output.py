@@ -237,3 +237,85 @@ def test_a_reader_that_leaves_early_changes_nothing_the_run_posts_once_and_exits
     for args in (("--json", "status"), ("status",), ("audit",), ("--json", "ping")):
         done = _with_stdout_closed_by_its_reader(world, *args)
         assert (done.returncode, done.stderr) == (0, ""), args
+
+
+def _tenant(world, folder, name: str):  # type: ignore[no-untyped-def]
+    """A tenant config of a worker's folder: the sandbox's, with its own tenant name and SQLite ledger."""
+    import yaml
+
+    data = yaml.safe_load(world.config_path.read_text(encoding="utf-8"))
+    data["ledger"] = {"path": str(folder / f"{name}.db"), "tenant": name}
+    for section in ("ukg", "d365"):
+        if "ca_bundle" in data.get(section, {}):
+            data[section]["ca_bundle"] = str((world.config_path.parent / data[section]["ca_bundle"]).resolve())
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_status_tenants_shows_the_error_of_each_tenants_last_failed_run_on_one_line(world, tmp_path, monkeypatch):
+    folder = tmp_path / "tenants"
+    folder.mkdir()
+    acme, globex = _tenant(world, folder, "acme"), _tenant(world, folder, "globex")
+    world.cli("-c", str(globex), "post-payroll", "--due", "--yes")
+    monkeypatch.setenv("UKG2D365_D365_CLIENT_SECRET", "rotated-and-forgotten-secret")
+    failed = world.cli("-c", str(acme), "post-payroll", "--due", "--yes", expect=3)
+    error = " ".join(failed.output.split()).split("error: ", 1)[1]
+    assert "AADSTS7000215" in error
+
+    result = world.runner.invoke(app, ["status", "--tenants", str(folder)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("last failure")]
+    assert line.startswith("last failure acme: post-payroll exit 3 at ") and line.endswith(f": {error}")
+    assert "globex: " not in result.output and "rotated-and-forgotten-secret" not in result.output
+    lines = world.runner.invoke(app, ["--json", "status", "--tenants", str(folder)]).stdout.splitlines()
+    tenants = {e["tenant"]: e for e in map(json.loads, lines) if e.get("event") == "tenant"}
+    assert tenants["acme"]["last_failure"]["exit_code"] == 3 and tenants["globex"]["last_failure"] is None
+    assert tenants["acme"]["last_failure"]["error"] == error
+
+
+def _entities(value, found: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every value of a ``legal_entity`` key anywhere in a JSON document."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "legal_entity" and item is not None:
+                found.append(item)
+            else:
+                _entities(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _entities(item, found)
+    return found
+
+
+def test_every_export_spells_the_legal_entity_upper_case_as_the_screen_and_d365_do(world):
+    """The config says ``usmf`` (D365 matches dataAreaId without case and shows it upper case): the screen and
+    the JSON said USMF while the CSV exports repeated the config's spelling."""
+    from ukg2d365.accruals import month_end_of
+
+    assert "legal_entity: usmf" in world.config_path.read_text(encoding="utf-8")
+    run = world.latest_run()
+    key = f"C0MP1/BW/{run.period_end}/{run.run_id}"
+    straddling = next(p for p in world.sandbox.dataset.pay_periods
+                      if p.is_closed and p.period_start.month != p.period_end.month)
+    month_end = str(month_end_of(straddling.period_start))
+    window = ("--from", str(run.period_end), "--to", str(run.period_end))
+    dry_run = world.cli("post-payroll", "--run-id", run.run_id, "--dry-run", "--format", "csv")
+    posted = world.cli("post-payroll", "--run-id", run.run_id, "--yes", "--format", "json")
+    assert "usmf" not in posted.stderr and "USMF GenJrn" in posted.stderr  # the screen: on stderr while exporting
+    exports = {
+        "post-payroll --dry-run csv": _csv(dry_run.stdout),
+        "post-payroll json": json.loads(posted.stdout),
+        "accrue-payroll csv": _csv(world.cli("accrue-payroll", "--month-end", month_end, "--dry-run", "--format",
+                                             "csv").stdout),
+        "reconcile csv": _csv(world.cli("reconcile", *window, "--format", "csv").stdout),
+        "reconcile json": json.loads(world.cli("reconcile", *window, "--format", "json").stdout),
+        "report csv": [r for r in _csv(world.cli("report", *window, "--format", "csv").stdout)
+                       if r["section"] == "run"],
+        "audit csv": _csv(world.cli("audit", "--format", "csv").stdout),
+        "audit KEY json": json.loads(world.cli("audit", key, "--format", "json").stdout),
+        "status --json": world.json_events("status")[0],
+    }
+    for name, export in exports.items():
+        spelt = _entities(export, []) if isinstance(export, dict) else [r["legal_entity"] for r in export]
+        assert spelt and set(spelt) == {"USMF"}, (name, set(spelt))

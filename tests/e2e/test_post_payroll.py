@@ -201,15 +201,50 @@ def test_replay_of_a_posted_key_records_the_skip_on_its_trail(world):
     assert "no posting 'NO-SUCH-KEY'" in unknown.output
 
 
-def test_the_run_says_the_journal_is_created_unposted_as_d365_shows_it(world):
-    """D365 leaves the journal unposted (IsPosted No): the words must not say "posted" to finance."""
-    run = world.latest_run()
-    result = world.cli("post-payroll", "--run-id", run.run_id, "--yes")
+def test_the_run_says_each_journal_is_created_unposted_once_and_the_summary_only_counts(world):
+    """D365 leaves the journal unposted (IsPosted No): the words must not say "posted" to finance, and each
+    journal's sentence (its number, unposted, what finance does) is said once: the summary line counts."""
+    runs = sorted(world.sandbox.dataset.gl_runs, key=lambda r: r.period_end)[-2:]
+    one = " ".join(world.cli("post-payroll", "--run-id", runs[0].run_id, "--yes").output.split())
+    [first] = world.journals()
+    assert one.count(first["JournalBatchNumber"]) == 1 and one.count("Post journals batch job") == 1, one
+    result = world.cli("post-payroll", "--pay-group", "BW", "--yes")
     text = " ".join(result.output.split())
-    [journal] = world.journals()
-    assert journal["IsPosted"] == "No"
-    number = journal["JournalBatchNumber"]
-    assert f"created journal {number} in D365, unposted, for C0MP1/BW/{run.period_end}/{run.run_id}" in text
-    assert f"created journal {number} in D365, unposted (post it in D365, or let the recurring Post journals " \
-           "batch job do it)" in text
+    assert {j["IsPosted"] for j in world.journals()} == {"No"}
+    created = [j for j in world.journals() if j["JournalBatchNumber"] != first["JournalBatchNumber"]]
+    for journal in created:
+        number = journal["JournalBatchNumber"]
+        assert text.count(number) == 1, text
+    assert text.count("created journal ") == len(created) >= 2
+    assert text.count("unposted: post it in D365, or let the recurring Post journals batch job do it") == len(created)
+    last = result.output.strip().splitlines()[-1]
+    assert last == f"journals: {len(created)} created in D365 (unposted); 0 failed; 1 already posted; 0 refused"
     assert "posted 1 journal" not in text
+
+
+# What README's Performance section states a journal costs in D365 requests; this test holds it to a real run.
+REQUEST_FORMULA = "5 + ceil(L / batch_size) + ceil(L / 10,000)"
+
+
+def test_a_journal_costs_the_d365_requests_the_readme_states(world):
+    """Per run the set-up check (DimensionIntegrationFormats) and the marker look-up before creating
+    (LedgerJournalHeaders); per legal entity the journal name (JournalNames); per journal its header, its
+    ceil(L / batch_size) changesets, its header read back (totals) and its lines read back a page at a time
+    (D365 pages 10,000 rows; this sandbox 25, to count pages on a small journal)."""
+    import math
+    from pathlib import Path
+
+    from tests.e2e.test_troubleshooting import patch_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"A journal of L lines costs {REQUEST_FORMULA} D365 requests" in " ".join(readme.split())
+    lines, batch_size, page_size = 60, 7, 25
+    patch_config(world, d365={"batch_size": batch_size}, payroll={"summarize": False})
+    world.cli("sync-dimensions", "--yes")  # the nightly order: the reference cache is filled before posting
+    run = world.sandbox.dataset.add_gl_run(lines=lines)
+    world.sandbox.d365.page_size = page_size
+    world.sandbox.reset_stats()
+    [summary] = [e for e in world.json_events("post-payroll", "--run-id", run.run_id, "--yes")
+                 if e["event"] == "summary"]
+    expected = 5 + math.ceil(lines / batch_size) + math.ceil(lines / page_size)
+    assert world.sandbox.stats()["d365"] == summary["d365_requests"] == expected == 17

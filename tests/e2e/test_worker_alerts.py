@@ -128,8 +128,8 @@ def test_every_kind_of_job_is_described_in_its_commands_own_summary_line(
         assert report.summary_text is not None, report
         summaries[job] = report.summary_text
     # each the summary line its command prints (cli/payroll.py, accruals.py, sync.py), not the worker's counts
-    assert summaries["post_payroll_due"].startswith("created journal USMF-"), summaries
-    assert "accrual journal(s)" in summaries["accrue_payroll_due"], summaries  # created, or nothing due today
+    assert summaries["post_payroll_due"].startswith("journals: 1 created in D365 (unposted); "), summaries
+    assert "accrual journal" in summaries["accrue_payroll_due"], summaries  # created, or nothing due today
     assert "dimension value(s);" in summaries["sync_dimensions"], summaries
     assert summaries["sync_employees"].startswith("sent ") and "UKG record(s) read" in summaries["sync_employees"]
 

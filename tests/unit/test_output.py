@@ -127,20 +127,90 @@ def test_shell_completion_is_on() -> None:
     assert "--install-completion" in result.output and "--show-completion" in result.output
 
 
-def test_post_payroll_makes_a_record_per_line_only_when_an_export_is_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _plan(lines: int):  # type: ignore[no-untyped-def]
+    """One balanced journal of ``lines`` planned lines (not summarized): past 5,000 they spill to a temporary file."""
     from tests.helpers import gl, make_config
     from ukg2d365.flows.post_payroll import PayrollPlan
     from ukg2d365.journal import build_journals
-    from ukg2d365.render.payroll import payroll_export
     from ukg2d365.ukg.records import parse_gl_line
 
-    items = [gl("5000", Decimal("1.10"), cc="110"), gl("2100", 0, Decimal("1.10"), system_id=2)]
-    plan = PayrollPlan(to_post=build_journals([parse_gl_line(x, i) for i, x in enumerate(items)], make_config()))
-    for fmt, wanted in (("table", 0), ("csv", 2)):  # without --format a million-line journal is not held as rows
+    items = [gl("5000", Decimal("1.10"), cc="110", system_id=i) for i in range(1, lines)]
+    items.append(gl("2100", 0, Decimal("1.10") * (lines - 1), system_id=lines))
+    journals = build_journals([parse_gl_line(x, i) for i, x in enumerate(items)], make_config(summarize=False))
+    return PayrollPlan(to_post=journals)
+
+
+def test_post_payroll_holds_no_record_per_line_and_exports_every_line_as_it_is_read(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from ukg2d365.render.payroll import payroll_export
+
+    plan = _plan(3)
+    for fmt in ("table", "csv", "json"):  # without --format a million-line journal is not held as rows either
         out = Output()
         out.use_format(fmt)
         payroll_export(out, plan, dry_run=True)
-        assert out.wants_export == (fmt == "csv") and len(out._export or []) == wanted
+        assert out.wants_export == (fmt != "table") and len(out._export or []) == 0  # no line held as a record
+        out.close()
+        written = capsys.readouterr().out
+        if fmt == "csv":
+            assert [(r["line"], r["account"], r["status"]) for r in csv.DictReader(io.StringIO(written))] == \
+                [("1", "601500-CC110-", "would post"), ("2", "601500-CC110-", "would post"),
+                 ("3", "211000--", "would post")]
+        elif fmt == "json":
+            assert [line["debit"] for line in json.loads(written)["lines"]] == ["1.10", "1.10", "0.00"]
     quiet_json = Output(json_mode=True)  # --json events, no export
     payroll_export(quiet_json, plan, dry_run=True)
     assert not quiet_json.wants_export and len(quiet_json._export or []) == 0
+
+
+def _peak(work) -> int:  # type: ignore[no-untyped-def]
+    """The most memory ``work()`` allocated at once, in bytes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_large_journals_export_takes_no_more_memory_than_reading_its_lines_once(fmt: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """20,000 lines, spilled to disk: the export is written as the lines are read back, never held as a record
+    per line (~1.1 kB each) nor as its text; it took 22 MB for the CSV and 55 MB for the JSON, against 4 MB to
+    read the lines."""
+    from ukg2d365.render.payroll import payroll_export
+
+    plan = _plan(20_000)
+    target = tmp_path / f"lines.{fmt}"
+    out = Output()
+    out.use_format(fmt, destination=target)
+
+    def export() -> None:
+        payroll_export(out, plan, dry_run=True)
+        out.close()
+
+    reading = _peak(lambda: sum(1 for _ in plan.to_post[0].lines))
+    exporting = _peak(export)
+    assert exporting < reading + 1_000_000, (reading, exporting)
+    if fmt == "csv":
+        assert sum(1 for _ in target.open(encoding="utf-8")) == 20_001
+    else:
+        assert len(json.loads(target.read_text(encoding="utf-8"))["lines"]) == 20_000
+
+
+@pytest.mark.parametrize("count", [0, 1, 1023, 1024, 1025, 2048])
+def test_the_streamed_json_document_is_json_dumps_of_the_whole_document_to_the_byte(count: int) -> None:
+    from datetime import date
+
+    from ukg2d365.render import jsonable, write_json
+
+    document = {"command": "post-payroll", "dry_run": True, "when": date(2026, 11, 13), "none": None,
+                "journals": [{"debit": Decimal("1234.50"), "text": "Zürich \"payroll\""}], "summary": {"n": 1}}
+    items = [{"line": i, "debit": str(Decimal(i) / 100), "text": "Lohn für Zürich"} for i in range(count)]
+    for name, records in (("lines", items), (None, [])):
+        stream = io.StringIO()
+        write_json(stream, document, name, iter(records))
+        whole = {**document, name: records} if name else document
+        assert stream.getvalue() == json.dumps(jsonable(whole)) + "\n"

@@ -91,3 +91,30 @@ def test_audit_without_a_key_lists_postings_readably_at_80_columns() -> None:
     for number, total in (("USMF-000001", "1,536,045.17"), ("USPI-000001", "1,638,319.51")):
         (row,) = [line for line in text.splitlines() if number in line]
         assert total in row and "posted" in row
+
+
+def test_a_tenants_last_failure_is_one_line_cut_at_a_word_and_never_shows_a_credential(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.helpers import CONFIG_YAML
+    from ukg2d365.cli import app
+    from ukg2d365.ledger import Ledger
+
+    folder = tmp_path / "tenants"
+    folder.mkdir()
+    (folder / "acme.yaml").write_text(CONFIG_YAML.format(summarize="true") + "ledger: {path: acme.db, tenant: acme}\n",
+                                      encoding="utf-8")
+    ledger = Ledger(folder / "acme.db", "acme")
+    ledger.start_run("post-payroll --due", {})
+    ledger.finish_run(70, {"error": "internal error (this is a bug): ConnectionError: https://svc:hunter2@proxy."
+                                    "example.com/token (Bearer eyJhbGciOi.eyJzdWIiOi.c2ln)\n  retried with\n"
+                                    + "word " * 60})
+    ledger.start_run("post-payroll --due", {})  # a later success: the failure is still the one shown
+    ledger.finish_run(0, {"posted": 1})
+    ledger.close()
+    result = CliRunner().invoke(app, ["status", "--tenants", str(folder)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("last failure")]
+    assert "hunter2" not in line and "eyJ" not in line and "[redacted" in line
+    assert line.startswith("last failure acme: post-payroll --due exit 70 at ") and line.endswith(" word…")
+    assert len(line.split(" on ", 1)[1].split(": ", 1)[1]) <= render.FAILURE_WIDTH

@@ -3,6 +3,7 @@ shows the recent journals posted yet (finance posts them: no OData action does).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ from ukg2d365.d365.journals import posted_states
 from ukg2d365.errors import Ukg2d365Error, UsageError
 from ukg2d365.flows.post_payroll import stale_periods
 from ukg2d365.flows.runtime import Context
+from ukg2d365.http import redact
 from ukg2d365.ledger import FAILED, PLANNED, POSTED, SENDING, Ledger, Posting, Refusal
 
 STATUS_TIMEOUT_SECONDS = 15.0  # status is a glance: one attempt, no retry budget, a short timeout
@@ -101,6 +103,18 @@ class TenantStatus:
     report: StatusReport | None = None
     error: str | None = None  # its ledger could not be read
     last_by_command: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_failure: dict[str, Any] | None = None  # its latest run that exited non-zero, with ``error``: one line
+
+
+def failure_of(run: dict[str, Any]) -> dict[str, Any]:
+    """A failed run as status --tenants shows it: its error on one line with any credential removed (the message
+    of an internal error quotes an exception, which may quote a URL or a header), or None when the run recorded
+    only counts (exit 1: records failed or refused, each with its own last error)."""
+    summary = json.loads(run["summary"]) if isinstance(run.get("summary"), str) else run.get("summary") or {}
+    error = summary.get("error")
+    return {"run": run["id"], "command": run["command"], "exit_code": run["exit_code"],
+            "started_at": run["started_at"], "host": run["host"],
+            "error": " ".join(redact(str(error)).split()) if error else None, "summary": summary}
 
 
 def tenants_status(folder: Path, limit: int = 10) -> list[TenantStatus]:
@@ -124,6 +138,8 @@ def tenants_status(folder: Path, limit: int = 10) -> list[TenantStatus]:
                     entry.report = status(ledger, limit)
                     for run in reversed(ledger.recent_runs(200)):
                         entry.last_by_command[run["command"]] = run
+                        if run["exit_code"] not in (None, 0):
+                            entry.last_failure = failure_of(run)
                 finally:
                     ledger.close()
         found.append(entry)
@@ -131,7 +147,9 @@ def tenants_status(folder: Path, limit: int = 10) -> list[TenantStatus]:
 
 
 def posting_dict(p: Posting) -> dict[str, Any]:
+    """A posting for JSON (status, audit): amounts as exact text, the legal entity as D365 shows it (upper case)."""
     data = asdict(p)
+    data["legal_entity"] = p.legal_entity.upper() if p.legal_entity else p.legal_entity
     data["debit_total"] = str(p.debit_total)
     data["credit_total"] = str(p.credit_total)
     return data

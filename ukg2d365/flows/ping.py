@@ -125,7 +125,7 @@ def _journal_name_check(ctx: Context, host: str, entity: str, system: str) -> Ch
                      f"them in D365 for {entity.upper()})", ExitStatus.RECORDS_FAILED)
     series = f", voucher series {setup.voucher_series}" if setup.voucher_series else ""
     return Check(system, host, True, latency_ms,
-                 f"{setup.name} in {entity}: New voucher {setup.new_voucher} "
+                 f"{setup.name} in {entity.upper()}: New voucher {setup.new_voucher} "
                  f"({VOUCHER_MEANING[setup.new_voucher]}){series}")
 
 
@@ -168,10 +168,11 @@ def time_zone_check(ctx: Context, host: str) -> Check:
         return _failed("Time zone", host, exc)
     latency_ms = int((time.monotonic() - started) * 1000)
     if not rows:
-        return Check("Time zone", host, False, latency_ms, f"legal entity {cfg.legal_entity} is not in D365's "
+        return Check("Time zone", host, False, latency_ms, f"legal entity {cfg.legal_entity.upper()} is not in D365's "
                      f"{LEGAL_ENTITIES}: check d365.legal_entity", ExitStatus.RECORDS_FAILED)
     member = str(rows[0].get("TimeZone") or "")
-    detail = f"d365.time_zone {cfg.time_zone}; legal entity {cfg.legal_entity}: TimeZone {member or '(not set)'}"
+    detail = (f"d365.time_zone {cfg.time_zone}; legal entity {cfg.legal_entity.upper()}: TimeZone "
+              f"{member or '(not set)'}")
     problem = time_zone_mismatch(member, cfg.zone, datetime.now(cfg.zone).year)
     if problem:
         return Check("Time zone", host, False, latency_ms, f"{detail}; {problem}", ExitStatus.RECORDS_FAILED)

@@ -6,7 +6,9 @@ Three ways out, chosen per run:
 * **csv / json** (``--format``): the command hands its records to :meth:`Output.export` as :class:`Rows`
   (one mechanism for every command); stdout then carries only the export (CSV with a header row, or one JSON
   document on one line), written when the command ends without an error, so a failed run never leaves half a
-  file. What people would read goes to stderr instead. ``--json --format json`` is the document.
+  file. Records a command cannot hold (a journal's lines) are made as they are written (:meth:`Rows.add_later`),
+  and the export is written as they come. What people would read goes to stderr instead. ``--json --format
+  json`` is the document.
 * **--json** (global): one JSON object per line on stdout, each with its time (``at``); warnings and errors
   as JSON log lines on stderr, each once.
 
@@ -21,13 +23,13 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
@@ -42,6 +44,12 @@ FORMATS = ("table", "csv", "json")
 # When stdout or stderr is not a terminal (a pipe, a file, cron) lines are not wrapped at 80 columns: a line
 # cut in two breaks grep and log shippers. COLUMNS still wins when it is set.
 UNWRAPPED_WIDTH = 10_000
+
+
+class Sink(Protocol):
+    """Where an export is written: stdout (:class:`Stdout`) or the file it replaces."""
+
+    def write(self, text: str, /) -> int: ...
 
 
 class Stdout:
@@ -121,6 +129,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def entity(code: str | None) -> str | None:
+    """A legal entity (dataAreaId) as D365 shows it, upper case, wherever ukg2d365 prints or exports one: the config
+    may spell it ``usmf``; D365 matches it without case."""
+    return code.upper() if code else code
+
+
 def money(amount: Decimal | None) -> str:
     """An amount for people: thousands separators, every digit kept (never rounded for display)."""
     return "" if amount is None else f"{amount:,}"
@@ -155,15 +169,33 @@ class Rows:
         self.columns = tuple(columns)
         self._keys = {c.key for c in self.columns}
         self.records: list[dict[str, Any]] = []
+        self._later: list[Callable[[], Iterable[dict[str, Any]]]] = []
 
     def add(self, **values: Any) -> None:
+        self._check(values)
+        self.records.append(values)
+
+    def add_later(self, records: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        """Records made only while the export is written, one at a time, after those added: a journal's lines,
+        read again from its plan then, are never all in memory as records. They are exported, not tabled."""
+        self._later.append(records)
+
+    def _check(self, values: dict[str, Any]) -> None:
         unknown = set(values) - self._keys
         if unknown:
             raise ValueError(f"{self.name}: no column {', '.join(sorted(unknown))}")
-        self.records.append(values)
 
     def __len__(self) -> int:
+        """The records held (those added later are made only as the export is written)."""
         return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every record in order: those added, then those made later."""
+        yield from self.records
+        for records in self._later:
+            for values in records():
+                self._check(values)
+                yield values
 
     def table(self, *, limit: int | None = None, more: str = "", only: Sequence[str] | None = None) -> Table:
         """A rich table for people: at most ``limit`` rows, then one row saying how many more (and ``more``);
@@ -193,16 +225,42 @@ class Rows:
             return _csv_cell(value)
         return value if isinstance(value, Text) else str(value)
 
-    def csv_text(self) -> str:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([c.key for c in self.columns])
-        for record in self.records:
-            writer.writerow([_csv_cell(record.get(c.key)) for c in self.columns])
-        return buffer.getvalue()
+    def write_csv(self, stream: Sink) -> None:
+        """A header row, then a row per record, written as each record is made."""
+        writer = csv.writer(stream, lineterminator="\n")
+        keys = [c.key for c in self.columns]
+        writer.writerow(keys)
+        for record in self:
+            writer.writerow([_csv_cell(record.get(key)) for key in keys])
+
+    def json_items(self) -> Iterator[dict[str, Any]]:
+        """Each record as JSON values, in column order, as it is made."""
+        keys = [c.key for c in self.columns]
+        for record in self:
+            yield {key: jsonable(_plain(record.get(key))) for key in keys}
 
     def json_records(self) -> list[dict[str, Any]]:
-        return [{c.key: jsonable(_plain(record.get(c.key))) for c in self.columns} for record in self.records]
+        return list(self.json_items())
+
+
+def write_json(stream: Sink, document: dict[str, Any], name: str | None = None,
+               items: Iterable[Any] = ()) -> None:
+    """``json.dumps(jsonable({**document, name: [*items]})) + "\n"`` to the byte, written as the items come: one
+    document on one line without holding the list (or its text) in memory."""
+    parts = [f"{json.dumps(key)}: {json.dumps(jsonable(value))}" for key, value in document.items()]
+    if name is None:
+        stream.write("{" + ", ".join(parts) + "}\n")
+        return
+    stream.write("{" + "".join(part + ", " for part in parts) + json.dumps(name) + ": [")
+    chunk: list[str] = []
+    separator = ""
+    for item in items:
+        chunk.append(json.dumps(item))
+        if len(chunk) == 1024:  # a thousand items a write: neither one write per item nor all of them at once
+            stream.write(separator + ", ".join(chunk))
+            separator = ", "
+            chunk.clear()
+    stream.write((separator + ", ".join(chunk) if chunk else "") + "]}\n")
 
 
 def _plain(value: Any) -> Any:
@@ -306,31 +364,33 @@ class Output:
 
     def close(self) -> None:
         """Write the export of a command that ended without an error (CSV with a header row, one JSON document,
-        or the command's text) to stdout, or into the destination file, replaced whole."""
+        or the command's text) to stdout, or into the destination file, replaced whole; written as its records
+        are made, never held whole as records or as text."""
         if not self.wants_export:
             return
-        text = self._export_text()
+        rows, text, document = self._export, self._text, self._document
         self._export, self._text, self._document = None, None, {}
-        if text is None:
+        if text is None and rows is None and self.fmt == "csv":
             return
         if self.destination is None:
-            STDOUT.write(text)
+            self._write(STDOUT, rows, text, document)
             STDOUT.flush()
             return
         part = self.destination.with_name(f".{self.destination.name}.part")
-        part.write_text(text, encoding="utf-8")
+        with part.open("w", encoding="utf-8") as stream:
+            self._write(stream, rows, text, document)
         os.replace(part, self.destination)  # readers never see half a file
 
-    def _export_text(self) -> str | None:
-        rows = self._export
-        if self._text is not None:
-            return self._text
-        if self.fmt == "csv":
-            return rows.csv_text() if rows is not None else None
-        document = dict(self._document)
-        if rows is not None and rows.name not in document:  # a fact of that name (nested records) wins
-            document[rows.name] = rows.json_records()
-        return json.dumps(jsonable(document)) + "\n"  # one document, on one line
+    def _write(self, stream: Sink, rows: Rows | None, text: str | None, document: dict[str, Any]) -> None:
+        if text is not None:
+            stream.write(text)
+        elif self.fmt == "csv":
+            assert rows is not None
+            rows.write_csv(stream)
+        elif rows is not None and rows.name not in document:  # a fact of that name (nested records) wins
+            write_json(stream, document, rows.name, rows.json_items())  # one document, on one line
+        else:
+            write_json(stream, document)
 
     # ------------------------------------------------------------------ primitives
 

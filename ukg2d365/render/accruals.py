@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 from ukg2d365.journal import JournalPlan
 from ukg2d365.render import PREVIEW_ROWS, Output
 from ukg2d365.render.payroll import (
-    found_in_d365,
+    journal_counts,
     journal_fields,
     journal_table,
-    posted_count,
     refusal_outcomes,
     refused_since,
     skip_command,
@@ -114,9 +113,4 @@ def accrual_plan_summary(plan: AccrualPlan, *, dry_run: bool) -> str:
 
 
 def accrual_summary(plan: AccrualPlan, result: PayrollResult) -> str:
-    found, created = found_in_d365(result), posted_count(result)
-    unposted = (" in D365, unposted, reversing (post them in D365, or let the recurring Post journals batch job "
-                "do it)" if created else "")
-    return (f"created {created} accrual journal(s){unposted}; "
-            + (f"{found} found in D365 and recorded; " if found else "")
-            + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
+    return journal_counts("accrual journals", plan, result, unposted="unposted, reversing")

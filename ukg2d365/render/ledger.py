@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ukg2d365.render import Column, Output, Rows, Table, money, styled
+from ukg2d365.render import Column, Output, Rows, Table, entity, money, styled
 from ukg2d365.render.payroll import skip_command, stale_refusals_text, what_refused
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
@@ -69,7 +69,7 @@ def _stale_warnings(out: Output, report: StatusReport) -> None:
 
 def _refusal_dict(r: Refusal) -> dict[str, Any]:
     return {"key": r.key, "kind": r.kind, "pay_group": r.pay_group, "period_end": r.period_end, "run_id": r.run_id,
-            "legal_entity": r.legal_entity, "problems": r.problems, "first_refused": r.first_at,
+            "legal_entity": entity(r.legal_entity), "problems": r.problems, "first_refused": r.first_at,
             "last_refused": r.last_at, "times": r.times}
 
 
@@ -101,7 +101,8 @@ def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
                       counts=r.counts if r else None, runs=[run_record(run) for run in r.runs] if r else [],
                       last_by_command={c: run_record(run) for c, run in t.last_by_command.items()},
                       failed=[posting_dict(p) for p in r.failed] if r else [],
-                      pending=[posting_dict(p) for p in r.pending] if r else [])
+                      pending=[posting_dict(p) for p in r.pending] if r else [],
+                      last_failure=t.last_failure)
         return
     table = Table(title="Tenants", title_justify="left")
     for column in ("Tenant", "Schedule", "Last runs (UTC)", "Postings"):
@@ -117,8 +118,29 @@ def tenants_status(out: Output, tenants: list[TenantStatus]) -> None:
         table.add_row(t.tenant, schedule, runs, f"{c['posted']} posted, {c['sending']} in flight, "
                       f"{c['planned']} planned, {c['failed']} failed")
     out.table(table)
+    for t in tenants:  # the error beside "exit 3": what went wrong, on one line, cut at a word
+        f = t.last_failure
+        if f is not None:
+            what = f["error"] or run_summary_text(f["summary"])
+            out.say(f"{t.tenant}: {f['command']} exit {f['exit_code']} at {f['started_at'][:19].replace('T', ' ')} "
+                    f"on {f['host']}: {cut(what, FAILURE_WIDTH)}", lead=("last failure", "red"))
     broken = sum(1 for t in tenants if t.error)
     out.summary(f"{len(tenants)} tenant(s)" + (f", {broken} whose ledger cannot be read" if broken else ""))
+
+
+# A tenant's last failure is one line: its error cut at a word past this many characters (`--json status
+# --tenants` has it whole).
+FAILURE_WIDTH = 160
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters: cut at the last space before, marked with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = text[:width - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > width // 2 else head).rstrip(" ,;:(") + "…"
 
 
 def _exit_text(run: dict[str, Any]) -> str:
@@ -201,7 +223,7 @@ def _postings_table(report: StatusReport) -> Table:
 
 POSTING_COLUMNS = (
     Column("key", "Key"), Column("marker", "Marker"), Column("status", "Status"),
-    Column("journal_batch_number", "Journal"), Column("line_count", "Lines", "count"),
+    Column("journal_batch_number", "Journal"), Column("legal_entity", "Entity"), Column("line_count", "Lines", "count"),
     Column("debit_total", "Debit", "money"), Column("credit_total", "Credit", "money"),
     Column("updated_at", "Updated (UTC)"), Column("last_error", "Last error"),
 )
@@ -225,8 +247,8 @@ def recent_postings(out: Output, postings: list[Posting]) -> None:
     rows = Rows("postings", "Recent postings (give a key for its trail)", POSTING_COLUMNS)
     for p in postings:
         rows.add(key=p.key, marker=p.marker, status=p.status, journal_batch_number=p.journal_batch_number,
-                 line_count=p.line_count, debit_total=p.debit_total, credit_total=p.credit_total,
-                 updated_at=p.updated_at[:19], last_error=p.last_error)
+                 legal_entity=entity(p.legal_entity), line_count=p.line_count, debit_total=p.debit_total,
+                 credit_total=p.credit_total, updated_at=p.updated_at[:19], last_error=p.last_error)
     out.export(rows, command="audit")
     for record in rows.json_records():
         out.event("posting", **record)
@@ -239,11 +261,20 @@ def recent_postings(out: Output, postings: list[Posting]) -> None:
     out.table(table)
 
 
+def _entity_upper(event: dict[str, Any]) -> dict[str, Any]:
+    """An audit event whose detail names a legal entity (a DMF import's), spelt as everywhere else: upper case."""
+    detail = event["detail"]
+    if isinstance(detail, dict) and isinstance(detail.get("legal_entity"), str):
+        return {**event, "detail": {**detail, "legal_entity": entity(detail["legal_entity"])}}
+    return event
+
+
 def audit_trail(out: Output, key: str, posting: Posting | None, events: list[dict[str, Any]]) -> None:
     """One record's trail: its posting line and a table for people; real columns in CSV; one JSON document."""
     from ukg2d365.flows.history import posting_dict
 
     rows = Rows("events", "Audit trail", AUDIT_COLUMNS)
+    events = [_entity_upper(e) for e in events]
     for e in events:
         detail = dict(e["detail"]) if isinstance(e["detail"], dict) else {"value": e["detail"]}
         if "status" in detail and e["kind"] == "http":

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table as RichTable
 
 from ukg2d365.journal import JournalPlan
-from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, money
+from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, entity, money
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
     from ukg2d365.flows.journal_poster import PostOutcome
@@ -127,7 +128,7 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
             out.table(journal_table(journal, "", limit=None if show_all else PREVIEW_ROWS))
         else:
             out.say(f"{title}: {len(journal.lines)} lines, debit {money(journal.debit_total)}, "
-                    f"credit {money(journal.credit_total)}, {journal.legal_entity} {journal.journal_name}")
+                    f"credit {money(journal.credit_total)}, {entity(journal.legal_entity)} {journal.journal_name}")
     _already_posted(out, plan.already_posted)
     for journal in plan.changed_since_posting:
         out.warn(f"UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}) changed after "
@@ -193,7 +194,7 @@ def confirmation(plan: PayrollPlan, base_url: str) -> str:
     """The question asked on a terminal before anything is written: what, where, into which journals."""
     journals = plan.to_write
     lines = sum(len(j.lines) for j in journals)
-    where = sorted({f"{j.legal_entity} {j.journal_name}" for j in journals})
+    where = sorted({f"{entity(j.legal_entity)} {j.journal_name}" for j in journals})
     return (f"Create {len(journals)} journal(s), {lines} lines, in D365 {base_url} "
             f"(legal entity and journal name: {', '.join(where)}), left unposted for finance?")
 
@@ -215,20 +216,26 @@ def payroll_export(out: Output, plan: PayrollPlan, *, dry_run: bool, result: Pay
         reverses = {"reverse_date": journal.reverse_date} if journal.reverse_date else {}
         journals.append({**journal_fields(journal), **reverses, "status": status, "journal_batch_number": number,
                          "error": outcome.error if outcome else None})
-        if not out.wants_export:
-            continue  # the journals' facts only: every line as a record would hold the whole journal
-        facts, marker = header_facts(journal), k.marker
-        for line in journal.lines:
-            rows.add(company=k.company, pay_group=k.pay_group, period_end=k.period_end, run_id=journal.run_ids,
-                     marker=marker, status=status, legal_entity=journal.legal_entity,
-                     journal_name=journal.journal_name, journal_batch_number=number, trans_date=journal.trans_date,
-                     currency=journal.currency, description=facts["description"], line=line.line_number,
-                     account=line.account, debit=line.debit, credit=line.credit, text=line.text)
+        if out.wants_export:  # the lines' records are made as the export is written, read again from the plan
+            rows.add_later(partial(_line_records, journal, status, number))
     out.export(rows, command=command, dry_run=dry_run, journals=journals,
                already_posted=[journal_fields(j) for j in plan.already_posted],
                refused=[{**journal_fields(j), "problems": j.problems} for j in plan.refused],
                skipped=sorted(plan.skipped), refused_not_found=[r.key for r in plan.vanished],
                problems=plan.unattributed_errors)
+
+
+def _line_records(journal: JournalPlan, status: str, number: str | None) -> Iterator[dict[str, Any]]:
+    """A journal's lines as export records, one at a time as its planned lines are read (from memory, or from
+    the temporary file a large journal spills to): a journal of any size is exported in bounded memory."""
+    k, facts = journal.key, header_facts(journal)
+    head = {"company": k.company, "pay_group": k.pay_group, "period_end": k.period_end, "run_id": journal.run_ids,
+            "marker": k.marker, "status": status, "legal_entity": entity(journal.legal_entity),
+            "journal_name": journal.journal_name, "journal_batch_number": number, "trans_date": journal.trans_date,
+            "currency": journal.currency, "description": facts["description"]}
+    for line in journal.lines:
+        yield {**head, "line": line.line_number, "account": line.account, "debit": line.debit, "credit": line.credit,
+               "text": line.text}
 
 
 def _journal_status(plan: PayrollPlan, journal: JournalPlan, *, dry_run: bool, outcome: PostOutcome | None) -> str:
@@ -295,6 +302,10 @@ def payroll_plan_summary(plan: PayrollPlan, *, dry_run: bool) -> str:
             f"{len(plan.refused)} refused; {plan.lines_read} UKG lines read")
 
 
+# What finance does with a journal ukg2d365 created: D365 shows it unposted (IsPosted No).
+POST_IT = "post it in D365, or let the recurring Post journals batch job do it"
+
+
 def posting_outcomes(out: Output, outcomes: Iterable[PostOutcome], *, replay: bool = False) -> None:
     """One line per journal sent: its number, or why it failed (replay's lines stay the shorter ones)."""
     for o in outcomes:
@@ -305,10 +316,11 @@ def posting_outcomes(out: Output, outcomes: Iterable[PostOutcome], *, replay: bo
                     "nothing sent", lead=("found", "green"))
         elif o.status == "posted":
             # "posted" in the ledger means "in D365, verified"; the journal itself is left unposted for finance
-            # (no OData action posts a general journal), so the words say what D365 shows.
+            # (no OData action posts a general journal), so the words say what D365 shows, once per journal:
+            # the summary line only counts.
             recovered = ", recovered" if o.recovered and not replay else ""
-            out.say(f"journal {o.journal_batch_number} in D365, unposted, for {o.key} ({o.lines_sent} lines "
-                    f"sent{recovered})", lead=("created", "green"))
+            out.say(f"journal {o.journal_batch_number} in D365 for {o.key} ({o.lines_sent} lines sent{recovered}), "
+                    f"unposted: {POST_IT}", lead=("created", "green"))
         else:
             out.warn(f"{o.key}: {o.error}")
 
@@ -323,21 +335,16 @@ def posted_count(result: PayrollResult) -> int:
     return sum(1 for o in result.outcomes if o.status == "posted") - found_in_d365(result)
 
 
-POST_IT = "post {it} in D365, or let the recurring Post journals batch job do it"
+def journal_counts(what: str, plan: PayrollPlan, result: PayrollResult, *, unposted: str = "unposted") -> str:
+    """The summary line after journals were sent: counts only (each journal's own line said what to do with it)."""
+    found = found_in_d365(result)
+    return (f"{what}: {posted_count(result)} created in D365 ({unposted}); "
+            + (f"{found} found in D365 and recorded; " if found else "")
+            + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
 
 
 def payroll_summary(plan: PayrollPlan, result: PayrollResult) -> str:
-    """What D365 shows: the journals are created and left unposted (no OData action posts a general journal)."""
-    found, created = found_in_d365(result), posted_count(result)
-    numbers = [o.journal_batch_number for o in result.outcomes if o.status == "posted" and not o.adopted]
-    if created == 1:
-        head = f"created journal {numbers[0]} in D365, unposted ({POST_IT.format(it='it')})"
-    elif created:
-        head = f"created {created} journals in D365, unposted ({POST_IT.format(it='them')})"
-    else:
-        head = "created no journal"
-    return (f"{head}; " + (f"{found} found in D365 and recorded; " if found else "")
-            + f"{len(result.failed)} failed; {len(plan.already_posted)} already posted; {len(plan.refused)} refused")
+    return journal_counts("journals", plan, result)
 
 
 # ---------------------------------------------------------------------- replay

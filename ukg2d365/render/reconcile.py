@@ -24,7 +24,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from ukg2d365.money import quantum
-from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, money
+from ukg2d365.render import PREVIEW_ROWS, Column, Output, Rows, Table, entity, money
 
 if TYPE_CHECKING:  # only the types: the flow (and its HTTP stack) is imported when the command runs
     from ukg2d365.flows.reconcile import Amounts, LineDifference, ReconcileReport, RunReconciliation
@@ -98,7 +98,7 @@ def show_table(out: Output, report: ReconcileReport) -> None:
         out.say("")
         colour = "green" if run.matches else "red"
         out.table(Text.assemble((_run_label(run), "bold"), "  ", (run.verdict, f"bold {colour}")))
-        block: list[RenderableType] = [Text(f"{run.legal_entity}: {journals_text(run)}"),
+        block: list[RenderableType] = [Text(f"{entity(run.legal_entity)}: {journals_text(run)}"),
                                        _totals_table(run, report.precision)]
         rows = _expanded(run)
         if rows:

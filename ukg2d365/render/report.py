@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ukg2d365 import __version__
-from ukg2d365.render import Column, Output, Rows, money
+from ukg2d365.render import Column, Output, Rows, entity, money
 from ukg2d365.render.reconcile import exact
 
 if TYPE_CHECKING:  # only the types: rendering never runs a flow
@@ -36,6 +36,8 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica 
        color: var(--ink); margin: 24px auto; max-width: 1100px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
 .meta { color: var(--muted); margin: 0 0 12px; } td .meta { font-size: 12px; }
+/* a date, a journal number or an amount is never broken at its hyphens or spaces */
+time, .whole { white-space: nowrap; }
 .wide { overflow-x: auto; }
 .banner { padding: 10px 14px; border-radius: 6px; font-weight: 600; }
 .banner.ok { background: #e8f5e9; color: var(--ok); } .banner.bad { background: #fdecea; color: var(--bad); }
@@ -47,8 +49,13 @@ table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nu
 th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; background: #f6f8fa; }
 td.num, th.num { text-align: right; white-space: nowrap; }
+/* a pay run's debit row over its credit row read as one */
+tbody.run tr:first-child td:not([rowspan]), tfoot tr:first-child td:not([rowspan]) { border-bottom: 0; }
+tbody.run td, tfoot td { vertical-align: baseline; }
+td.side { color: var(--muted); font-size: 12px; }
+tfoot tr + tr td { border-top: 0; }
 tfoot td { font-weight: 600; border-top: 2px solid var(--ink); }
-.verdict { font-weight: 600; white-space: nowrap; } .verdict.match { color: var(--ok); }
+.verdict { font-weight: 600; } .verdict.match { color: var(--ok); }
 .verdict.differs { color: var(--bad); }
 tr.notes td { color: var(--muted); font-size: 12px; border-bottom: 1px solid var(--line); }
 .up { color: var(--bad); } .down { color: var(--ok); }
@@ -56,7 +63,19 @@ tr.notes td { color: var(--muted); font-size: 12px; border-bottom: 1px solid var
 .legend span::before { content: ""; display: inline-block; width: 10px; height: 10px; margin-right: 5px;
                        background: var(--swatch); vertical-align: -1px; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
-@media print { body { margin: 0; max-width: none; } section { break-inside: avoid; } }
+/* A4 and Letter portrait: the narrower, A4, leaves 186 mm (about 700 CSS pixels) inside these margins */
+@page { margin: 12mm; }
+@media print {
+  :root { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+  body { margin: 0; max-width: none; padding: 0; font-size: 11px; }
+  h1 { font-size: 17px; } h2 { font-size: 14px; margin: 16px 0 6px; }
+  .wide { overflow: visible; }
+  .figures { gap: 8px; } .figure { min-width: 0; padding: 6px 10px; } .figure .value { font-size: 15px; }
+  th { font-size: 9px; } td .meta { font-size: 9px; }
+  th, td { padding: 3px 6px; } td.side, footer { font-size: 9px; }
+  thead { display: table-header-group; } tbody.run, tr { break-inside: avoid; }
+  section#chart, footer { break-inside: avoid; }
+}
 """
 
 
@@ -68,6 +87,11 @@ def _amount_cell(amount: Decimal, precision: int, field: str) -> str:
 def _signed_cell(amount: Decimal, precision: int, field: str) -> str:
     shown = _shown(amount, precision, signed=True)
     return f'<td class="num" data-field="{field}" data-amount="{exact(amount, precision)}">{escape(shown)}</td>'
+
+
+def _date(day: object) -> str:
+    """A date the browser never breaks at its hyphens (BW 2026-11-13 wrapped as 'BW 2026-11-' / '13')."""
+    return f'<time datetime="{day}">{day}</time>'
 
 
 def _slug(name: str) -> str:
@@ -91,7 +115,7 @@ def html(report: LaborReport) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
-        _header(report, title),
+        _header(report),
         _runs_section(report),
         *(_cost_section(report, name) for name in report.dimensions),
         _chart_section(report),
@@ -101,7 +125,7 @@ def html(report: LaborReport) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _header(report: LaborReport, title: str) -> str:
+def _header(report: LaborReport) -> str:
     sel = report.selection
     runs = report.runs
     bad = [r for r in runs if not r.matches]
@@ -118,22 +142,23 @@ def _header(report: LaborReport, title: str) -> str:
     # third from the calendar alone, and the reader must see that before reading the change as a trend.
     figures = [
         (f"Labor cost ({_periods(runs)})", report.labor_total, "labor-total"),
-        (f"Previous period ({report.previous_from} to {report.previous_to}, {_periods(report.previous_runs)})",
-         report.previous_labor_total, "labor-previous"),
+        (f"Previous period ({_date(report.previous_from)} to {_date(report.previous_to)}, "
+         f"{_periods(report.previous_runs)})", report.previous_labor_total, "labor-previous"),
         ("Change", change, "labor-change"),
         ("UKG debit total", _sum(runs, "ukg").debit, "ukg-debit-total"),
         ("D365 debit total", _sum(runs, "d365").debit, "d365-debit-total"),
     ]
     boxes = "".join(
-        f'<div class="figure"><div class="label">{escape(label)}</div><div class="value" data-field="{field}" '
+        f'<div class="figure"><div class="label">{label}</div><div class="value" data-field="{field}" '
         f'data-amount="{exact(amount, precision)}">{escape(_shown(amount, precision, signed=field == "labor-change"))}'
         f" {escape(report.currency)}</div></div>"
         for label, amount, field in figures)
     pay_group = f" · pay group {escape(sel.pay_group)}" if sel.pay_group else ""
-    return (f"<header><h1>{escape(title)}</h1>"
-            f'<p class="meta">Pay periods ending {sel.date_from} to {sel.date_to}{pay_group} · compared with '
-            f"{report.previous_from} to {report.previous_to} · amounts in {escape(report.currency)} · generated "
-            f"{report.generated_at:%Y-%m-%d %H:%M} UTC by ukg2d365 {escape(__version__)}</p>"
+    return (f"<header><h1>Payroll labor report {_date(sel.date_from)} to {_date(sel.date_to)}</h1>"
+            f'<p class="meta">Pay periods ending {_date(sel.date_from)} to {_date(sel.date_to)}{pay_group} · '
+            f"compared with {_date(report.previous_from)} to {_date(report.previous_to)} · amounts in "
+            f"{escape(report.currency)} · generated <time>{report.generated_at:%Y-%m-%d %H:%M}</time> UTC by "
+            f"ukg2d365 {escape(__version__)}</p>"
             f'{banner}<div class="figures">{boxes}</div></header>')
 
 
@@ -158,44 +183,47 @@ def _sum(runs: list[RunReconciliation], side: str) -> Amounts:
 
 
 def _runs_section(report: LaborReport) -> str:
+    """Per pay run and legal entity, a debit row over a credit row: three amount columns (UKG, D365, their
+    difference) instead of six, so the table fits a 1000-pixel window and an A4 page with amounts in the hundreds
+    of millions, none of them cut or wrapped."""
     precision = report.reconciliation.precision
-    head = ("<tr><th>Pay run</th><th>Legal entity</th><th>Journal in D365</th>"
-            '<th class="num">UKG debit</th><th class="num">UKG credit</th><th class="num">D365 debit</th>'
-            '<th class="num">D365 credit</th><th class="num">Δ debit</th><th class="num">Δ credit</th>'
-            "<th>Verdict</th></tr>")
-    rows = []
+    head = ("<tr><th>Pay run</th><th>Legal entity</th><th>Journal in D365</th><th></th>"
+            '<th class="num">UKG</th><th class="num">D365</th><th class="num">Δ D365 − UKG</th><th>Verdict</th></tr>')
+    bodies = []
     for run in report.runs:
         k = run.key
-        diff = run.d365_total - run.ukg_total
         verdict_class = "match" if run.matches else "differs"
-        journals = "<br>".join(f"{escape(j.journal_batch_number)} <span class=\"meta\">"
+        journals = "<br>".join(f'<span class="whole">{escape(j.journal_batch_number)}</span> <span class="meta">'
                                f"({'posted' if j.posted else 'unposted'})</span>" for j in run.journals) or "none"
-        rows.append(
-            f'<tr data-run="{escape(k.text)}"><td><b>{escape(k.pay_group)} {k.period_end}</b><br>'
-            f'<span class="meta">{escape(k.run_id)}</span></td><td>{escape(run.legal_entity.upper())}</td>'
-            f"<td>{journals}</td>"
-            + _amount_cell(run.ukg_total.debit, precision, "ukg-debit")
-            + _amount_cell(run.ukg_total.credit, precision, "ukg-credit")
-            + _amount_cell(run.d365_total.debit, precision, "d365-debit")
-            + _amount_cell(run.d365_total.credit, precision, "d365-credit")
-            + _signed_cell(diff.debit, precision, "difference-debit")
-            + _signed_cell(diff.credit, precision, "difference-credit")
-            + f'<td class="verdict {verdict_class}" data-field="verdict">{escape(run.verdict)}</td></tr>')
-        if run.notes:
-            rows.append(f'<tr class="notes"><td colspan="10">{escape("; ".join(run.notes))}</td></tr>')
-    ukg, d365 = _sum(report.runs, "ukg"), _sum(report.runs, "d365")
-    diff = d365 - ukg
-    foot = ('<tr data-total="runs"><td colspan="3">Total</td>'
-            + _amount_cell(ukg.debit, precision, "ukg-debit") + _amount_cell(ukg.credit, precision, "ukg-credit")
-            + _amount_cell(d365.debit, precision, "d365-debit")
-            + _amount_cell(d365.credit, precision, "d365-credit")
-            + _signed_cell(diff.debit, precision, "difference-debit")
-            + _signed_cell(diff.credit, precision, "difference-credit") + "<td></td></tr>")
-    empty = '<tr><td colspan="10">No pay run with a period end in this range.</td></tr>' if not report.runs else ""
+        debit, credit = _side_rows(run.ukg_total, run.d365_total, precision)
+        notes = (f'<tr class="notes"><td colspan="8">{escape("; ".join(run.notes))}</td></tr>' if run.notes else "")
+        bodies.append(
+            f'<tbody class="run" data-run="{escape(k.text)}"><tr><td rowspan="2"><b class="whole">'
+            f'{escape(k.pay_group)} {_date(k.period_end)}</b><br><span class="meta">{escape(k.run_id)}</span></td>'
+            f'<td rowspan="2">{escape(entity(run.legal_entity) or "")}</td><td rowspan="2">{journals}</td>{debit}'
+            f'<td rowspan="2" class="verdict {verdict_class}" data-field="verdict">{escape(run.verdict)}</td></tr>'
+            f"<tr>{credit}</tr>{notes}</tbody>")
+    if not report.runs:
+        bodies.append('<tbody><tr><td colspan="8">No pay run with a period end in this range.</td></tr></tbody>')
+    debit, credit = _side_rows(_sum(report.runs, "ukg"), _sum(report.runs, "d365"), precision)
+    foot = (f'<tfoot data-total="runs"><tr><td colspan="3" rowspan="2">Total</td>{debit}<td rowspan="2"></td></tr>'
+            f"<tr>{credit}</tr></tfoot>")
     return (f'<section id="runs"><h2>Pay runs: UKG against D365</h2><div class="wide"><table><thead>{head}</thead>'
-            f'<tbody>{"".join(rows)}{empty}</tbody><tfoot>{foot}</tfoot></table></div>'
+            f'{"".join(bodies)}{foot}</table></div>'
             '<p class="meta">Δ is D365 minus UKG. Per pay run and legal entity, with the verdict of '
             "<code>ukg2d365 reconcile</code>.</p></section>")
+
+
+def _side_rows(ukg: Amounts, d365: Amounts, precision: int) -> tuple[str, str]:
+    """The debit row's and the credit row's cells: the side's name, UKG, D365 and D365 minus UKG."""
+    diff = d365 - ukg
+
+    def row(name: str, ukg_side: Decimal, d365_side: Decimal, diff_side: Decimal) -> str:
+        return (f'<td class="side">{name.capitalize()}</td>' + _amount_cell(ukg_side, precision, f"ukg-{name}")
+                + _amount_cell(d365_side, precision, f"d365-{name}")
+                + _signed_cell(diff_side, precision, f"difference-{name}"))
+
+    return row("debit", ukg.debit, d365.debit, diff.debit), row("credit", ukg.credit, d365.credit, diff.credit)
 
 
 def _cost_section(report: LaborReport, name: str) -> str:
@@ -334,7 +362,7 @@ def export_csv(out: Output, report: LaborReport) -> None:
     for run in report.runs:
         k = run.key
         rows.add(section="run", pay_group=k.pay_group, period_end=k.period_end, run_id=k.run_id,
-                 legal_entity=run.legal_entity, journals=[j.journal_batch_number for j in run.journals],
+                 legal_entity=entity(run.legal_entity), journals=[j.journal_batch_number for j in run.journals],
                  verdict=run.verdict, ukg_debit=amount(run.ukg_total.debit),
                  ukg_credit=amount(run.ukg_total.credit), d365_debit=amount(run.d365_total.debit),
                  d365_credit=amount(run.d365_total.credit))
