@@ -47,20 +47,21 @@ class JobOutcome:
     result: Any
 
 
-def _post_payroll_due(ctx: Context) -> JobOutcome:
-    plan = post_payroll.read_and_plan(ctx, post_payroll.Selection(due=True))
-    result = post_payroll.apply(ctx, plan)
+def _postings(plan: post_payroll.PayrollPlan, result: post_payroll.PayrollResult) -> JobOutcome:
+    """The outcome of a job that posts journals (pay runs and accruals share the plan, result and poster)."""
     return JobOutcome(result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
                                   "failed": len(result.failed), "already_posted": len(plan.already_posted),
                                   "refused": len(plan.refused)}, plan, result)
+
+
+def _post_payroll_due(ctx: Context) -> JobOutcome:
+    plan = post_payroll.read_and_plan(ctx, post_payroll.Selection(due=True))
+    return _postings(plan, post_payroll.apply(ctx, plan))
 
 
 def _accrue_payroll_due(ctx: Context) -> JobOutcome:
     plan = accrue_payroll.read_and_plan(ctx, accrue_payroll.AccrualSelection(due=True))
-    result = accrue_payroll.apply(ctx, plan)
-    return JobOutcome(result.ok, {"posted": sum(1 for o in result.outcomes if o.status == POSTED),
-                                  "failed": len(result.failed), "already_posted": len(plan.already_posted),
-                                  "refused": len(plan.refused)}, plan, result)
+    return _postings(plan, accrue_payroll.apply(ctx, plan))
 
 
 def _sync_dimensions(ctx: Context) -> JobOutcome:
