@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import IO, ClassVar
 
 from ukg2d365.config import Config
+from ukg2d365.errors import DataError
 from ukg2d365.intercompany import BalancingLine, EntityRouting, balancing_lines, transfers
 from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
 from ukg2d365.money import quantum
@@ -145,13 +146,66 @@ def planned_lines(rows: Iterable[TextRow]) -> Iterator[PlannedLine]:
         yield PlannedLine(number, account, amount(debit), amount(credit), text)
 
 
+# A planned line as a record of text: account, debit, credit, line text and UKG account, each ended by the ASCII
+# unit separator but the last, the record by the record separator; its number is its place in the plan. The spill
+# file of PlannedLines holds these records, and the ledger stores them as they are, a block of whole records a row.
+FIELD, RECORD = "\x1f", "\x1e"
+BLOCK_CHARS = 1 << 19  # about 4,000 lines a block: a row of the ledger, what one read of a stored plan holds
+
+
+def line_record(line: PlannedLine) -> str:
+    return f"{line.account}{FIELD}{line.debit!s}{FIELD}{line.credit!s}{FIELD}{line.text}{FIELD}{line.source_account}" \
+           f"{RECORD}"
+
+
+def record_blocks(lines: Iterable[PlannedLine], size: int | None = None) -> Iterator[tuple[int, str]]:
+    """(number of lines, records) in blocks of about ``size`` characters (BLOCK_CHARS), of lines numbered 1, 2, 3..."""
+    size = size or BLOCK_CHARS
+    if isinstance(lines, PlannedLines):
+        yield from lines.blocks(size)
+        return
+    pending: list[str] = []
+    chars = 0
+    for number, line in enumerate(lines, start=1):
+        if line.line_number != number:
+            raise ValueError(f"line {line.line_number} planned after line {number - 1}")
+        record = line_record(line)
+        pending.append(record)
+        chars += len(record)
+        if chars >= size:
+            yield _checked(len(pending), "".join(pending))
+            pending, chars = [], 0
+    if pending:
+        yield _checked(len(pending), "".join(pending))
+
+
+def block_rows(records: str, first: int) -> list[TextRow]:
+    """A block of records as rows (number, account, debit, credit, text), numbered from ``first``."""
+    rows: list[TextRow] = []
+    add = rows.append
+    for number, record in enumerate(records.split(RECORD), start=first):
+        if record:
+            account, debit, credit, text, _source = record.split(FIELD)
+            add((number, account, debit, credit, text))
+    return rows
+
+
+def _checked(count: int, records: str) -> tuple[int, str]:
+    """A block whose separators are all where the format puts them: an account or a text holding one would be
+    read back as other lines than were planned."""
+    if records.count(RECORD) != count or records.count(FIELD) != 4 * count:
+        raise DataError("a planned line's account or text holds an ASCII unit or record separator (0x1F, 0x1E); "
+                        "check the mapping and payroll.line_text for control characters")
+    return count, records
+
+
 class PlannedLines:
     """A journal's planned lines in plan order: in memory while few, spilled to a temporary file past
     ``SPILL_AT`` so a journal of a million lines costs disk, not memory (``journal.lines`` iterates them again
     from the file each time). Sized, iterable and append-only, like the list it replaces."""
 
     SPILL_AT = 5000
-    _FIELD, _RECORD = "\x1f", "\x1e"  # ASCII unit and record separators: never in an account or a line text
+    _FIELD, _RECORD = FIELD, RECORD  # records as line_record writes them
 
     def __init__(self, lines: Iterable[PlannedLine] = ()) -> None:
         self._memory: list[PlannedLine] = []
@@ -247,6 +301,27 @@ class PlannedLines:
             return
         for number, account, debit, credit, text, _source in self._records():
             yield number, account, debit, credit, text
+
+    def blocks(self, size: int | None = None) -> Iterator[tuple[int, str]]:
+        """(number of lines, records) in blocks of whole records of about ``size`` characters: a spilled journal is
+        read from its file as it was written, never split into lines (what the ledger stores, see record_blocks)."""
+        size = size or BLOCK_CHARS
+        if self._file is None:
+            yield from record_blocks(list(self._memory), size)
+            return
+        self._flush()
+        self._file.seek(0)
+        rest = ""
+        for block in iter(lambda: self._file.read(size) if self._file is not None else "", ""):
+            block = rest + block
+            cut = block.rfind(RECORD) + 1
+            rest = block[cut:]
+            if cut:
+                whole = block[:cut]
+                yield _checked(whole.count(RECORD), whole)
+        self._file.seek(0, 2)
+        if rest:
+            raise ValueError("the spilled plan ends inside a line")
 
     def _records(self) -> Iterator[tuple[int, str, str, str, str, str]]:
         assert self._file is not None
