@@ -223,14 +223,17 @@ class PlannedLines:
             raise ValueError(f"line {line.line_number} planned after line {self._count}")
         self.add(line.account, line.debit, line.credit, line.text, line.source_account)
 
-    def add(self, account: str, debit: Decimal, credit: Decimal, text: str, source_account: str = "") -> None:
-        """Add the next line, numbered ``len(self) + 1``; past ``SPILL_AT`` no PlannedLine is built for it."""
+    def add(self, account: str, debit: Decimal, credit: Decimal, text: str, source_account: str = "",
+            amounts: tuple[str, str] | None = None) -> None:
+        """Add the next line, numbered ``len(self) + 1``; past ``SPILL_AT`` no PlannedLine is built for it.
+        ``amounts``: str() of debit and credit when the caller has them already."""
         self._count += 1
         if text not in self._texts:
             self._texts[text] = None
         f = self._FIELD
         # !s: str() of a Decimal is five times cheaper than the format() an f-string calls by default
-        self._pending.append(f"{account}{f}{debit!s}{f}{credit!s}{f}{text}{f}{source_account}{self._RECORD}")
+        debit_text, credit_text = amounts or (str(debit), str(credit))
+        self._pending.append(f"{account}{f}{debit_text}{f}{credit_text}{f}{text}{f}{source_account}{self._RECORD}")
         if self._file is None:
             self._memory.append(PlannedLine(self._count, account, debit, credit, text, source_account))
             if len(self._memory) >= self.SPILL_AT:
@@ -477,6 +480,7 @@ class JournalBuilder:
         self.key = key
         self._summarize = config.payroll.summarize
         self._zero = quantum(config.d365.currency_precision) * 0
+        self._zero_text = str(self._zero)
         self._refuse_negatives = config.payroll.negative_amounts == "refuse"
         self._ids = LineIds()
         self._negatives: list[str] = []
@@ -522,7 +526,9 @@ class JournalBuilder:
         levels = self._joined.get(line.org_levels)
         if levels is None:
             levels = self._joined[line.org_levels] = "|".join(line.org_levels)
-        self._hashing.append(f"{line.system_id}|{line.account}|{line.debit!s}|{line.credit!s}|{levels}\n")
+        debit, credit = line.debit, line.credit
+        amounts = str(debit), str(credit)  # for the source hash and, as they are, the planned line
+        self._hashing.append(f"{line.system_id}|{line.account}|{amounts[0]}|{amounts[1]}|{levels}\n")
         if len(self._hashing) >= 4096:
             self._hash_lines()
         cache_key = (line.account, line.org_levels)
@@ -543,30 +549,34 @@ class JournalBuilder:
             sums[0] += line.debit
             sums[1] += line.credit
         else:
-            self._plan(account.display, line.account, line.debit, line.credit)
+            self._plan(account.display, line.account, debit, credit, amounts)
 
-    def _plan(self, display: str, ukg_account: str, dr: Decimal, cr: Decimal) -> None:
-        """The debit side's line, then the credit side's; a negative amount is a line on the other side."""
+    def _plan(self, display: str, ukg_account: str, dr: Decimal, cr: Decimal,
+              amounts: tuple[str, str] | None = None) -> None:
+        """The debit side's line, then the credit side's; a negative amount is a line on the other side.
+        ``amounts``: str() of dr and cr, reused for the one-sided line nearly every UKG line is."""
         zero = self._zero
         if dr != zero:
             if dr > zero:
                 self._debit_total += dr
-                self._line(display, ukg_account, dr, zero)
+                self._line(display, ukg_account, dr, zero, (amounts[0], self._zero_text) if amounts else None)
             else:
                 self._credit_total -= dr
                 self._line(display, ukg_account, zero, -dr)
         if cr != zero:
             if cr > zero:
                 self._credit_total += cr
-                self._line(display, ukg_account, zero, cr)
+                self._line(display, ukg_account, zero, cr, (self._zero_text, amounts[1]) if amounts else None)
             else:
                 self._debit_total -= cr
                 self._line(display, ukg_account, -cr, zero)
 
-    def _line(self, display: str, ukg_account: str, debit: Decimal, credit: Decimal) -> None:
+    def _line(self, display: str, ukg_account: str, debit: Decimal, credit: Decimal,
+              amounts: tuple[str, str] | None = None) -> None:
         if self._tracks_entities:
             self._line_entities.append(self._bearing.get(display, ""))
-        self._lines.add(display, debit, credit, self._text(ukg_account), ukg_account)
+        text = self._texts.get(ukg_account) or self._text(ukg_account)
+        self._lines.add(display, debit, credit, text, ukg_account, amounts)
 
     def _text(self, ukg_account: str) -> str:
         text = self._texts.get(ukg_account)
