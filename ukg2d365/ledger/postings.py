@@ -4,8 +4,8 @@ A plan is stored as blocks of its lines' records (``plan_chunks``, one row per b
 the block's SHA-256): a million-line journal is a few hundred rows written and read whole, where a row per line
 cost ~3.5 us a line in and out. Plans stored before that (``posting_lines``, a row per line) are still read.
 
-Every statement on ``postings``, ``plan_chunks`` and ``posting_lines`` lives here. A state change and its audit event are
-written in one transaction, so the trail never misses a move.
+Every statement on ``postings``, ``plan_chunks`` and ``posting_lines`` lives here. A state change and its audit
+event are written in one transaction, so the trail never misses a move.
 """
 
 from __future__ import annotations
