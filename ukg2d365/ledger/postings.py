@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from ukg2d365.errors import Ukg2d365Error
-from ukg2d365.journal import PlannedLine, TextRow, block_rows, planned_lines, record_blocks
+from ukg2d365.journal import RECORD, PlannedLine, TextRow, block_rows, planned_lines, record_blocks
 from ukg2d365.ledger.schema import Store, chunked, now_iso
 
 PLANNED, SENDING, POSTED, FAILED = "planned", "sending", "posted", "failed"
@@ -199,6 +199,22 @@ class PostingStore(Store):
     def plan_rows(self, key: str, chunk: int = 5000) -> Iterator[TextRow]:
         """The stored plan's lines in order, as stored (amounts as text), a block at a time (``chunk`` lines at a
         time from a plan stored a row per line). Every block is checked against its hash and its place."""
+        stored = False
+        for first, records in self._plan_blocks(key):
+            stored = True
+            yield from block_rows(records, first)
+        if not stored:
+            yield from self._plan_rows_per_line(key, chunk)
+
+    def check_plan(self, key: str) -> None:
+        """DamagedPlan unless every block of the stored plan is intact: for a poster that sends the plan as it reads
+        it, before its first write."""
+        for _block in self._plan_blocks(key):
+            pass
+
+    def _plan_blocks(self, key: str) -> Iterator[tuple[int, str]]:
+        """(first line, records) of each stored block in order, each checked against its hash, its place and its
+        line count, and the lines of all against the posting's; nothing for a plan stored a row per line."""
         last = 0
         while True:
             with self._lock:  # the poster's threads write audit rows on this connection meanwhile
@@ -210,12 +226,9 @@ class PostingStore(Store):
             if not found:
                 break
             first, count, digest, records = found[0]
-            if first != last + 1 or _digest(records) != digest:
+            if first != last + 1 or _digest(records) != digest or records.count(RECORD) != count:
                 raise DamagedPlan(key, last + 1)
-            rows = block_rows(records, first)
-            if len(rows) != count:
-                raise DamagedPlan(key, first)
-            yield from rows
+            yield first, records
             last = first + count - 1
         if last:
             with self._lock:
@@ -223,8 +236,6 @@ class PostingStore(Store):
                                            (self.tenant, key))
             if not expected or int(expected[0][0]) != last:
                 raise DamagedPlan(key, last + 1)
-            return
-        yield from self._plan_rows_per_line(key, chunk)
 
     def _plan_rows_per_line(self, key: str, chunk: int) -> Iterator[TextRow]:
         """A plan stored before plan_chunks: a row per line, read ``chunk`` at a time."""
