@@ -144,8 +144,9 @@ def test_a_stored_plan_damaged_in_the_ledger_is_refused_before_anything_is_impor
     imports = dmf.import_calls
     db = sqlite3.connect(world.sandbox.dir / "ukg2d365.db")
     try:  # an amount changed by hand in the stored plan: 31.00 becomes 91.00
-        changed = db.execute("UPDATE plan_chunks SET records = REPLACE(records, '31.00', '91.00') WHERE posting_key = ?",
-                             (posting["key"],)).rowcount
+        changed = db.execute(
+            "UPDATE plan_chunks SET records = REPLACE(records, '31.00', '91.00') WHERE posting_key = ?",
+            (posting["key"],)).rowcount
         db.commit()
     finally:
         db.close()
