@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import IO, ClassVar
 
 from ukg2d365.config import Config
+from ukg2d365.errors import DataError
 from ukg2d365.intercompany import BalancingLine, EntityRouting, balancing_lines, transfers
 from ukg2d365.mapping import LedgerAccount, Mapper, MappingError
 from ukg2d365.money import quantum
@@ -145,13 +146,66 @@ def planned_lines(rows: Iterable[TextRow]) -> Iterator[PlannedLine]:
         yield PlannedLine(number, account, amount(debit), amount(credit), text)
 
 
+# A planned line as a record of text: account, debit, credit, line text and UKG account, each ended by the ASCII
+# unit separator but the last, the record by the record separator; its number is its place in the plan. The spill
+# file of PlannedLines holds these records, and the ledger stores them as they are, a block of whole records a row.
+FIELD, RECORD = "\x1f", "\x1e"
+BLOCK_CHARS = 1 << 19  # about 4,000 lines a block: a row of the ledger, what one read of a stored plan holds
+
+
+def line_record(line: PlannedLine) -> str:
+    return f"{line.account}{FIELD}{line.debit!s}{FIELD}{line.credit!s}{FIELD}{line.text}{FIELD}{line.source_account}" \
+           f"{RECORD}"
+
+
+def record_blocks(lines: Iterable[PlannedLine], size: int | None = None) -> Iterator[tuple[int, str]]:
+    """(number of lines, records) in blocks of about ``size`` characters (BLOCK_CHARS), of lines numbered 1, 2, 3..."""
+    size = size or BLOCK_CHARS
+    if isinstance(lines, PlannedLines):
+        yield from lines.blocks(size)
+        return
+    pending: list[str] = []
+    chars = 0
+    for number, line in enumerate(lines, start=1):
+        if line.line_number != number:
+            raise ValueError(f"line {line.line_number} planned after line {number - 1}")
+        record = line_record(line)
+        pending.append(record)
+        chars += len(record)
+        if chars >= size:
+            yield _checked(len(pending), "".join(pending))
+            pending, chars = [], 0
+    if pending:
+        yield _checked(len(pending), "".join(pending))
+
+
+def block_rows(records: str, first: int) -> list[TextRow]:
+    """A block of records as rows (number, account, debit, credit, text), numbered from ``first``."""
+    rows: list[TextRow] = []
+    add = rows.append
+    for number, record in enumerate(records.split(RECORD), start=first):
+        if record:
+            account, debit, credit, text, _source = record.split(FIELD)
+            add((number, account, debit, credit, text))
+    return rows
+
+
+def _checked(count: int, records: str) -> tuple[int, str]:
+    """A block whose separators are all where the format puts them: an account or a text holding one would be
+    read back as other lines than were planned."""
+    if records.count(RECORD) != count or records.count(FIELD) != 4 * count:
+        raise DataError("a planned line's account or text holds an ASCII unit or record separator (0x1F, 0x1E); "
+                        "check the mapping and payroll.line_text for control characters")
+    return count, records
+
+
 class PlannedLines:
     """A journal's planned lines in plan order: in memory while few, spilled to a temporary file past
     ``SPILL_AT`` so a journal of a million lines costs disk, not memory (``journal.lines`` iterates them again
     from the file each time). Sized, iterable and append-only, like the list it replaces."""
 
     SPILL_AT = 5000
-    _FIELD, _RECORD = "\x1f", "\x1e"  # ASCII unit and record separators: never in an account or a line text
+    _FIELD, _RECORD = FIELD, RECORD  # records as line_record writes them
 
     def __init__(self, lines: Iterable[PlannedLine] = ()) -> None:
         self._memory: list[PlannedLine] = []
@@ -169,14 +223,17 @@ class PlannedLines:
             raise ValueError(f"line {line.line_number} planned after line {self._count}")
         self.add(line.account, line.debit, line.credit, line.text, line.source_account)
 
-    def add(self, account: str, debit: Decimal, credit: Decimal, text: str, source_account: str = "") -> None:
-        """Add the next line, numbered ``len(self) + 1``; past ``SPILL_AT`` no PlannedLine is built for it."""
+    def add(self, account: str, debit: Decimal, credit: Decimal, text: str, source_account: str = "",
+            amounts: tuple[str, str] | None = None) -> None:
+        """Add the next line, numbered ``len(self) + 1``; past ``SPILL_AT`` no PlannedLine is built for it.
+        ``amounts``: str() of debit and credit when the caller has them already."""
         self._count += 1
         if text not in self._texts:
             self._texts[text] = None
         f = self._FIELD
         # !s: str() of a Decimal is five times cheaper than the format() an f-string calls by default
-        self._pending.append(f"{account}{f}{debit!s}{f}{credit!s}{f}{text}{f}{source_account}{self._RECORD}")
+        debit_text, credit_text = amounts or (str(debit), str(credit))
+        self._pending.append(f"{account}{f}{debit_text}{f}{credit_text}{f}{text}{f}{source_account}{self._RECORD}")
         if self._file is None:
             self._memory.append(PlannedLine(self._count, account, debit, credit, text, source_account))
             if len(self._memory) >= self.SPILL_AT:
@@ -247,6 +304,27 @@ class PlannedLines:
             return
         for number, account, debit, credit, text, _source in self._records():
             yield number, account, debit, credit, text
+
+    def blocks(self, size: int | None = None) -> Iterator[tuple[int, str]]:
+        """(number of lines, records) in blocks of whole records of about ``size`` characters: a spilled journal is
+        read from its file as it was written, never split into lines (what the ledger stores, see record_blocks)."""
+        size = size or BLOCK_CHARS
+        if self._file is None:
+            yield from record_blocks(list(self._memory), size)
+            return
+        self._flush()
+        self._file.seek(0)
+        rest = ""
+        for block in iter(lambda: self._file.read(size) if self._file is not None else "", ""):
+            block = rest + block
+            cut = block.rfind(RECORD) + 1
+            rest = block[cut:]
+            if cut:
+                whole = block[:cut]
+                yield _checked(whole.count(RECORD), whole)
+        self._file.seek(0, 2)
+        if rest:
+            raise ValueError("the spilled plan ends inside a line")
 
     def _records(self) -> Iterator[tuple[int, str, str, str, str, str]]:
         assert self._file is not None
@@ -402,6 +480,7 @@ class JournalBuilder:
         self.key = key
         self._summarize = config.payroll.summarize
         self._zero = quantum(config.d365.currency_precision) * 0
+        self._zero_text = str(self._zero)
         self._refuse_negatives = config.payroll.negative_amounts == "refuse"
         self._ids = LineIds()
         self._negatives: list[str] = []
@@ -447,7 +526,9 @@ class JournalBuilder:
         levels = self._joined.get(line.org_levels)
         if levels is None:
             levels = self._joined[line.org_levels] = "|".join(line.org_levels)
-        self._hashing.append(f"{line.system_id}|{line.account}|{line.debit!s}|{line.credit!s}|{levels}\n")
+        debit, credit = line.debit, line.credit
+        amounts = str(debit), str(credit)  # for the source hash and, as they are, the planned line
+        self._hashing.append(f"{line.system_id}|{line.account}|{amounts[0]}|{amounts[1]}|{levels}\n")
         if len(self._hashing) >= 4096:
             self._hash_lines()
         cache_key = (line.account, line.org_levels)
@@ -468,30 +549,34 @@ class JournalBuilder:
             sums[0] += line.debit
             sums[1] += line.credit
         else:
-            self._plan(account.display, line.account, line.debit, line.credit)
+            self._plan(account.display, line.account, debit, credit, amounts)
 
-    def _plan(self, display: str, ukg_account: str, dr: Decimal, cr: Decimal) -> None:
-        """The debit side's line, then the credit side's; a negative amount is a line on the other side."""
+    def _plan(self, display: str, ukg_account: str, dr: Decimal, cr: Decimal,
+              amounts: tuple[str, str] | None = None) -> None:
+        """The debit side's line, then the credit side's; a negative amount is a line on the other side.
+        ``amounts``: str() of dr and cr, reused for the one-sided line nearly every UKG line is."""
         zero = self._zero
         if dr != zero:
             if dr > zero:
                 self._debit_total += dr
-                self._line(display, ukg_account, dr, zero)
+                self._line(display, ukg_account, dr, zero, (amounts[0], self._zero_text) if amounts else None)
             else:
                 self._credit_total -= dr
                 self._line(display, ukg_account, zero, -dr)
         if cr != zero:
             if cr > zero:
                 self._credit_total += cr
-                self._line(display, ukg_account, zero, cr)
+                self._line(display, ukg_account, zero, cr, (self._zero_text, amounts[1]) if amounts else None)
             else:
                 self._debit_total -= cr
                 self._line(display, ukg_account, -cr, zero)
 
-    def _line(self, display: str, ukg_account: str, debit: Decimal, credit: Decimal) -> None:
+    def _line(self, display: str, ukg_account: str, debit: Decimal, credit: Decimal,
+              amounts: tuple[str, str] | None = None) -> None:
         if self._tracks_entities:
             self._line_entities.append(self._bearing.get(display, ""))
-        self._lines.add(display, debit, credit, self._text(ukg_account), ukg_account)
+        text = self._texts.get(ukg_account) or self._text(ukg_account)
+        self._lines.add(display, debit, credit, text, ukg_account, amounts)
 
     def _text(self, ukg_account: str) -> str:
         text = self._texts.get(ukg_account)

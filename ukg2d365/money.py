@@ -12,6 +12,8 @@ _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
 _QUANTA = {p: Decimal(1).scaleb(-p) for p in range(0, 5)}
+# At two decimals or fewer, |x| <= MAX_AMOUNT exactly when x has at most 12 digits before the point.
+_DIGITS = MAX_AMOUNT.adjusted() + 1
 _ZEROS = {p: q * 0 for p, q in _QUANTA.items()}
 
 
@@ -38,16 +40,18 @@ def parse_amount(value: Any, precision: int = 2) -> Decimal:
     """
     if value is None:
         return _ZEROS.get(precision) or quantum(precision) * 0
-    if type(value) is Decimal and value.is_finite():
+    if type(value) is Decimal:
         # Fast path for what the JSON decoder hands us: already exact; at the currency's scale without losing a
-        # digit (so the rounding mode never matters) and in range. Anything else takes the path that says why.
+        # digit (so the rounding mode never matters) and in range. Anything else takes the path that says why:
+        # NaN quantizes to NaN, never equal to itself, and an infinity raises.
         q = _QUANTA.get(precision)
         if q is not None:
             try:
                 rounded = value.quantize(q)
             except InvalidOperation:
                 rounded = None
-            if rounded is not None and rounded == value and -MAX_AMOUNT <= rounded <= MAX_AMOUNT:
+            if rounded is not None and rounded == value and (
+                    rounded.adjusted() < _DIGITS if precision <= 2 else -MAX_AMOUNT <= rounded <= MAX_AMOUNT):
                 return rounded
     return _to_precision(_exact_decimal(value), value, precision)
 

@@ -241,7 +241,9 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path, log_name: str) ->
 
 
 def child_env(sandbox: Sandbox) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UKG2D365_")}
+    # The tool as installed: pip writes its modules' bytecode at install time. Without it (a checkout under
+    # PYTHONDONTWRITEBYTECODE) every start compiles ~80 modules again, 0.1 s of CPU that no user pays.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UKG2D365_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(sandbox.env())
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("COLUMNS", "160")

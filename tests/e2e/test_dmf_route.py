@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import time
 from decimal import Decimal
 from typing import Any
@@ -128,3 +129,29 @@ def test_dry_run_says_which_route_each_journal_would_take(world: World) -> None:
     use_dmf(world, transport="auto", min_lines=2)
     out = " ".join(world.cli("post-payroll", "--run-id", small.run_id, "--dry-run").output.split())
     assert "Route DMF package" in out and "OData $batch" not in out and world.sandbox.d365.dmf.import_calls == 0
+
+
+def test_a_stored_plan_damaged_in_the_ledger_is_refused_before_anything_is_imported(world: World) -> None:
+    """The plan is stored in hashed blocks: replay of a plan altered since it was planned fails that posting, naming
+    it, and sends D365 nothing (the package is written from the ledger before any upload)."""
+    use_dmf(world)
+    run = world.add_small_run("DMF6", Decimal("31.00"))
+    world.sandbox.d365.dmf.fail_target = True
+    world.cli("post-payroll", "--run-id", run.run_id, "--yes", expect=1)
+    world.sandbox.d365.dmf.fail_target = False
+    posting = posting_of(world, run.run_id)
+    dmf = world.sandbox.d365.dmf
+    imports = dmf.import_calls
+    db = sqlite3.connect(world.sandbox.dir / "ukg2d365.db")
+    try:  # an amount changed by hand in the stored plan: 31.00 becomes 91.00
+        changed = db.execute(
+            "UPDATE plan_chunks SET records = REPLACE(records, '31.00', '91.00') WHERE posting_key = ?",
+            (posting["key"],)).rowcount
+        db.commit()
+    finally:
+        db.close()
+    assert changed == 1
+    text = " ".join(world.cli("replay", posting["key"], expect=1).output.split())
+    assert f"the ledger's stored plan of {posting['key']} is damaged from line 1 on" in text
+    assert dmf.import_calls == imports and marked(world, run.run_id) == []
+    assert posting_of(world, run.run_id)["status"] == "failed"

@@ -342,6 +342,7 @@ class RecordingAdapter(HTTPAdapter):
         response.request = request
         response.url = request.url or ""
         response._content = b"{}"
+        response._content_consumed = True  # as requests leaves a response whose body was read
         return response
 
 
@@ -553,3 +554,76 @@ def test_try_spend_charges_only_what_fits() -> None:
     assert budget.try_spend(4) is False
     assert budget.try_spend(3) is True
     assert budget.waited == 10
+
+
+# ---------------------------------------------------------------- bodies cut short
+
+
+class _CutServer:
+    """A plain HTTP server on a free port whose first ``cut`` answers promise 2 MB and close after 10 bytes."""
+
+    BODY = b'{"n": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+
+    def __init__(self, cut: int) -> None:
+        import http.server
+        import threading
+
+        owner = self
+        self.cut = cut
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                owner.requests.append(self.command)
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(owner.BODY)))
+                self.end_headers()
+                if len(owner.requests) <= owner.cut:
+                    self.wfile.write(owner.BODY[:10])
+                    self.close_connection = True
+                    return
+                self.wfile.write(owner.BODY)
+
+            do_GET = do_POST = _answer  # noqa: N815 - the names BaseHTTPRequestHandler dispatches to
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _plain_client(base: str) -> HttpClient:
+    return HttpClient(system="UKG", base_url=base, timeout=10, ca_bundle=None, sleep=lambda _: None,
+                      policy=RetryPolicy(max_attempts=3, backoff_base=0, backoff_max=0, budget_seconds=10),
+                      budget=RetryBudget(10))
+
+
+def test_a_read_whose_body_is_cut_short_is_read_again_whole() -> None:
+    """The body is read (a megabyte at a time) inside the request's error handling: a connection that drops
+    half-way through a 2 MB answer is a transport failure like any other, retried for a read."""
+    server = _CutServer(cut=1)
+    try:
+        response = _plain_client(server.base).request("GET", "/page")
+        assert response.content == _CutServer.BODY and response.json()["n"] == "x" * (2 * 1024 * 1024)
+        assert server.requests == ["GET", "GET"]
+    finally:
+        server.close()
+
+
+def test_a_write_whose_answer_is_cut_short_is_ambiguous_and_not_sent_again() -> None:
+    server = _CutServer(cut=1)
+    try:
+        with pytest.raises(AmbiguousWriteError, match="may or may not have been processed"):
+            _plain_client(server.base).request("POST", "/write", json={"a": 1})
+        assert server.requests == ["POST"]
+    finally:
+        server.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import sys
 from decimal import Decimal
 from typing import Any
@@ -595,6 +596,26 @@ def test_a_missing_journal_name_fails_before_any_write(tmp_path):
     world.fake.get = lambda entity_set, key: None  # type: ignore[method-assign]
     outcome = world.post()
     assert outcome.status == FAILED and "journal name GenJrn does not exist" in outcome.error
+    assert "create" not in world.fake.calls and "batch" not in world.fake.calls
+
+
+def test_a_stored_plan_damaged_in_its_last_block_fails_the_posting_before_any_write(tmp_path, monkeypatch):
+    """OData sends the plan as it reads it: the whole stored plan is checked first, so a block damaged far down
+    the plan never leaves half a journal in D365."""
+    monkeypatch.setattr("ukg2d365.journal.BLOCK_CHARS", 100)  # two lines a block
+    world = Setup(tmp_path, "d365")
+    world.ledger.save_plan(posting_record(world.journal), world.journal.lines)
+    key = world.journal.key.text
+    db = sqlite3.connect(tmp_path / "ledger.db")
+    try:
+        last = db.execute("SELECT MAX(first_line) FROM plan_chunks").fetchone()[0]
+        assert last > 1
+        db.execute("UPDATE plan_chunks SET records = REPLACE(records, '.', ',') WHERE first_line = ?", (last,))
+        db.commit()
+    finally:
+        db.close()
+    outcome = world.poster.post(world.ledger.get_posting(key))
+    assert outcome.status == FAILED and f"stored plan of {key} is damaged from line {last} on" in outcome.error
     assert "create" not in world.fake.calls and "batch" not in world.fake.calls
 
 

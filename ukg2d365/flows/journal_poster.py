@@ -233,6 +233,8 @@ class JournalPoster:
         settle = posting.status == SENDING
         try:
             self.journal_name  # noqa: B018 - fails the posting before any write when the name is unusable
+            # The lines are sent as the stored plan is read: a damaged block must fail the posting before the first.
+            self._ledger.check_plan(key)
             for _round in range(MAX_RECOVERIES + 1):
                 try:
                     occupied: set[int] = set()

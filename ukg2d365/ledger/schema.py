@@ -318,6 +318,25 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE postings ADD COLUMN execution_id TEXT;
         """,
     ),
+    (
+        8,
+        "plans stored in blocks of lines, each with its SHA-256",
+        # A row per block of whole line records (journal.py's line_record: account, debit, credit, text and UKG
+        # account, unit-separated; numbered from first_line). Plans stored before stay in posting_lines and are
+        # read from there; a plan stored again (a replan) moves here.
+        """
+        CREATE TABLE plan_chunks (
+            tenant TEXT NOT NULL,
+            posting_key TEXT NOT NULL,
+            first_line INTEGER NOT NULL,
+            line_count INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            records TEXT NOT NULL,
+            PRIMARY KEY (tenant, posting_key, first_line),
+            FOREIGN KEY (tenant, posting_key) REFERENCES postings(tenant, key) ON DELETE CASCADE
+        );
+        """,
+    ),
 ]
 
 

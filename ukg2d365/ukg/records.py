@@ -90,13 +90,6 @@ _CACHE_SIZE = 4096
 _NO_AMOUNT = "debitAmt and creditAmt are both null or missing"
 
 
-def _known(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...]) -> Any:
-    try:
-        return cache.get(key)
-    except TypeError:  # an unhashable value (a list, an object): validated afresh, which refuses it
-        return None
-
-
 def _cache(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
     if all(type(v) is str or v is None for v in key):
         if len(cache) >= _CACHE_SIZE:
@@ -109,9 +102,12 @@ def _head(raw: dict[str, Any], no_amount: bool) -> tuple[str, str, date, str]:
     pay group, as the fields have always been checked)."""
     key = (raw.get("runId"), raw.get("coId"), raw.get("companyCode"),
            raw.get("periodEndDate") or raw.get("payPeriodEndDate"), raw.get("payGroup"))
-    known = _known(_HEADS, key)
+    try:
+        known = _HEADS.get(key)
+    except TypeError:  # an unhashable value (a list, an object): validated afresh, which refuses it
+        known = None
     if known is not None:
-        return known  # type: ignore[no-any-return]
+        return known
     run = _text(raw, "runId", required=True)
     company = _text(raw, "coId", required=False) or _text(raw, "companyCode", required=True)
     if key[3] is None:
@@ -128,7 +124,10 @@ def _place(raw: dict[str, Any], precision: int) -> tuple[str, Decimal, Decimal, 
     """Account, debit, credit and org levels, validated in this order; account and levels once per distinct set."""
     key = (raw.get("generalLedgerAccount"), raw.get("orgLevel1"), raw.get("orgLevel2"), raw.get("orgLevel3"),
            raw.get("orgLevel4"))
-    known = _known(_PLACES, key)
+    try:
+        known = _PLACES.get(key)
+    except TypeError:  # unhashable: validated afresh, as in _head
+        known = None
     if known is not None:
         return known[0], _amount(raw.get("debitAmt"), "debitAmt", precision), \
             _amount(raw.get("creditAmt"), "creditAmt", precision), known[1]
@@ -148,6 +147,9 @@ def _amount(value: Any, field: str, precision: int) -> Decimal:
         raise ValueError(f"{field} {exc}") from None
 
 
+_new_line = tuple.__new__
+
+
 def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution:
     """Validate one raw GL item; DataError names the run, the line and the field."""
     if not isinstance(raw, dict):
@@ -161,12 +163,16 @@ def parse_gl_line(raw: Any, position: int, precision: int = 2) -> GlDistribution
         if no_amount:  # checked in _head too, when its values were not known yet
             raise ValueError(_NO_AMOUNT)
         account, debit, credit, levels = _place(raw, precision)
-        return GlDistribution(  # positional: a NamedTuple built from keywords costs more, 100,000 times a run
-            run, company, pay_group, period_end, account, debit, credit, levels,
-            _int(raw, "blockId", 1),
-            _int(raw, "totalNrOfBlocks", 1),
+        block, blocks = raw.get("blockId"), raw.get("totalNrOfBlocks")  # whole numbers nearly always: _int if not
+        if type(block) is not int:
+            block = _int(raw, "blockId", 1)
+        if type(blocks) is not int:
+            blocks = _int(raw, "totalNrOfBlocks", 1)
+        # tuple.__new__ straight: the NamedTuple's own __new__ is a Python function, a frame a line of a run
+        return _new_line(GlDistribution, (
+            run, company, pay_group, period_end, account, debit, credit, levels, block, blocks,
             str(system_id) if system_id is not None else f"#{position}",
-        )
+        ))
     except ValueError as exc:
         line = system_id if system_id is not None else f"#{position}"
         run_id = raw.get("runId")
