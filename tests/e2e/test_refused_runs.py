@@ -206,3 +206,40 @@ def test_accrual_due_counts_a_month_end_accrued_only_when_every_entitys_journal_
     assert [e.get("status") for e in done if e["event"] == "accrual"] == ["nothing due"]
     assert sorted(j["dataAreaId"] for j in world.journals()) == \
         sorted([catalog.LEGAL_ENTITY, catalog.LEGAL_ENTITY_2, catalog.LEGAL_ENTITY_3])
+
+
+@pytest.mark.sandbox(companies=2)
+def test_skipping_a_refused_run_skips_its_journal_in_the_entity_bearing_part_of_it_too(world: World) -> None:
+    newest = world.sandbox.dataset.closed_periods()[-1]
+    look_back_to(world, newest.pay_date)
+    ds = world.sandbox.dataset
+    ds.add_gl_run(OFF_CYCLE, period_end=newest.period_end, lines=[  # unbalanced, part of it borne by USPM
+        ds.make_gl_line(OFF_CYCLE, "5000", debit=Decimal("10.00"), cost_center="110", department="PROD",
+                        period_end=newest.period_end),
+        ds.make_gl_line(OFF_CYCLE, "5000", debit=Decimal("5.00"), cost_center=catalog.BEARING_COST_CENTER,
+                        department="PROD", period_end=newest.period_end),
+        ds.make_gl_line(OFF_CYCLE, "2100", credit=Decimal("9.00"), period_end=newest.period_end),
+    ])
+    key = f"{catalog.UKG_CO_ID}/{catalog.PAY_GROUP}/{newest.period_end}/{OFF_CYCLE}"
+    bearing = f"{key}/@{catalog.LEGAL_ENTITY_3.upper()}"
+    refused = said(world.cli("post-payroll", "--due", "--yes", expect=1))
+    assert f"refusing UKG run {OFF_CYCLE} ({catalog.PAY_GROUP} {newest.period_end}), nothing" in refused
+    assert f"refusing UKG run {OFF_CYCLE} ({catalog.PAY_GROUP} {newest.period_end}), the part borne by " \
+        f"{catalog.LEGAL_ENTITY_3.upper()}, nothing" in refused
+    [report] = world.json_events("status")
+    assert sorted(r["key"] for r in report["refused"]) == [key, bearing]
+    journals = len(world.journals())
+
+    preview = said(world.cli("replay", "--skip", key, "--reason", "voided in UKG", "--dry-run"))
+    assert f"would skip UKG run {OFF_CYCLE}" in preview and f"the part borne by {catalog.LEGAL_ENTITY_3.upper()}" \
+        in preview and "would skip 2 refused run(s)" in preview
+    skip = world.json_events("replay", "--skip", key, "--reason", "voided in UKG", "--yes")
+    assert sorted(e["key"] for e in skip if e["event"] == "skip") == [key, bearing]
+    [report] = world.json_events("status")
+    assert report["refused"] == []
+    for each in (key, bearing):  # each journal's skip is in its own audit trail, with the reason
+        trail = world.json_events("audit", each, "--format", "json")[0]
+        assert [e["detail"]["reason"] for e in trail["events"] if e["kind"] == "skipped"] == ["voided in UKG"]
+    quiet = world.json_events("post-payroll", "--due", "--yes")  # exit 0: the period is done in every entity
+    assert [e for e in quiet if e["event"] == "summary"][0]["message"].startswith("nothing new to post")
+    assert len(world.journals()) == journals

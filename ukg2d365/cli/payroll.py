@@ -109,6 +109,7 @@ def replay(
 
     --skip KEY --reason TEXT acknowledges a refused run that can never be posted (a run UKG voided): its period
     is then done for post-payroll --due, status stops listing it, and the audit says who skipped it and why.
+    A pay run's journals in the legal entities that bear part of its cost (KEY/@ENTITY) are skipped with it.
 
     Examples:
 

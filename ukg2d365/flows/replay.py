@@ -71,8 +71,10 @@ def read_and_plan(ctx: Context, selection: ReplaySelection) -> ReplayPlan:
     selection.validate()
     ledger = ctx.ledger
     plan = ReplayPlan(reason=(selection.reason or "").strip())
-    for key in selection.skip:
+    for key in dict.fromkeys(selection.skip):  # a key named twice is skipped once
         _plan_skip(ctx, plan, key)
+        for sibling in _bearing_refusals(ctx, key, named=selection.skip):
+            _plan_skip(ctx, plan, sibling)
     seen: set[str] = set()
     candidates: list[Posting] = []
     for key in selection.keys:
@@ -112,6 +114,18 @@ def _plan_skip(ctx: Context, plan: ReplayPlan, key: str) -> None:
             f"replay {key}`; a run is never skipped while D365 may hold part of it")
     else:
         plan.to_skip.append(refusal)
+
+
+def _bearing_refusals(ctx: Context, key: str, *, named: tuple[str, ...]) -> list[str]:
+    """The open refusals of the same pay run in the legal entities that bear part of its cost (their keys are
+    the run's key + "/@ENTITY", see journal.PostingKey): a run UKG voided is voided in every entity, so skipping
+    the run's key skips them too, each checked and listed like a key named on the command line."""
+    refusal = ctx.ledger.refusal(key)
+    if refusal is None or refusal.kind != "pay_run" or "/@" in key:
+        return []
+    return [r.key for r in ctx.ledger.open_refusals(kind=refusal.kind, pay_group=refusal.pay_group,
+                                                    period_end=refusal.period_end)
+            if r.key.startswith(key + "/@") and r.key not in named]
 
 
 def _by_marker(ctx: Context, marker: str) -> Posting | None:

@@ -136,7 +136,8 @@ def payroll_plan(out: Output, plan: PayrollPlan, *, dry_run: bool, detailed: boo
                  f"{journal.key.run_id}` and correct D365 by hand if needed")
     for journal in plan.refused:
         out.event("plan", status="refused", problems=journal.problems, **journal_fields(journal))
-        out.warn(f"refusing UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}), "
+        borne = f", the part borne by {journal.key.entity}" if journal.key.entity else ""
+        out.warn(f"refusing UKG run {journal.key.run_id} ({journal.key.pay_group} {journal.key.period_end}){borne}, "
                  f"nothing is sent for it: " + "; ".join(journal.problems)
                  + refused_since(plan.refused_before.get(journal.key.text)))
     refusal_outcomes(out, plan)
@@ -160,7 +161,10 @@ def refused_since(refusal: Refusal | None) -> str:
 def what_refused(refusal: Refusal) -> str:
     if refusal.kind == "accrual":
         return f"accrual {refusal.key}"
-    return f"UKG run {refusal.run_id} ({refusal.pay_group} {refusal.period_end})"
+    run = f"UKG run {refusal.run_id} ({refusal.pay_group} {refusal.period_end})"
+    if "/@" in refusal.key:  # a journal of the part of the run another legal entity bears (journal.PostingKey)
+        return f"{run}, the part borne by {refusal.key.rpartition('/@')[2]}"
+    return run
 
 
 def refusal_outcomes(out: Output, plan: PayrollPlan) -> None:
