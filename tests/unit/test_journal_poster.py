@@ -627,3 +627,17 @@ def test_header_refused_with_only_the_generic_message_is_created_inside_batch(tm
     only_copy(world.fake, world.journal)
     answers = [e["detail"] for e in world.ledger.audit_trail(world.journal.key.text) if e["kind"] == "answer"]
     assert answers[0]["next"] == "the same request inside $batch"
+
+
+def test_giving_up_after_the_recoveries_names_the_last_cause_and_leaves_the_posting_for_the_rerun(tmp_path):
+    s = Setup(tmp_path, "client")
+    s.fake.faults = ["create:drop_before"] * 3 + ["create:late"]  # the header answered late, four times running
+    with pytest.raises(RemoteUnavailable) as raised:
+        s.post()
+    assert str(raised.value) == (f"posting {s.journal.key.text}: no certain answer from D365 after 3 recoveries "
+                                 "(the last: read timed out); a rerun looks in D365 first and sends only what is "
+                                 "missing")
+    assert s.ledger.get_posting(s.journal.key.text).status == SENDING
+    s.fake.land_late()  # the late header lands: the rerun adopts it and fills it, one journal
+    assert s.post().status == POSTED
+    only_copy(s.fake, s.journal)

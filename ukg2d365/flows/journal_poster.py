@@ -231,6 +231,7 @@ class JournalPoster:
         needs_lookup = posting.status in (SENDING, FAILED) or jbn is not None
         # A run that died while sending may have left requests on their way: let them land before looking.
         settle = posting.status == SENDING
+        last = ""
         try:
             self.journal_name  # noqa: B018 - fails the posting before any write when the name is unusable
             # The lines are sent as the stored plan is read: a damaged block must fail the posting before the first.
@@ -262,9 +263,13 @@ class JournalPoster:
                     # The write may have landed, or may still land: never resend blindly, wait, then look.
                     self._ledger.audit("ambiguous", {"error": str(exc)}, key)
                     needs_lookup = settle = True
+                    last = str(exc)
                     continue
-            raise RemoteUnavailable(f"posting {key}: D365 kept dropping connections; giving up after "
-                                    f"{MAX_RECOVERIES} recoveries")
+            # Name the last cause: a dropped connection, an unreadable answer, client line numbers D365 already
+            # holds each time... "kept dropping connections" said the first whatever happened.
+            raise RemoteUnavailable(f"posting {key}: no certain answer from D365 after {MAX_RECOVERIES} recoveries "
+                                    f"(the last: {last}); a rerun looks in D365 first and sends only what is "
+                                    "missing")
         except (RemoteUnavailable, AuthError) as exc:
             record_interrupted(self._ledger, key, exc)
             raise
