@@ -172,3 +172,9 @@ def test_report_names_refused_lines_from_the_staging_error_file(dmf: DmfClient) 
 
 def test_error_file_in_utf8_without_a_line_number_counts_rows() -> None:
     assert parse_error_file(b"ACCOUNT,Error message\r\na,bad\r\nb,bad\r\n") == (2, {})
+
+
+def test_error_file_line_numbers_as_decimals_are_read_and_odd_ones_counted_but_not_named() -> None:
+    raw = (b"LINENUMBER,Error message\r\n12.0000,bad account\r\ninf,odd\r\nNaN,odd\r\n2.5,odd\r\n0,odd\r\n"
+           b"abc,odd\r\n,odd\r\n")
+    assert parse_error_file(raw) == (7, {12: "bad account"})

@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -256,13 +257,24 @@ def parse_error_file(raw: bytes) -> tuple[int, dict[int, str]]:
         rows += 1
         if len(named) >= NAMED_ERRORS or number_field is None:
             continue
-        try:
-            number = int(float(row.get(number_field) or ""))
-        except ValueError:
+        number = _line_number(row.get(number_field))
+        if number is None:
             continue
         message = "; ".join(str(row.get(f) or "").strip() for f in error_fields if row.get(f)) or "refused"
         named[number] = message
     return rows, named
+
+
+def _line_number(text: str | None) -> int | None:
+    """A staging error file's LINENUMBER ("12" or D365's real "12.0000"); None for anything else (never float:
+    "inf" would raise where "abc" is skipped)."""
+    try:
+        number = Decimal((text or "").strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number != number.to_integral_value() or number < 1:
+        return None
+    return int(number)
 
 
 def _message(item: Any) -> str:
