@@ -279,16 +279,16 @@ def chart_svg(report: LaborReport) -> str:
                    f"{escape(money(tick.quantize(Decimal(1))))}</text>")
     for i, ((end, by), total) in enumerate(zip(report.by_period, totals, strict=True)):
         x = CHART_LEFT + band * i + (band - bar) / 2
-        y = CHART_TOP + plot_h
+        stack = Decimal(CHART_TOP + plot_h)  # the top of the bar stacked so far, in pixels
         previous = end < report.selection.date_from
         opacity = ' fill-opacity="0.45"' if previous else ""
         for value in values:
             cost = by.get(value, Decimal(0))
             if cost <= 0:
                 continue
-            h = float(cost / top) * plot_h
-            y -= h
-            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{colour[value]}"'
+            h = cost / top * plot_h  # pixels, kept in Decimal: no float near an amount
+            stack -= h
+            out.append(f'<rect x="{x:.1f}" y="{stack:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{colour[value]}"'
                        f'{opacity} data-period="{end}" '
                        f'data-value="{escape(value)}" data-amount="{cost}"><title>{end} {escape(value)}: '
                        f"{escape(money(cost))}</title></rect>")
